@@ -1,0 +1,3 @@
+from rsna_pkg.cli import main
+
+raise SystemExit(main())

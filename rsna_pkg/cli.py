@@ -1,0 +1,63 @@
+"""The ``rsna`` command line.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+``run(args) -> int``; those modules import heavy libraries (torch, DALI) inside
+``run`` only, so ``rsna --help`` stays fast and import has no side effects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from rsna_pkg import __version__
+from rsna_pkg.errors import RsnaError
+
+# name -> (module, one-line help). Order is the order shown in --help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("rsna_pkg.data.synth.command", "write a competition-shaped synthetic dataset"),
+    "eda": ("rsna_pkg.eda.command", "metadata and image report with figures"),
+    "preprocess": ("rsna_pkg.preprocess.command", "decode, window, crop and resize DICOMs to PNG"),
+    "train": ("rsna_pkg.train.command", "train an image(+metadata) classifier"),
+    "compare": ("rsna_pkg.train.compare_command", "train several backbones on one split and rank them"),
+    "infer": ("rsna_pkg.infer.command", "offline inference to a per-breast submission.csv"),
+    "replicate": ("rsna_pkg.kaggle.replicate_command", "replay the four Kaggle kernels locally (main job)"),
+    "kaggle": ("rsna_pkg.kaggle.command", "build the wheel dataset, check metadata, push to Kaggle"),
+    "bench": ("rsna_pkg.bench_command", "benchmarks: decode, train, infer"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rsna",
+        description="RSNA Screening Mammography toolkit: synth, EDA, preprocessing, training, "
+        "offline inference and Kaggle packaging.",
+    )
+    parser.add_argument("--version", action="version", version=f"rsna_pkg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        cmd = sub.add_parser(name, help=help_text, description=module.__doc__ or help_text)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except RsnaError as exc:
+        print(f"rsna {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

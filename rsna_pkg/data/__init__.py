@@ -1,0 +1,1 @@
+"""Competition tables: schema, synthetic generator, splits, datasets."""

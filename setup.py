@@ -1,0 +1,53 @@
+"""Build the rsna_pkg wheel: ``pip wheel . --no-deps``."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "rsna_pkg/__init__.py").read_text()).group(1)
+
+setup(
+    name="rsna_pkg",
+    version=VERSION,
+    description="RSNA Screening Mammography Breast Cancer Detection: synthetic data, DICOM "
+    "preprocessing, training and offline Kaggle inference",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["rsna_pkg", "rsna_pkg.*"]),
+    include_package_data=True,
+    package_data={"rsna_pkg": ["py.typed", "**/*.json", "**/*.txt", "**/*.toml"]},
+    install_requires=[
+        "numpy>=1.24",
+        "pandas>=1.5",
+        "pydicom>=3.0",
+        "pylibjpeg>=2.0",
+        "pylibjpeg-openjpeg>=2.3",
+        "pylibjpeg-libjpeg>=2.1",
+        "dicomsdl>=0.109",
+        "imagecodecs>=2023.3",
+        "pillow>=10.0",
+        "scikit-learn>=1.2",
+        "tqdm>=4.64",
+        "matplotlib>=3.6",
+        # Lower bounds only: Kaggle's preinstalled torch satisfies them, so an
+        # offline `pip install --no-index` never tries to replace it.
+        "torch>=2.0",
+        "torchvision>=0.15",
+    ],
+    extras_require={
+        "dali": ["nvidia-dali-cuda120>=1.24"],
+        "dev": [
+            "pytest>=7",
+            "pydicom-data>=1.0",
+            "kaggle>=1.6",
+            "six",
+            "ruff>=0.5",
+            "mypy>=1.8",
+        ],
+    },
+    entry_points={"console_scripts": ["rsna=rsna_pkg.cli:main"]},
+)

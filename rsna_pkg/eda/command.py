@@ -1,0 +1,49 @@
+"""Exploratory data analysis of a competition-layout folder: metadata tables,
+a parallel DICOM header survey, image galleries and figures, written as
+OUT/report.md, OUT/report.html (self-contained), OUT/summary.json and OUT/figures/*.png.
+
+--sample N is the number of images drawn per gallery group (healthy, cancer,
+implant, each machine_id); --max-headers M caps the header survey at a seeded
+random M files (default: every file)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, required=True, help="folder holding train.csv")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--sample", type=int, default=4, help="images per gallery group")
+    parser.add_argument(
+        "--max-headers", type=int, default=0, help="survey at most M headers (0 = all)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=min(8, os.cpu_count() or 1), help="worker processes"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for sampling")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rsna_pkg.eda.pipeline import EdaConfig, run_eda
+
+    cfg = EdaConfig(
+        data_dir=args.data,
+        out_dir=args.out,
+        sample=args.sample,
+        max_headers=args.max_headers,
+        workers=max(1, args.workers),
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    result = run_eda(cfg)
+    s = result.summary
+    h = s["headers"]
+    print(f"report: {result.paths['html']}")
+    print(f"figures: {len(s['figures'])}; headers: {h['files']} files, "
+          f"{h['seconds_per_1000_files']} s/1000, unreadable {len(h['unreadable'])}; "
+          f"total {s['timings_s']['total']} s")  # fmt: skip
+    return 0

@@ -1,0 +1,146 @@
+"""Image galleries: for a few sampled images per group (healthy, cancer, implant,
+each machine) show the stored pixels, the windowed image and the preprocessed
+crop side by side, so what preprocessing does is visible.
+
+All pixel work goes through the package's own code: ``rsna_pkg.dicom.decode``
+(reduced resolution for speed), ``apply_voi`` and ``rsna_pkg.preprocess.preprocess_file``.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# Longest side of a gallery tile; decode reduce is chosen to land at or above it.
+TILE = 512
+# Size of the preprocessed crop shown (the contract's 2:1 aspect at a small size).
+CROP_HEIGHT, CROP_WIDTH = 512, 256
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    group: str
+    path: str
+    image_id: int
+    label: str
+
+
+@dataclass
+class Tiles:
+    """Three display images in [0, 1] (or None with ``error`` set)."""
+
+    item: GalleryItem
+    raw: np.ndarray | None = None
+    windowed: np.ndarray | None = None
+    cropped: np.ndarray | None = None
+    reduce: int = 0
+    error: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def pick_groups(
+    df: pd.DataFrame, readable: set[str], n: int, rng: np.random.Generator
+) -> dict[str, pd.DataFrame]:
+    """Up to ``n`` random rows per group, drawn only from readable files.
+
+    ``df`` must carry a ``path`` column; groups with no candidates are left out.
+    """
+    ok = df[df["path"].isin(readable)]
+    groups: dict[str, pd.DataFrame] = {
+        "healthy": ok[ok["cancer"] != 1],
+        "cancer": ok[ok["cancer"] == 1],
+        "implant": ok[ok["implant"] == 1],
+    }
+    for machine, g in ok.groupby("machine_id", sort=True):
+        groups[f"machine_{machine}"] = g
+    picked = {}
+    for name, g in groups.items():
+        if len(g):
+            take = rng.choice(len(g), size=min(n, len(g)), replace=False)
+            picked[name] = g.iloc[np.sort(take)]
+    return picked
+
+
+def choose_reduce(rows: int, columns: int, target: int = TILE) -> int:
+    """Largest power-of-two reduction keeping the longest side >= ``target``."""
+    longest = max(rows, columns)
+    return max(0, int(math.floor(math.log2(longest / target)))) if longest > target else 0
+
+
+def to_display(img: np.ndarray, target: int = TILE) -> np.ndarray:
+    """Min-max scale to [0, 1] float32 and subsample so the longest side <= ``target``."""
+    step = max(1, math.ceil(max(img.shape) / target))
+    small = np.asarray(img[::step, ::step], dtype=np.float32)
+    lo, hi = float(small.min()), float(small.max())
+    return (small - lo) / (hi - lo) if hi > lo else np.zeros_like(small)
+
+
+def render_item(item: GalleryItem) -> Tiles:
+    """Decode one image three ways; a failure is recorded on the result."""
+    from rsna_pkg.dicom import apply_voi, decode, read_header
+    from rsna_pkg.preprocess import PreprocessConfig, preprocess_file
+
+    tiles = Tiles(item)
+    try:
+        header = read_header(item.path)
+        tiles.reduce = choose_reduce(header.rows, header.columns)
+        stored = decode(item.path, reduce=tiles.reduce)
+        tiles.raw = to_display(stored)
+        tiles.windowed = to_display(apply_voi(stored, header))
+        cfg = PreprocessConfig(height=CROP_HEIGHT, width=CROP_WIDTH, bits=8, reduce=True)
+        tiles.cropped = to_display(preprocess_file(item.path, cfg).image)
+        tiles.info = {
+            "photometric": header.photometric,
+            "voi": header.voi_lut_function or "LINEAR",
+            "decoded_shape": list(stored.shape),
+        }
+    except Exception as exc:  # noqa: BLE001 - one bad image must not stop the report
+        tiles.error = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+    return tiles
+
+
+def render_all(items: Sequence[GalleryItem], workers: int) -> list[Tiles]:
+    """Render every item, in a spawned process pool when ``workers`` > 1."""
+    if workers <= 1 or len(items) < 4:
+        return [render_item(it) for it in items]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        return list(pool.map(render_item, items, chunksize=2))
+
+
+def draw_gallery(title: str, tiles: Sequence[Tiles]) -> Any:
+    """Grid: one row per image; columns raw stored values, windowed, preprocessed."""
+    from rsna_pkg.eda.figures import pyplot
+
+    plt = pyplot()
+    n = len(tiles)
+    fig, axes = plt.subplots(n, 3, figsize=(9, 3.2 * n), squeeze=False)
+    heads = ("raw stored values (min-max)", "windowed (apply_voi)", "preprocessed crop")
+    for r, t in enumerate(tiles):
+        images = (t.raw, t.windowed, t.cropped)
+        for c, img in enumerate(images):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if img is not None:
+                ax.imshow(img, cmap="gray", vmin=0.0, vmax=1.0)
+            else:
+                ax.text(0.5, 0.5, t.error or "n/a", ha="center", va="center", wrap=True, fontsize=7)
+            if r == 0:
+                ax.set_title(heads[c], fontsize=9)
+        info = f"{t.info.get('photometric', '')} {t.info.get('voi', '')} r={t.reduce}"
+        axes[r][0].set_ylabel(f"{t.item.label}\n{info}", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def group_label(row: Mapping[str, Any]) -> str:
+    return f"img {row['image_id']} m{row['machine_id']} {row['laterality']}-{row['view']}"

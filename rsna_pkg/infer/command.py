@@ -1,0 +1,90 @@
+"""Offline inference: DICOM test set + checkpoint(s) -> per-breast submission.csv.
+
+Every image is decoded and preprocessed with the settings stored in the checkpoint,
+scored by each model (ensemble and flip TTA average probabilities), aggregated per
+breast and optionally binarised with the stored threshold. Decoding streams ahead of the
+model; failed images are reported and their breast predicted from the rest, or from
+metadata. The run refuses network access.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, required=True, help="folder holding <split>.csv")
+    parser.add_argument(
+        "--model", type=Path, nargs="+", required=True, help="checkpoint(s); several = ensemble"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="submission CSV to write")
+    parser.add_argument("--split", default="test", choices=("test", "train"))
+    parser.add_argument("--agg", default="mean", choices=("mean", "max"), help="per breast")
+    parser.add_argument(
+        "--threshold",
+        default="stored",
+        help="stored (the checkpoints' mean), none (probabilities) or a number in [0, 1]",
+    )
+    parser.add_argument("--tta", default="none", choices=("none", "hflip"))
+    parser.add_argument("--backend", default="auto", choices=("auto", "cpu", "dali"))
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--workers", type=int, default=None, help="decoding processes (default: cores - 1)"
+    )
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--report", type=Path, default=None, help="JSON run report to write")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rsna_pkg.infer.devices import default_workers, resolve_runtime
+    from rsna_pkg.infer.netguard import no_network
+    from rsna_pkg.infer.pipeline import InferOptions, infer
+    from rsna_pkg.infer.report import build_report, write_report
+    from rsna_pkg.infer.submission import parse_threshold
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    start = time.perf_counter()
+    workers = default_workers() if args.workers is None else args.workers
+    opts = InferOptions(
+        data=args.data,
+        models=tuple(args.model),
+        out=args.out,
+        split=args.split,
+        agg=args.agg,
+        threshold=parse_threshold(str(args.threshold)),
+        tta=args.tta,
+        batch_size=args.batch_size,
+        workers=workers,
+    )
+    runtime = resolve_runtime(args.device, args.backend)
+    log(f"infer: {runtime.describe()}, {workers} decode worker(s), batch {opts.batch_size}")
+    with no_network():
+        result = infer(opts, runtime, log=log)
+    seconds = {**result.seconds, "total": time.perf_counter() - start}
+    n_fail = len(result.failures)
+    log(
+        f"infer: wrote {opts.out} ({len(result.submission)} breasts, {len(result.table)} images, "
+        f"{n_fail} failed, {len(result.fallback_breasts)} breasts from fallback) "
+        f"in {seconds['total']:.1f} s"
+    )
+    if args.report is not None:
+        settings = {
+            "data": str(opts.data),
+            "models": [str(m) for m in opts.models],
+            "split": opts.split,
+            "agg": opts.agg,
+            "threshold": opts.threshold,
+            "tta": opts.tta,
+            "device": runtime.device,
+            "backend": runtime.backend,
+            "batch_size": opts.batch_size,
+            "workers": workers,
+        }
+        write_report(build_report(result, settings, seconds), args.report)
+        log(f"infer: report {args.report}")
+    return 0

@@ -1,0 +1,78 @@
+"""Where inference runs: the device for the models and the decoding path feeding them.
+
+``cpu`` decoding: DataLoader workers call ``preprocess_file`` (reduced-resolution decode
+with the best CPU backend, as configured in the checkpoint). ``dali`` decoding: see
+``rsna_pkg.infer.gpu``. ``auto`` picks DALI only when CUDA and DALI are both usable.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rsna_pkg.errors import InputError
+from rsna_pkg.infer.stream import Batch, iterate_batches
+
+BACKENDS: tuple[str, ...] = ("auto", "cpu", "dali")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def dali_available() -> bool:
+    return importlib.util.find_spec("nvidia.dali") is not None
+
+
+def default_workers() -> int:
+    """Leave one core to the model; decoding needs the rest (at most 8)."""
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Resolved ``--device`` and ``--backend``."""
+
+    device: str  # "cpu" | "cuda"
+    backend: str  # "cpu" | "dali"
+
+    def describe(self) -> str:
+        decode = "DALI decode on GPU" if self.backend == "dali" else "CPU decode in workers"
+        return f"device {self.device}, {decode}"
+
+    def batches(
+        self, paths: Sequence[Path], config: Any, batch_size: int, workers: int, prefetch: int
+    ) -> Iterator[Batch]:
+        if self.backend == "dali":
+            from rsna_pkg.infer.gpu import iterate_dali_batches
+
+            return iterate_dali_batches(paths, config, batch_size, workers, prefetch)
+        return iterate_batches(paths, config, batch_size, workers, prefetch)
+
+
+def resolve_runtime(device: str = "auto", backend: str = "auto") -> Runtime:
+    """Turn the CLI choices into a Runtime; InputError when a forced choice is unavailable."""
+    if device not in DEVICES:
+        raise InputError(f"--device must be one of {DEVICES}, got {device!r}")
+    if backend not in BACKENDS:
+        raise InputError(f"--backend must be one of {BACKENDS}, got {backend!r}")
+    has_cuda = cuda_available()
+    if device == "cuda" and not has_cuda:
+        raise InputError("--device cuda: CUDA is not available on this machine")
+    dev = device if device != "auto" else ("cuda" if has_cuda else "cpu")
+    if backend == "dali":
+        if dev != "cuda":
+            raise InputError("--backend dali needs --device cuda (a usable GPU)")
+        if not dali_available():
+            raise InputError("--backend dali: nvidia-dali is not installed")
+    chosen = backend
+    if backend == "auto":
+        chosen = "dali" if dev == "cuda" and dali_available() else "cpu"
+    return Runtime(device=dev, backend=chosen)

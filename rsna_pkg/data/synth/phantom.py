@@ -1,0 +1,274 @@
+"""Mammogram-like pixels: a breast silhouette with texture, pectoral muscle, skin line,
+markers, implants and lesions, as a float "density" image t in [0, 1] (0 = air,
+1 = metal/marker). Conversion to a vendor's stored values happens in ``to_stored``.
+
+Drawn in the canonical orientation (chest wall on the left edge) and mirrored for right
+breasts, so a left breast sits on the left edge and a right breast on the right edge.
+Every function takes its Generator explicitly; nothing here reads or writes files.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from rsna_pkg.data.synth.tables import Lesion
+
+MAX_CANVAS_ROWS = 1024  # full-scale images are drawn at most this tall, then upsampled
+FAT, GLAND, PECTORAL, IMPLANT, MARKER, AIR = 0.30, 0.60, 0.58, 0.93, 1.0, 0.03
+MASS_CONTRAST = 0.17  # moderate: visible after windowing, not a saturated blob
+MASS_RADIUS = 0.035  # of the image height; survives a 256-px downsample (~9 px radius)
+GLAND_THRESHOLD = {"A": 1.6, "B": 1.0, "C": 0.45, "D": -0.1, None: 0.8}
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Breast outline in canonical orientation (pixels of the canvas)."""
+
+    yc: float  # vertical centre of the breast
+    half_height: float
+    depth: float  # chest wall to nipple
+    pect_top: float  # pectoral width at the top row (0: no muscle, CC views)
+    pect_height: float
+
+
+@functools.lru_cache(maxsize=64)
+def _interp_matrix(n_out: int, n_in: int, smooth: bool) -> np.ndarray:
+    """(n_out, n_in) weights that resample a 1-D signal: Gaussian (smooth) or linear."""
+    pos = (np.arange(n_out, dtype=np.float32) + 0.5) * n_in / n_out - 0.5
+    d = pos[:, None] - np.arange(n_in, dtype=np.float32)[None, :]
+    w = np.exp(-0.5 * (d / 0.6) ** 2) if smooth else np.clip(1 - np.abs(d), 0, None)
+    out = (w / w.sum(1, keepdims=True)).astype(np.float32)
+    out.flags.writeable = False  # cached and shared
+    return out
+
+
+def resample(a: np.ndarray, shape: tuple[int, int], smooth: bool = False) -> np.ndarray:
+    """Separable resize by two matrix products: far faster than spline zoom for our sizes."""
+    return (
+        _interp_matrix(shape[0], a.shape[0], smooth)
+        @ a
+        @ _interp_matrix(shape[1], a.shape[1], smooth).T
+    )
+
+
+def smooth_noise(
+    rng: np.random.Generator, shape: tuple[int, int], cell: tuple[float, float]
+) -> np.ndarray:
+    """Zero-mean, unit-std noise smooth over ``cell`` pixels (rows, cols): low-resolution
+    Gaussian noise upsampled with Gaussian weights."""
+    low = (max(2, math.ceil(shape[0] / cell[0]) + 1), max(2, math.ceil(shape[1] / cell[1]) + 1))
+    up = resample(rng.standard_normal(low, dtype=np.float32), shape, smooth=True)
+    return (up - up.mean()) / (up.std() + 1e-6)
+
+
+def draw_geometry(view: str, shape: tuple[int, int], rng: np.random.Generator) -> Geometry:
+    h, w = shape
+    if view in ("CC", "AT"):
+        return Geometry(h * rng.uniform(0.46, 0.54), h * rng.uniform(0.36, 0.44),
+                        w * rng.uniform(0.55, 0.75), 0.0, 0.0)  # fmt: skip
+    return Geometry(h * rng.uniform(0.5, 0.58), h * rng.uniform(0.4, 0.46),
+                    w * rng.uniform(0.6, 0.8), w * rng.uniform(0.25, 0.4), h * rng.uniform(0.4, 0.6))  # fmt: skip
+
+
+def breast_mask(geo: Geometry, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Half-ellipse against the chest wall with a wobbly outline; MLO adds the axilla."""
+    h, w = shape
+    y = np.arange(h, dtype=np.float32)
+    wobble = 1.0 + 0.04 * smooth_noise(rng, (h, 1), (h / 6, 1))[:, 0]
+    rel = np.clip(1.0 - ((y - geo.yc) / geo.half_height) ** 2, 0.0, None)
+    edge = geo.depth * rel**0.55 * wobble
+    if geo.pect_top > 0:  # axillary tail runs up to the top edge along the muscle
+        axilla = geo.pect_top * 1.25 * np.clip(1.0 - y / (geo.yc + geo.half_height), 0, None)
+        edge = np.maximum(edge, axilla)
+    x = np.arange(w, dtype=np.float32)
+    return x[None, :] < edge[:, None]
+
+
+def inside_distance(mask: np.ndarray) -> np.ndarray:
+    """Distance to the outline along rows and columns (the mask is a prefix of every row and
+    one run per column): a cheap stand-in for a Euclidean distance transform."""
+    h, w = mask.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    dist_x = mask.sum(1, keepdims=True) - xx
+    top = mask.argmax(0)[None, :]
+    bottom = h - mask[::-1].argmax(0)[None, :]
+    dist = np.minimum(dist_x, np.minimum(yy - top + 1, bottom - yy))
+    return np.where(mask, dist, 0).astype(np.float32)
+
+
+def tissue(
+    mask: np.ndarray, geo: Geometry, density: str | None, rng: np.random.Generator
+) -> np.ndarray:
+    """Fat with fibroglandular clouds concentrated behind the nipple, Cooper-ligament-like
+    streaks along the chest-wall-to-nipple axis, thinner (darker) towards the skin."""
+    h, w = mask.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    prior = np.exp(-(((xx - 0.4 * geo.depth) / (0.45 * geo.depth)) ** 2)
+                   - ((yy - geo.yc) / (0.75 * geo.half_height)) ** 2)  # fmt: skip
+    field = (smooth_noise(rng, (h, w), (h / 8, h / 8)) + 0.6 * smooth_noise(rng, (h, w), (h / 25, h / 25))
+             + 0.35 * smooth_noise(rng, (h, w), (h / 60, h / 15)))  # fmt: skip
+    gland = 1.0 / (
+        1.0 + np.exp(-1.7 * (0.7 * field + 2.4 * prior - 1.2 - GLAND_THRESHOLD[density]))
+    )
+    streaks = smooth_noise(rng, (h, w), (h / 120, h / 14))
+    fine = ndimage.uniform_filter(rng.standard_normal((h, w), dtype=np.float32), 3) * 3
+    dist = inside_distance(mask)
+    thick = np.clip(dist / (0.07 * w), 0, 1) ** 0.5
+    t = (FAT + (GLAND - FAT) * gland + 0.012 * streaks + 0.012 * fine) * (0.7 + 0.3 * thick)
+    skin = (dist > 0) & (dist <= max(1.5, h / 300))
+    t = np.where(skin, t + 0.05, t)
+    return np.where(mask, t, 0.0).astype(np.float32)
+
+
+def pectoral(t: np.ndarray, geo: Geometry, rng: np.random.Generator) -> np.ndarray:
+    """Bright muscle triangle in the upper chest-wall corner of MLO-like views."""
+    if geo.pect_top <= 0:
+        return t
+    h, w = t.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    bound = geo.pect_top * np.clip(1.0 - yy / geo.pect_height, 0, None) ** 1.15
+    inside = np.clip((bound - xx) / (0.012 * w) + 0.5, 0, 1)
+    muscle = PECTORAL + 0.06 * (1 - yy / h) + 0.02 * smooth_noise(rng, (h, w), (h / 40, h / 10))
+    return (t * (1 - inside) + muscle * inside).astype(np.float32)
+
+
+def lesion_center(lesion: Lesion, geo: Geometry, mirror_safe_w: int) -> tuple[float, float]:
+    """Map breast coordinates to canvas pixels, away from the pectoral muscle."""
+    cx = geo.depth * (0.15 + 0.6 * lesion.depth)
+    cy = geo.yc + lesion.height * geo.half_height * 0.75 * math.sqrt(
+        max(0.0, 1 - (cx / geo.depth) ** 2)
+    )
+    if geo.pect_top > 0:
+        pect_x = geo.pect_top * max(0.0, 1 - cy / geo.pect_height) ** 1.15
+        cx = max(cx, pect_x + 0.08 * mirror_safe_w)
+    return cy, cx
+
+
+def draw_lesion(
+    t: np.ndarray, mask: np.ndarray, lesion: Lesion, geo: Geometry, rng: np.random.Generator
+) -> np.ndarray:
+    """Add one finding. Cancers: spiculated mass or a cluster of fine calcifications;
+    benign look-alikes: a smooth round mass or one coarse calcification."""
+    h, w = t.shape
+    cy, cx = lesion_center(lesion, geo, w)
+    r = MASS_RADIUS * h * lesion.size
+    half = int(3.2 * r) + 2
+    y0, y1 = max(0, int(cy) - half), min(h, int(cy) + half)
+    x0, x1 = max(0, int(cx) - half), min(w, int(cx) + half)
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    dy, dx = yy - cy, xx - cx
+    d, theta = np.hypot(dy, dx), np.arctan2(dy, dx)
+    add = np.zeros_like(d)
+    c = MASS_CONTRAST * rng.uniform(0.9, 1.1)
+    if lesion.kind == "spiculated_mass":
+        k = np.arange(2, 6)[:, None, None]
+        rim = r * (
+            1
+            + np.sum(
+                rng.uniform(0.04, 0.1, (4, 1, 1))
+                * np.cos(k * theta + rng.uniform(0, 6.3, (4, 1, 1))),
+                0,
+            )
+        )
+        add += c * np.clip((rim - d) / (0.25 * r), 0, 1) * (0.85 + 0.15 * np.clip(1 - d / r, 0, 1))
+        for ang in rng.uniform(-math.pi, math.pi, rng.integers(10, 17)):
+            length = r * rng.uniform(1.8, 2.8)
+            along = d * np.cos(theta - ang)
+            perp = np.abs(d * np.sin(theta - ang))
+            width = r * rng.uniform(0.07, 0.11) * np.clip(1 - along / length, 0, 1)
+            ray = (along > 0.5 * r) & (along < length) & (perp < width + 0.5)
+            add = np.maximum(add, np.where(ray, 0.65 * c * np.clip(1 - along / length, 0.15, 1), 0))
+    elif lesion.kind == "round_mass":
+        ry, rx = r * rng.uniform(0.9, 1.15), r * rng.uniform(0.9, 1.15)
+        rr = np.hypot(dy / ry, dx / rx)
+        add += 0.8 * c * np.clip((1 - rr) / 0.06, 0, 1)
+    elif lesion.kind == "calc_cluster":
+        add += 0.3 * c * np.exp(-((d / (1.3 * r)) ** 2))
+        for _ in range(rng.integers(10, 19)):
+            oy, ox = rng.normal(0, 0.55 * r, 2)
+            sy, sx = h * rng.uniform(0.004, 0.007, 2)
+            blob = ((dy - oy) / sy) ** 2 + ((dx - ox) / sx) ** 2
+            add = np.maximum(add, 0.32 * np.clip(1.6 - blob, 0, 1))
+    elif lesion.kind == "single_calc":
+        rad = h * rng.uniform(0.011, 0.015)
+        add += 0.35 * np.clip((1 - d / rad) / 0.15, 0, 1)
+    else:
+        raise ValueError(f"unknown lesion kind {lesion.kind!r}")
+    out = t.copy()
+    out[y0:y1, x0:x1] += add * mask[y0:y1, x0:x1]
+    return out
+
+
+def draw_implant(t: np.ndarray, geo: Geometry, rng: np.random.Generator) -> np.ndarray:
+    """A silicone implant: bright, smooth, behind the tissue at the chest wall."""
+    h, w = t.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    ry, rx = geo.half_height * rng.uniform(0.55, 0.7), geo.depth * rng.uniform(0.4, 0.55)
+    rr = np.hypot((yy - geo.yc) / ry, (xx - 0.05 * w) / rx)
+    inside = np.clip((1 - rr) / 0.04, 0, 1)
+    return np.maximum(
+        t, IMPLANT * inside + 0.01 * rng.standard_normal(t.shape).astype(np.float32) * inside
+    )
+
+
+def draw_markers(t: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Burned-in labels: bright rectangles with text-like strokes in the corners opposite
+    the chest wall, skipped where the breast would be covered."""
+    h, w = t.shape
+    out = t.copy()
+    for top in (True, False):
+        bh, bw = int(h * rng.uniform(0.025, 0.04)), int(w * rng.uniform(0.07, 0.12))
+        y0 = int(h * 0.02) if top else h - int(h * 0.02) - bh
+        x0 = w - int(w * 0.03) - bw
+        if mask[max(0, y0 - 5) : y0 + bh + 5, max(0, x0 - 5) :].any() or (
+            not top and rng.random() < 0.5
+        ):
+            continue
+        block = np.full((bh, bw), MARKER, np.float32)
+        stroke = max(1, bh // 6)
+        for sx in range(stroke, bw - 2 * stroke, 3 * stroke):  # glyph-like gaps
+            if rng.random() < 0.7:
+                gy = int(rng.integers(stroke, max(stroke + 1, bh - 2 * stroke)))
+                block[gy : gy + stroke, sx : sx + 2 * stroke] = 0.55
+        out[y0 : y0 + bh, x0 : x0 + bw] = block
+    return out
+
+
+def render(
+    shape: tuple[int, int],
+    laterality: str,
+    view: str,
+    density: str | None,
+    implant: bool,
+    lesion: Lesion | None,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Full image as float32 t in [0, 1], shape ``shape`` (rows, cols).
+
+    Each part draws from its own child Generator, so adding a lesion or an implant
+    changes nothing else in the image (the tests compare with and without)."""
+    children = [np.random.default_rng(int(s)) for s in rng.integers(0, 2**63, 5)]
+    shape_rng, tissue_rng, implant_rng, lesion_rng, noise_rng = children
+    scale = min(1.0, MAX_CANVAS_ROWS / shape[0])
+    canvas = (round(shape[0] * scale), round(shape[1] * scale))
+    geo = draw_geometry(view, canvas, shape_rng)
+    mask = breast_mask(geo, canvas, shape_rng)
+    t = pectoral(tissue(mask, geo, density, tissue_rng), geo, tissue_rng)
+    t = np.where(mask, t, 0.0)
+    if implant:
+        t = np.where(mask, draw_implant(t, geo, implant_rng), t)
+    if lesion is not None:
+        t = draw_lesion(t, mask, lesion, geo, lesion_rng)
+    air = AIR + 0.006 * smooth_noise(noise_rng, canvas, (canvas[0] / 20, canvas[0] / 20))
+    t = draw_markers(np.where(mask, t, air), mask, noise_rng)
+    if canvas != shape:
+        t = resample(t, shape)
+    t = t + noise_rng.normal(0.0, 0.005, shape).astype(np.float32)  # quantum noise, full resolution
+    if laterality == "R":
+        t = t[:, ::-1]
+    return np.clip(t, 0.0, 1.0).astype(np.float32)

@@ -88,3 +88,22 @@ def run(args: argparse.Namespace) -> int:
         write_report(build_report(result, settings, seconds), args.report)
         log(f"infer: report {args.report}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rsna_pkg.infer.command``: the same command without the full ``rsna`` table
+    (used by the benchmark to measure each run's memory in a fresh process)."""
+    from rsna_pkg.errors import RsnaError
+
+    parser = argparse.ArgumentParser(prog="rsna infer", description=__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except RsnaError as exc:
+        print(f"rsna infer: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""Kaggle kernel: offline inference on test.csv with the train kernel's model.pt; writes
+/kaggle/working/submission.csv (internet off, as the competition requires).
+
+Installs rsna_pkg offline from the wheel dataset, then calls the library; extra arguments
+come from $RSNA_INFERENCE_ARGS when set (the local replay's small sizes).
+"""
+
+# >>> bootstrap: copied from rsna_pkg/kaggle/bootstrap.py by `rsna kaggle render`; edit there.
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+KAGGLE = Path(os.environ.get("KAGGLE_ROOT", "/kaggle"))
+INPUT, WORKING = KAGGLE / "input", KAGGLE / "working"
+
+
+def find_input(pattern: str) -> Path:
+    """The folder under /kaggle/input holding a file matching ``pattern``, whatever the mount
+    layout: input/<slug>/, input/competitions/<slug>/, input/datasets/<owner>/<slug>/."""
+    for depth in range(1, 5):
+        hits = sorted(INPUT.glob("*/" * depth + pattern))
+        if hits:
+            return hits[0].parent
+    raise SystemExit(f"no {pattern} under {INPUT}")
+
+
+def settings(name: str, default: str) -> list[str]:
+    """Extra CLI arguments: $RSNA_<NAME>_ARGS if set (the replay's small sizes), else ``default``."""
+    return shlex.split(os.environ.get(f"RSNA_{name.upper()}_ARGS", default))
+
+
+def install(dali: bool = False) -> None:
+    """pip install rsna_pkg offline from the wheel dataset, exactly as a Kaggle rerun must;
+    with ``dali`` also DALI (GPU decoding) when the dataset bundles it."""
+    wheels = find_input("rsna_pkg-*.whl")
+    extra = "[dali]" if dali and any(wheels.glob("nvidia_dali*.whl")) else ""
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--find-links", str(wheels)]
+    subprocess.run([*pip, f"rsna_pkg{extra}"], check=True)
+
+
+def rsna(*args: str) -> None:
+    print("+ rsna", *args, flush=True)
+    subprocess.run([sys.executable, "-m", "rsna_pkg", *args], check=True)
+
+
+# <<< bootstrap
+
+install(dali=True)
+data = find_input("test.csv")
+model = Path(os.environ.get("RSNA_MODEL") or find_input("model.pt") / "model.pt")
+out = WORKING / "submission.csv"
+rsna(
+    "infer",
+    "--data",
+    str(data),
+    "--model",
+    str(model),
+    "--out",
+    str(out),
+    *settings("inference", ""),
+)

@@ -1,0 +1,52 @@
+"""The few lines every Kaggle kernel script needs before rsna_pkg is installed.
+
+A kernel cannot import rsna_pkg until it has installed it, so this block is standard
+library only. ``rsna kaggle render`` copies the text between the ``>>> bootstrap`` and
+``<<< bootstrap`` markers into each ``kaggle_kernels/*/kernel.py`` and ``rsna kaggle check``
+fails when a copy drifts; the tests import this module to exercise the same code.
+
+KAGGLE_ROOT (default ``/kaggle``) lets the local replay point a kernel at a simulated
+Kaggle file system.
+"""
+
+# >>> bootstrap: copied from rsna_pkg/kaggle/bootstrap.py by `rsna kaggle render`; edit there.
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+KAGGLE = Path(os.environ.get("KAGGLE_ROOT", "/kaggle"))
+INPUT, WORKING = KAGGLE / "input", KAGGLE / "working"
+
+
+def find_input(pattern: str) -> Path:
+    """The folder under /kaggle/input holding a file matching ``pattern``, whatever the mount
+    layout: input/<slug>/, input/competitions/<slug>/, input/datasets/<owner>/<slug>/."""
+    for depth in range(1, 5):
+        hits = sorted(INPUT.glob("*/" * depth + pattern))
+        if hits:
+            return hits[0].parent
+    raise SystemExit(f"no {pattern} under {INPUT}")
+
+
+def settings(name: str, default: str) -> list[str]:
+    """Extra CLI arguments: $RSNA_<NAME>_ARGS if set (the replay's small sizes), else ``default``."""
+    return shlex.split(os.environ.get(f"RSNA_{name.upper()}_ARGS", default))
+
+
+def install(dali: bool = False) -> None:
+    """pip install rsna_pkg offline from the wheel dataset, exactly as a Kaggle rerun must;
+    with ``dali`` also DALI (GPU decoding) when the dataset bundles it."""
+    wheels = find_input("rsna_pkg-*.whl")
+    extra = "[dali]" if dali and any(wheels.glob("nvidia_dali*.whl")) else ""
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--find-links", str(wheels)]
+    subprocess.run([*pip, f"rsna_pkg{extra}"], check=True)
+
+
+def rsna(*args: str) -> None:
+    print("+ rsna", *args, flush=True)
+    subprocess.run([sys.executable, "-m", "rsna_pkg", *args], check=True)
+
+
+# <<< bootstrap

@@ -17,6 +17,7 @@ import json
 import os
 import tempfile
 import warnings
+from functools import partial
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,15 +136,15 @@ def check_kernel(api: Any, folder: Path, meta: dict[str, Any]) -> tuple[list[Pro
     if meta.get("kernel_type") not in api.valid_push_kernel_types:
         probs.append(Problem(path, "kernel_type", f"must be one of {api.valid_push_kernel_types}"))
     for i, src in enumerate(meta.get("dataset_sources", [])):
-        field(f"dataset_sources[{i}]", lambda s=src: api.validate_dataset_string(s))
+        field(f"dataset_sources[{i}]", partial(api.validate_dataset_string, src))
     for i, src in enumerate(meta.get("kernel_sources", [])):
-        field(f"kernel_sources[{i}]", lambda s=src: api.validate_kernel_string(s))
+        field(f"kernel_sources[{i}]", partial(api.validate_kernel_string, src))
     for i, src in enumerate(meta.get("model_sources", [])):
-        field(f"model_sources[{i}]", lambda s=src: api.validate_model_instance_version_string(s))
+        field(f"model_sources[{i}]", partial(api.validate_model_instance_version_string, src))
     for key in KERNEL_BOOLS:
         if key not in meta:
             probs.append(Problem(path, key, "missing: the Kaggle CLI then picks a default"))
-        field(key, lambda k=key: api.get_bool(meta, k, False))
+        field(key, partial(api.get_bool, meta, key, False))
     build, requests = _recording_client()
     api.build_kaggle_client = build
     error, said = _call(lambda: api.kernels_push(str(folder)))

@@ -17,9 +17,9 @@ import json
 import os
 import tempfile
 import warnings
-from functools import partial
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any

@@ -1,0 +1,1 @@
+"""Backbone zoo, image+metadata fusion head, checkpoint I/O."""

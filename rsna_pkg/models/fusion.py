@@ -1,0 +1,99 @@
+"""Image (+ metadata) classifier: backbone features concatenated with a small
+metadata MLP, then one linear layer to a single cancer logit.
+
+Freeze modes (``apply_freeze``):
+- ``none``: everything trains (the default without pretrained weights, since
+  frozen random convolutions cannot learn anything useful);
+- ``features``: the convolutional body is frozen, the backbone's own FC layers
+  (VGG/AlexNet classifier, ConvNeXt norm) and the fusion head train -- the
+  study's setting (frozen pretrained VGG11 features);
+- ``classifier``: only the fusion head trains (linear probe on frozen features).
+Frozen parts are kept in eval mode so their BatchNorm statistics stay fixed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from rsna_pkg.errors import InputError
+from rsna_pkg.models.zoo import build_backbone
+
+FREEZE_MODES: tuple[str, ...] = ("none", "features", "classifier")
+META_HIDDEN = 32
+
+
+class FusionHead(nn.Module):
+    """[B, D] image features (+ [B, F] metadata) -> [B] logits."""
+
+    def __init__(self, image_dim: int, meta_dim: int, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.meta_dim = meta_dim
+        self.meta: nn.Module | None = None
+        if meta_dim > 0:
+            self.meta = nn.Sequential(
+                nn.Linear(meta_dim, META_HIDDEN),
+                nn.ReLU(inplace=True),
+                nn.Linear(META_HIDDEN, META_HIDDEN),
+                nn.ReLU(inplace=True),
+            )
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(image_dim + (META_HIDDEN if meta_dim > 0 else 0), 1)
+
+    def forward(self, feats: torch.Tensor, meta: torch.Tensor | None) -> torch.Tensor:
+        x = self.dropout(feats)
+        if self.meta is not None:
+            if meta is None:
+                raise ValueError("this model was trained with metadata; pass the meta tensor")
+            x = torch.cat([x, self.meta(meta.to(x.dtype))], dim=1)
+        return self.out(x).squeeze(1)
+
+
+class CancerClassifier(nn.Module):
+    """Backbone body -> neck -> fusion head."""
+
+    def __init__(
+        self,
+        backbone: str,
+        meta_dim: int = 0,
+        pretrained: str | Path | None = None,
+        dropout: float = 0.2,
+    ) -> None:
+        super().__init__()
+        bb = build_backbone(backbone, pretrained)
+        self.body = bb.body
+        self.neck = bb.neck
+        self.head = FusionHead(bb.dim, meta_dim, dropout)
+        self.freeze = "none"
+
+    def forward(self, images: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
+        """images [B, 1, H, W] float, meta [B, F] or None -> logits [B]."""
+        return self.head(self.neck(self.body(images)), meta)
+
+    def train(self, mode: bool = True) -> CancerClassifier:
+        super().train(mode)
+        for part in self.frozen_parts():
+            part.eval()
+        return self
+
+    def frozen_parts(self) -> list[nn.Module]:
+        if self.freeze == "features":
+            return [self.body]
+        if self.freeze == "classifier":
+            return [self.body, self.neck]
+        return []
+
+
+def apply_freeze(model: CancerClassifier, mode: str) -> None:
+    """Set requires_grad according to the freeze mode (see module docstring)."""
+    if mode not in FREEZE_MODES:
+        raise InputError(f"--freeze {mode!r}: choose one of {', '.join(FREEZE_MODES)}")
+    model.freeze = mode
+    for p in model.parameters():
+        p.requires_grad_(True)
+    for part in model.frozen_parts():
+        for p in part.parameters():
+            p.requires_grad_(False)
+    model.train(model.training)

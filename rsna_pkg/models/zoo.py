@@ -1,0 +1,146 @@
+"""Backbone factory over torchvision: one place that knows each family's layout.
+
+Every backbone is built with ``weights=None`` (nothing is ever downloaded);
+ImageNet weights come only from a local state_dict file. The torchvision model
+is split into ``body`` (convolutions + global pooling -> [B, D]) and ``neck``
+(the pre-logit classifier layers VGG/AlexNet/ConvNeXt keep, else Identity); the
+1000-class layer is dropped. Mammograms are grayscale, so the first 3-channel
+convolution is replaced by a 1-channel one whose kernel is the sum of the RGB
+kernels: identical output to feeding the gray image repeated 3 times, at a third
+of the first layer's cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision.models as tvm
+from torch import nn
+
+from rsna_pkg.errors import InputError
+
+BACKBONES: tuple[str, ...] = (
+    "resnet18", "resnet50", "alexnet", "vgg11", "vgg16", "vgg19", "squeezenet1_1",
+    "densenet121", "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
+    "efficientnet_b4", "efficientnet_v2_s", "convnext_tiny", "convnext_small",
+)  # fmt: skip
+
+
+@dataclass
+class Backbone:
+    body: nn.Module  # [B, 1, H, W] -> [B, body_dim]
+    neck: nn.Module  # [B, body_dim] -> [B, dim]; the part "features" freezing leaves trainable
+    dim: int
+
+
+def build_backbone(name: str, pretrained: str | Path | None = None) -> Backbone:
+    """Build a 1-channel backbone; ``pretrained`` is a local torchvision state_dict file."""
+    if name not in BACKBONES:
+        raise InputError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    model = getattr(tvm, name)(weights=None)
+    if pretrained is not None:
+        load_pretrained(model, pretrained)
+    _to_grayscale(model)
+    return _SPLITTERS[_family(name)](model)
+
+
+def load_pretrained(model: nn.Module, path: str | Path) -> None:
+    """Load ImageNet weights saved with ``torch.save(model.state_dict())``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--pretrained {path}: file not found (weights are never downloaded)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a corrupt file
+        raise InputError(f"--pretrained {path}: not a loadable state_dict ({exc})") from exc
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = str(exc).splitlines()[0]
+        raise InputError(f"--pretrained {path}: does not match the backbone ({first})") from exc
+
+
+def _family(name: str) -> str:
+    for fam in ("resnet", "vgg", "efficientnet", "convnext", "densenet", "squeezenet", "alexnet"):
+        if name.startswith(fam):
+            return fam
+    raise InputError(f"no layout known for backbone {name!r}")
+
+
+def _to_grayscale(model: nn.Module) -> None:
+    """Replace the first 3-channel Conv2d by a 1-channel conv with summed kernels."""
+    for parent in model.modules():
+        for child_name, child in parent.named_children():
+            if isinstance(child, nn.Conv2d) and child.in_channels == 3:
+                gray = nn.Conv2d(
+                    1,
+                    child.out_channels,
+                    kernel_size=child.kernel_size,  # type: ignore[arg-type]
+                    stride=child.stride,  # type: ignore[arg-type]
+                    padding=child.padding,  # type: ignore[arg-type]
+                    dilation=child.dilation,  # type: ignore[arg-type]
+                    groups=child.groups,
+                    bias=child.bias is not None,
+                )
+                with torch.no_grad():
+                    gray.weight.copy_(child.weight.sum(dim=1, keepdim=True))
+                    if child.bias is not None and gray.bias is not None:
+                        gray.bias.copy_(child.bias)
+                setattr(parent, child_name, gray)
+                return
+    raise InputError(f"{type(model).__name__}: no 3-channel input convolution found")
+
+
+def _pooled(features: nn.Module, *extra: nn.Module) -> nn.Module:
+    return nn.Sequential(features, *extra, nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+
+
+def _split_resnet(m: Any) -> Backbone:
+    dim = m.fc.in_features
+    m.fc = nn.Identity()  # torchvision's resnet already pools and flattens
+    return Backbone(body=m, neck=nn.Identity(), dim=dim)
+
+
+def _split_vgg_like(m: Any) -> Backbone:
+    # alexnet / vgg: conv features, adaptive pool to a fixed grid, FC layers (the "classifier").
+    body = nn.Sequential(m.features, m.avgpool, nn.Flatten(1))
+    neck = nn.Sequential(*list(m.classifier.children())[:-1])
+    return Backbone(body=body, neck=neck, dim=m.classifier[-1].in_features)
+
+
+def _split_efficientnet(m: Any) -> Backbone:
+    return Backbone(body=_pooled(m.features), neck=nn.Identity(), dim=m.classifier[-1].in_features)
+
+
+def _split_convnext(m: Any) -> Backbone:
+    neck = nn.Sequential(*list(m.classifier.children())[:-1])  # LayerNorm2d + Flatten
+    body = nn.Sequential(m.features, m.avgpool)
+    return Backbone(body=body, neck=neck, dim=m.classifier[-1].in_features)
+
+
+def _split_densenet(m: Any) -> Backbone:
+    return Backbone(
+        body=_pooled(m.features, nn.ReLU()), neck=nn.Identity(), dim=m.classifier.in_features
+    )
+
+
+def _split_squeezenet(m: Any) -> Backbone:
+    # The 1x1 "classifier" conv maps to 1000 classes; keep the 512-channel features.
+    return Backbone(body=_pooled(m.features), neck=nn.Identity(), dim=512)
+
+
+_SPLITTERS: dict[str, Callable[[Any], Backbone]] = {
+    "resnet": _split_resnet,
+    "vgg": _split_vgg_like,
+    "alexnet": _split_vgg_like,
+    "efficientnet": _split_efficientnet,
+    "convnext": _split_convnext,
+    "densenet": _split_densenet,
+    "squeezenet": _split_squeezenet,
+}

@@ -1,0 +1,1 @@
+"""Training loop, DDP, backbone comparison and the training benchmark."""

@@ -1,0 +1,104 @@
+"""Train an image (+ metadata) cancer classifier on `rsna preprocess` PNGs.
+
+Writes OUT/model.pt (best epoch: weights + full TrainConfig, loadable with
+torch.load(weights_only=True)), OUT/last.pt (resumable), OUT/metrics.json,
+OUT/history.csv, OUT/curves.png, OUT/config.json and OUT/split.csv.
+Multi-GPU: `torchrun --nproc_per_node N -m rsna_pkg train ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rsna_pkg.errors import InputError
+
+FREEZE_CHOICES = ("auto", "none", "features", "classifier")
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `rsna train` and `rsna compare`."""
+    p = parser
+    p.add_argument("--data", required=True, help="competition folder with train.csv")
+    p.add_argument("--images", required=True, help="`rsna preprocess` output folder")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--size", nargs=2, type=int, default=[512, 256], metavar=("H", "W"))
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--accumulate", type=int, default=1, help="gradient accumulation steps")
+    p.add_argument("--ema", type=float, default=0.0, help="EMA decay of weights (0: off)")
+    split = p.add_mutually_exclusive_group()
+    split.add_argument("--val-frac", type=float, default=0.25)
+    split.add_argument("--folds", type=int, default=0, help="K-fold split; with --fold I")
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument(
+        "--freeze",
+        choices=FREEZE_CHOICES,
+        default="auto",
+        help="auto: 'features' with --pretrained, else 'none' (random features cannot be frozen)",
+    )
+    p.add_argument("--no-metadata", action="store_true", help="image-only model")
+    p.add_argument("--balance", choices=("oversample", "pos_weight", "none"), default="oversample")
+    p.add_argument("--pos-fraction", type=float, default=0.25, help="oversampling target")
+    p.add_argument("--monitor", choices=("auc", "pf1"), default="auc")
+    p.add_argument("--patience", type=int, default=0, help="early stopping (0: off)")
+    p.add_argument("--aggregation", choices=("mean", "max"), default="mean")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pretrained", default=None, help="local torchvision state_dict file")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
+    p.add_argument("--no-amp", action="store_true")
+    p.add_argument("--no-augment", action="store_true")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser)
+    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--resume", action="store_true", help="continue OUT/last.pt")
+
+
+def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
+    """A validated TrainConfig from parsed options."""
+    from rsna_pkg.data.augment import AugmentConfig
+    from rsna_pkg.models.zoo import BACKBONES
+    from rsna_pkg.train.config import TrainConfig
+
+    if backbone not in BACKBONES:
+        raise InputError(f"--backbone {backbone!r}: choose one of {', '.join(BACKBONES)}")
+    freeze = args.freeze
+    if freeze == "auto":
+        freeze = "features" if args.pretrained else "none"
+    aug = AugmentConfig()
+    if args.no_augment:
+        aug = AugmentConfig(vflip=0, degrees=0, translate=0, scale_min=1, scale_max=1,
+                            brightness=0, contrast=0, gamma_min=1, gamma_max=1, crop_p=0,
+                            erase_p=0)  # fmt: skip
+    return TrainConfig(
+        backbone=backbone, height=args.size[0], width=args.size[1],
+        use_metadata=not args.no_metadata, freeze=freeze, pretrained=args.pretrained,
+        aggregation=args.aggregation, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, optimizer=args.optimizer,
+        warmup_epochs=args.warmup_epochs, accumulate=args.accumulate, ema=args.ema,
+        balance=args.balance, pos_fraction=args.pos_fraction, augment=aug.to_dict(),
+        monitor=args.monitor, patience=args.patience, amp=not args.no_amp, seed=args.seed,
+        val_frac=args.val_frac, folds=args.folds, fold=args.fold, workers=args.workers,
+        threads=args.threads, device=args.device,
+    ).validated()  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    from rsna_pkg.train.loop import run_training
+
+    cfg = config_from_args(args, args.backbone)
+    metrics = run_training(cfg, args.data, args.images, args.out, resume=args.resume)
+    print(
+        f"best epoch {metrics['best_epoch']}: val AUC {metrics['val_auc']:.4f}, "
+        f"pF1 {metrics['val_pf1']:.4f}, best-threshold pF1 {metrics['val_pf1_best']:.4f} "
+        f"@ {metrics['threshold']:.3f} -> {args.out}/model.pt"
+    )
+    return 0

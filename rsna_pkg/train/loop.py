@@ -1,0 +1,225 @@
+"""The training run: data -> model -> epochs of (train, validate, checkpoint).
+
+One code path serves CPU, one GPU and torchrun DDP. Every epoch writes
+``last.pt`` (resumable: weights, optimiser, schedule, EMA, history) and, when
+the monitored validation metric improves, ``model.pt`` with the threshold chosen
+on that epoch's per-breast predictions.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from rsna_pkg.data.augment import AugmentConfig, build_augment
+from rsna_pkg.data.dataset import EpochSampler, MammoDataset
+from rsna_pkg.data.splits import load_split, save_split
+from rsna_pkg.errors import InputError
+from rsna_pkg.models.checkpoint import build_model, read_checkpoint, save_checkpoint
+from rsna_pkg.train import ddp
+from rsna_pkg.train.config import TrainConfig
+from rsna_pkg.train.data import Prepared, prepare
+from rsna_pkg.train.evaluate import gather_predictions, predict, score
+from rsna_pkg.train.optim import make_trainer
+from rsna_pkg.train.report import plot_curves, write_history, write_json
+
+# Settings that must agree between a run and the last.pt it resumes.
+RESUME_KEYS: tuple[str, ...] = ("backbone", "height", "width", "use_metadata", "freeze", "seed")
+
+
+def run_training(
+    cfg: TrainConfig,
+    data_dir: str | Path,
+    images_dir: str | Path,
+    out_dir: str | Path,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Train, write OUT/{model.pt,last.pt,metrics.json,history.csv,curves.png,
+    config.json,split.csv}; return the best epoch's metrics."""
+    cfg.validated()
+    ctx = ddp.setup(cfg.device)
+    try:
+        return _run(ctx, cfg, Path(data_dir), Path(images_dir), Path(out_dir), resume)
+    finally:
+        ddp.cleanup(ctx)
+
+
+def _run(
+    ctx: ddp.DistContext, cfg: TrainConfig, data: Path, images: Path, out: Path, resume: bool
+) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    if ctx.device.type == "cpu":
+        torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // ctx.world_size))
+    state = _resume_state(cfg, out) if resume else None
+    prep = prepare(cfg, data, images, load_split(out / "split.csv") if resume else None)
+    cfg = prep.fitted_config(cfg)
+    if ctx.is_main:
+        save_split(out / "split.csv", prep.folds, prep.val_fold)
+        write_json(out / "config.json", cfg.to_dict())
+        print(_describe(cfg, prep, ctx))
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, None if state else cfg.pretrained).to(ctx.device)
+    channels_last = cfg.channels_last and ctx.device.type in ("cuda", "cpu")
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    train_loader, val_loader, sampler = _loaders(cfg, prep, ctx)
+    trainer = make_trainer(model, cfg, ctx, steps_per_epoch=len(train_loader), prep=prep)
+    history: list[dict[str, Any]] = []
+    best, best_row, bad, start = -math.inf, {}, 0, 0
+    if state is not None:
+        trainer.load_state_dict(state)
+        history, best, bad = list(state["history"]), float(state["best"]), int(state["bad_epochs"])
+        best_row, start = dict(state["best_row"]), int(state["epoch"])
+        if ctx.is_main:
+            print(f"resuming after epoch {start} (best {cfg.monitor} {best:.4f})")
+
+    for epoch in range(start, cfg.epochs):
+        t0 = time.perf_counter()
+        sampler.set_epoch(epoch)
+        loss = trainer.train_epoch(train_loader, show=ctx.is_main)
+        eval_model = trainer.eval_model()
+        rows, probs = predict(eval_model, val_loader, ctx.device, channels_last)
+        metrics = score(prep.val, gather_predictions(ctx, rows, probs), cfg.aggregation)
+        seconds = time.perf_counter() - t0
+        row = {"epoch": epoch + 1, "train_loss": loss, "lr": trainer.lr(), **metrics}
+        row["seconds"] = round(seconds, 2)
+        history.append(row)
+        value = metrics["val_auc"] if cfg.monitor == "auc" else metrics["val_pf1_best"]
+        value = -math.inf if value is None or math.isnan(value) else float(value)
+        improved = value > best
+        best, bad = (value, 0) if improved else (best, bad + 1)
+        if improved:
+            best_row = row
+        if ctx.is_main:
+            if improved:
+                save_checkpoint(out / "model.pt", eval_model, cfg.with_(threshold=row["threshold"]))
+            save_checkpoint(out / "last.pt", trainer.unwrapped, cfg, epoch=epoch + 1, best=best,
+                            bad_epochs=bad, best_row=best_row, history=history,
+                            **trainer.state_dict())  # fmt: skip
+            write_history(out / "history.csv", history)
+            plot_curves(out / "curves.png", history)
+            print(_epoch_line(row, improved, cfg.monitor))
+        ddp.barrier(ctx)
+        if cfg.patience and bad >= cfg.patience:
+            if ctx.is_main:
+                print(f"early stop: no {cfg.monitor} gain for {bad} epoch(s)")
+            break
+
+    result = _final_metrics(best_row, history, cfg, prep)
+    if ctx.is_main:
+        write_json(out / "metrics.json", result)
+    return result
+
+
+def _resume_state(cfg: TrainConfig, out: Path) -> dict[str, Any]:
+    path = out / "last.pt"
+    if not path.is_file() or not (out / "split.csv").is_file():
+        raise InputError(f"--resume: {path} or its split.csv not found; nothing to resume")
+    state = read_checkpoint(path)
+    for key in RESUME_KEYS:
+        if state["config"].get(key) != getattr(cfg, key):
+            raise InputError(
+                f"--resume: {path} was trained with {key}={state['config'].get(key)!r}, "
+                f"this run asks for {getattr(cfg, key)!r}"
+            )
+    return state
+
+
+def _loaders(
+    cfg: TrainConfig, prep: Prepared, ctx: ddp.DistContext
+) -> tuple[DataLoader, DataLoader, EpochSampler]:
+    size = (cfg.height, cfg.width)
+
+    def dataset(df: Any, train: bool) -> MammoDataset:
+        meta = prep.encoder.transform(df) if cfg.use_metadata else None
+        aug = build_augment(AugmentConfig.from_dict(cfg.augment)) if train else None
+        return MammoDataset(
+            df["path"].tolist(), df["cancer"].to_numpy(), meta, cfg.norm_mean, cfg.norm_std,
+            augment=aug, seed=cfg.seed, size=size,
+        )  # fmt: skip
+
+    labels = prep.train["cancer"].to_numpy()
+    sampler = EpochSampler(
+        labels, train=True, oversample=cfg.balance == "oversample", pos_fraction=cfg.pos_fraction,
+        seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size,
+    )  # fmt: skip
+    val_sampler = EpochSampler(
+        prep.val["cancer"].to_numpy(), train=False, rank=ctx.rank, world_size=ctx.world_size
+    )
+    common: dict[str, Any] = {
+        "num_workers": cfg.workers,
+        "pin_memory": ctx.device.type == "cuda",
+        "persistent_workers": cfg.workers > 0,
+        "worker_init_fn": worker_init if cfg.workers > 0 else None,
+    }
+    train_loader = DataLoader(
+        dataset(prep.train, True), batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
+        **common,
+    )  # fmt: skip
+    if len(train_loader) == 0:
+        raise InputError(
+            f"{len(sampler)} training image(s) per rank is less than --batch-size {cfg.batch_size}"
+        )
+    val_loader = DataLoader(
+        dataset(prep.val, False), batch_size=cfg.batch_size * 2, sampler=val_sampler, **common
+    )
+    return train_loader, val_loader, sampler
+
+
+def worker_init(worker_id: int) -> None:
+    """One thread per loader worker (the main process owns the cores for the
+    model); numpy seeded from torch's per-worker seed. Augmentation itself is
+    seeded per sample by MammoDataset."""
+    torch.set_num_threads(1)
+    np.random.seed(torch.initial_seed() % 2**32)
+
+
+def _describe(cfg: TrainConfig, prep: Prepared, ctx: ddp.DistContext) -> str:
+    pos_t, pos_v = int(prep.train["cancer"].sum()), int(prep.val["cancer"].sum())
+    return (
+        f"train {len(prep.train)} images ({pos_t} positive), val {len(prep.val)} images "
+        f"({pos_v} positive); {cfg.backbone} {cfg.height}x{cfg.width}, freeze={cfg.freeze}, "
+        f"metadata={'on' if cfg.use_metadata else 'off'}, device={ctx.device}, "
+        f"world={ctx.world_size}, threads={torch.get_num_threads()}"
+    )
+
+
+def _epoch_line(row: dict[str, Any], improved: bool, monitor: str) -> str:
+    return (
+        f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  val AUC {row['val_auc']:.4f}  "
+        f"pF1 {row['val_pf1']:.4f}  best-thr pF1 {row['val_pf1_best']:.4f} @ {row['threshold']:.3f}"
+        f"  image AUC {row['image_auc']:.4f}  {row['seconds']:.1f}s" + ("  *" if improved else "")
+    )
+
+
+def _final_metrics(
+    best_row: dict[str, Any], history: list[dict[str, Any]], cfg: TrainConfig, prep: Prepared
+) -> dict[str, Any]:
+    per_breast = {k: best_row.get(k) for k in ("val_auc", "val_pf1", "val_pf1_best", "threshold")}
+    per_image = {
+        "auc": best_row.get("image_auc"),
+        "pf1": best_row.get("image_pf1"),
+        "pf1_best": best_row.get("image_pf1_best"),
+        "threshold": best_row.get("image_threshold"),
+    }
+    return {
+        **per_breast,
+        "best_epoch": best_row.get("epoch"),
+        "epochs_run": len(history),
+        "monitor": cfg.monitor,
+        "per_breast": dict(per_breast),
+        "per_image": per_image,
+        "train_images": len(prep.train),
+        "val_images": len(prep.val),
+        "val_positive_breasts": best_row.get("val_positive_breasts"),
+        "prevalence": cfg.prevalence,
+        "train_seconds": round(sum(float(r["seconds"]) for r in history), 1),
+    }

@@ -1,0 +1,191 @@
+"""Backbone zoo, fusion head, freeze modes and checkpoint round trips (CPU, small inputs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torchvision.models as tvm
+from train_data import make_table
+
+from rsna_pkg.data.dataset import image_to_tensor
+from rsna_pkg.data.metadata import fit_metadata_encoder
+from rsna_pkg.errors import InputError
+from rsna_pkg.models.checkpoint import build_model, load_checkpoint, save_checkpoint
+from rsna_pkg.models.fusion import CancerClassifier, apply_freeze
+from rsna_pkg.models.zoo import BACKBONES, build_backbone
+from rsna_pkg.train.config import TrainConfig
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_every_backbone_forward_is_finite_with_shape_b(name: str) -> None:
+    torch.manual_seed(0)
+    model = CancerClassifier(name, meta_dim=4).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 1, 64, 64), torch.randn(2, 4))
+    assert out.shape == (2,)
+    assert torch.isfinite(out).all()
+
+
+def test_grayscale_conv_equals_gray_repeated_to_rgb() -> None:
+    torch.manual_seed(0)
+    rgb = tvm.resnet18(weights=None).eval()
+    state = rgb.state_dict()
+    torch.manual_seed(1)
+    gray = build_backbone("resnet18").body.eval()
+    gray.load_state_dict(
+        {
+            k: (v.sum(1, keepdim=True) if k == "conv1.weight" else v)
+            for k, v in state.items()
+            if not k.startswith("fc.")
+        }  # fmt: skip
+    )
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        rgb.fc = torch.nn.Identity()
+        torch.testing.assert_close(gray(x), rgb(x.repeat(1, 3, 1, 1)), rtol=1e-4, atol=1e-4)
+
+
+def test_pretrained_file_loads_and_missing_file_is_input_error(tmp_path) -> None:
+    torch.manual_seed(3)
+    ref = tvm.squeezenet1_1(weights=None)
+    path = tmp_path / "sq.pth"
+    torch.save(ref.state_dict(), path)
+    bb = build_backbone("squeezenet1_1", pretrained=path)
+    last_conv = ref.features[-1].expand3x3.weight
+    assert torch.equal(bb.body[0][-1].expand3x3.weight, last_conv)
+    with pytest.raises(InputError, match="not found"):
+        build_backbone("squeezenet1_1", pretrained=tmp_path / "missing.pth")
+    torch.save(tvm.resnet18(weights=None).state_dict(), tmp_path / "r18.pth")
+    with pytest.raises(InputError, match="does not match"):
+        build_backbone("squeezenet1_1", pretrained=tmp_path / "r18.pth")
+    with pytest.raises(InputError, match="unknown backbone"):
+        build_backbone("resnet1000")
+
+
+def test_fusion_uses_metadata_only_when_enabled() -> None:
+    torch.manual_seed(0)
+    with_meta = CancerClassifier("resnet18", meta_dim=3).eval()
+    x = torch.randn(2, 1, 64, 32)
+    with torch.no_grad():
+        a = with_meta(x, torch.zeros(2, 3))
+        b = with_meta(x, torch.full((2, 3), 5.0))
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="metadata"):
+        with_meta(x, None)
+    no_meta = CancerClassifier("resnet18", meta_dim=0).eval()
+    assert no_meta.head.meta is None
+    assert no_meta(x, torch.zeros(2, 3)).shape == (2,)  # ignored when switched off
+
+
+def _step(model: CancerClassifier) -> dict[str, torch.Tensor]:
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model.train()
+    loss = model(torch.randn(4, 1, 64, 64), None).pow(2).mean()
+    loss.backward()
+    opt.step()
+    return before
+
+
+@pytest.mark.parametrize(
+    ("mode", "frozen", "trained"),
+    [
+        ("features", ("body.",), ("neck.", "head.")),
+        ("classifier", ("body.", "neck."), ("head.",)),
+        ("none", (), ("body.", "neck.", "head.")),
+    ],
+)
+def test_freeze_modes_change_only_trainable_parts(mode, frozen, trained) -> None:
+    torch.manual_seed(0)
+    model = CancerClassifier("alexnet", meta_dim=0)  # alexnet has a neck (FC layers)
+    apply_freeze(model, mode)
+    before = _step(model)
+    for name, p in model.named_parameters():
+        changed = not torch.equal(before[name], p.detach())
+        if name.startswith(frozen):
+            assert not changed, name
+    for prefix in trained:
+        assert any(
+            not torch.equal(before[n], p.detach())
+            for n, p in model.named_parameters()
+            if n.startswith(prefix)
+        ), prefix
+    with pytest.raises(InputError):
+        apply_freeze(model, "everything")
+
+
+def test_frozen_batchnorm_statistics_stay_fixed() -> None:
+    torch.manual_seed(0)
+    model = CancerClassifier("resnet18", meta_dim=0)
+    apply_freeze(model, "features")
+    mean = model.body.bn1.running_mean.clone()
+    model.train()
+    model(torch.randn(4, 1, 64, 64) * 3 + 1)
+    assert torch.equal(model.body.bn1.running_mean, mean)
+
+
+def _config(df: pd.DataFrame, **kw) -> TrainConfig:
+    enc = fit_metadata_encoder(df)
+    return TrainConfig(
+        backbone="resnet18", height=64, width=32, metadata_encoder=enc.to_dict(),
+        fallback_coef=[0.1] * enc.width, fallback_intercept=-1.0, threshold=0.37,
+        prevalence=0.2, **kw,
+    )  # fmt: skip
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(tmp_path) -> None:
+    df = make_table(4)
+    cfg = _config(df)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, cfg)
+    raw = torch.load(path, weights_only=True)  # plain dict of primitives + tensors
+    assert raw["config"]["threshold"] == pytest.approx(0.37)
+    loaded = load_checkpoint(path)
+    assert loaded.config == cfg
+    assert not loaded.model.training
+    img = np.random.default_rng(0).integers(0, 256, (64, 32), dtype=np.uint8)
+    images = torch.stack([loaded.image_tensor(img)] * len(df))
+    assert images.shape == (len(df), 1, 64, 32)
+    meta = loaded.encode_metadata(df)
+    assert meta is not None and meta.shape == (len(df), len(cfg.metadata_encoder["feature_names"]))
+    with torch.no_grad():
+        expected = model(images, meta)
+    torch.testing.assert_close(loaded.forward(images, meta), expected)
+    fallback = loaded.metadata_only_proba(df)
+    assert fallback is not None and fallback.shape == (len(df),)
+    assert np.all((fallback > 0) & (fallback < 1))
+
+
+def test_checkpoint_without_metadata_and_bad_files(tmp_path) -> None:
+    df = make_table(2)
+    cfg = _config(df, use_metadata=False)
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "m.pt", build_model(cfg), cfg)
+    loaded = load_checkpoint(tmp_path / "m.pt")
+    assert loaded.encode_metadata(df) is None
+    assert loaded.forward(torch.zeros(1, 1, 64, 32)).shape == (1,)
+    with pytest.raises(InputError, match="not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="not a loadable"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"a": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(InputError, match="not an rsna_pkg checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_image_to_tensor_scales_by_dtype_and_normalises() -> None:
+    a8 = np.array([[0, 255]], dtype=np.uint8)
+    a16 = np.array([[0, 65535]], dtype=np.uint16)
+    for arr in (a8, a16):
+        t = image_to_tensor(arr, mean=0.5, std=0.25)
+        assert t.shape == (1, 1, 2) and t.dtype == torch.float32
+        torch.testing.assert_close(t, torch.tensor([[[-2.0, 2.0]]]))
+    with pytest.raises(InputError):
+        image_to_tensor(np.zeros((2, 2, 3), np.uint8), 0.5, 0.25)
+    with pytest.raises(InputError):
+        image_to_tensor(np.zeros((2, 2), np.float32), 0.5, 0.25)

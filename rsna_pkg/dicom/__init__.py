@@ -1,0 +1,34 @@
+"""DICOM at the edge: the header, pixel decoding behind several backends, and windowing.
+
+Heavy libraries (dicomsdl, imagecodecs, Pillow, DALI, torch) are imported inside the
+functions that use them.
+"""
+
+from rsna_pkg.dicom.backend import available_backends
+from rsna_pkg.dicom.decode import DecodeResult, decode, decode_file
+from rsna_pkg.dicom.header import DicomHeader, VoiLut, read_header
+from rsna_pkg.dicom.pixels import area_downsample, reduced_shape
+from rsna_pkg.dicom.voi import apply_voi, voi_plan
+
+
+def apply_voi_torch(stored, header, index=0):  # type: ignore[no-untyped-def]
+    """Torch twin of apply_voi (imports torch on first use)."""
+    from rsna_pkg.dicom.voi_torch import apply_voi_torch as impl
+
+    return impl(stored, header, index)
+
+
+__all__ = [
+    "DecodeResult",
+    "DicomHeader",
+    "VoiLut",
+    "apply_voi",
+    "apply_voi_torch",
+    "area_downsample",
+    "available_backends",
+    "decode",
+    "decode_file",
+    "read_header",
+    "reduced_shape",
+    "voi_plan",
+]

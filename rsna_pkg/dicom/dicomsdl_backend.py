@@ -1,0 +1,40 @@
+"""dicomsdl: the fastest full-resolution decoder of J2K and JPEG lossless measured here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rsna_pkg.dicom.backend import Decoded
+from rsna_pkg.dicom.frames import J2K_SYNTAXES, JPEG_LOSSLESS_SYNTAXES
+from rsna_pkg.dicom.header import DicomHeader
+from rsna_pkg.dicom.pixels import to_stored
+
+# dicomsdl reads little-endian files only; its own codecs cover J2K and JPEG lossless.
+SYNTAXES = (
+    frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}) | J2K_SYNTAXES | JPEG_LOSSLESS_SYNTAXES
+)
+
+
+class DicomsdlBackend:
+    name = "dicomsdl"
+
+    def available(self) -> bool:
+        try:
+            import dicomsdl  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    def syntaxes(self) -> frozenset[str]:
+        return SYNTAXES
+
+    def decode(self, path: Path, header: DicomHeader, reduce: int) -> Decoded:
+        import dicomsdl
+
+        dset = dicomsdl.open(str(path))
+        # storedvalue=True: raw stored values, not float32 with the rescale applied.
+        arr = dset.pixelData(storedvalue=True)
+        return Decoded(to_stored(arr, header), reduced=False)
+
+
+BACKEND = DicomsdlBackend()

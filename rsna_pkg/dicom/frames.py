@@ -1,0 +1,114 @@
+"""Compressed frame bytes and what their first bytes say about them.
+
+The codec is chosen by the magic bytes at the start of the frame (PS3.5 A.4 items hold one
+codestream each), never by searching inside PixelData: the RSNA J2K frames are JP2-wrapped
+(``00 00 00 0C 6A 50 20 20``) while the standard asks for a bare codestream (``FF 4F FF 51``).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rsna_pkg.errors import DicomError
+
+JP2_MAGIC = b"\x00\x00\x00\x0cjP  "
+J2K_MAGIC = b"\xff\x4f\xff\x51"
+JPEG_MAGIC = b"\xff\xd8"
+
+NATIVE_SYNTAXES = frozenset(
+    {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
+)
+J2K_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"})
+JPEG_LOSSLESS_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"})
+RLE_SYNTAXES = frozenset({"1.2.840.10008.1.2.5"})
+
+
+def sniff_codec(frame: bytes) -> str:
+    """'jp2', 'j2k' or 'jpeg' from the first bytes; '' when unknown."""
+    if frame.startswith(JP2_MAGIC):
+        return "jp2"
+    if frame.startswith(J2K_MAGIC):
+        return "j2k"
+    if frame.startswith(JPEG_MAGIC):
+        return "jpeg"
+    return ""
+
+
+def first_frame(ds: Any, path: str | Path) -> bytes:
+    """Bytes of frame 0 of an encapsulated PixelData (PS3.5 A.4)."""
+    from pydicom.encaps import generate_frames
+
+    if "PixelData" not in ds:
+        raise DicomError(path, "no PixelData element")
+    try:
+        frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    except StopIteration:
+        raise DicomError(path, "encapsulated PixelData holds no frame") from None
+    except Exception as exc:
+        raise DicomError(path, f"bad encapsulated PixelData ({exc})") from exc
+    if not frame:
+        raise DicomError(path, "empty compressed frame")
+    return bytes(frame)
+
+
+def j2k_codestream(frame: bytes) -> bytes:
+    """The bare codestream: the frame itself, or the contents of the JP2 'jp2c' box."""
+    if not frame.startswith(JP2_MAGIC):
+        return frame
+    pos = 0
+    while pos + 8 <= len(frame):
+        length, kind = struct.unpack_from(">I4s", frame, pos)
+        header = 8
+        if length == 1:
+            (length,) = struct.unpack_from(">Q", frame, pos + 8)
+            header = 16
+        elif length == 0:
+            length = len(frame) - pos
+        if kind == b"jp2c":
+            return frame[pos + header : pos + length]
+        if length < header:
+            break
+        pos += length
+    raise ValueError("JP2 file without a 'jp2c' codestream box")
+
+
+@dataclass(frozen=True)
+class J2kInfo:
+    """From the SIZ and COD markers (ISO 15444-1 A.5.1, A.6.1) of component 0."""
+
+    width: int
+    height: int
+    precision: int  # bits per sample
+    signed: bool
+    components: int
+    levels: int  # wavelet decomposition levels = deepest reduce OpenJPEG can do
+
+
+def j2k_info(frame: bytes) -> J2kInfo:
+    """Parse the main header of a J2K codestream (bare or JP2-wrapped)."""
+    cs = j2k_codestream(frame)
+    if not cs.startswith(J2K_MAGIC) or len(cs) < 45:
+        raise ValueError("not a JPEG 2000 codestream")
+    xsiz, ysiz, xo, yo = struct.unpack_from(">IIII", cs, 8)
+    (csiz,) = struct.unpack_from(">H", cs, 40)
+    ssiz = cs[42]
+    levels = -1
+    pos = 4 + struct.unpack_from(">H", cs, 4)[0]  # first marker after SIZ
+    while pos + 4 <= len(cs) and levels < 0:
+        marker, length = struct.unpack_from(">HH", cs, pos)
+        if marker == 0xFF52:  # COD: Lcod, Scod, SGcod(4), then decomposition levels
+            levels = cs[pos + 9]
+        elif marker == 0xFF90:  # SOT: end of the main header
+            break
+        pos += 2 + length
+    return J2kInfo(
+        width=xsiz - xo,
+        height=ysiz - yo,
+        precision=(ssiz & 0x7F) + 1,
+        signed=bool(ssiz & 0x80),
+        components=csiz,
+        levels=max(levels, 0),
+    )

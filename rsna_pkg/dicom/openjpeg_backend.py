@@ -1,0 +1,113 @@
+"""OpenJPEG on the frame bytes: imagecodecs for full resolution, Pillow for reduced.
+
+A reduced decode reads only wavelet resolution level r (ISO 15444-1 B.5), the low-pass band,
+close to a 2**r box mean and many times cheaper than a full decode. Pillow exposes it
+(``im.reduce = r`` before ``load()``) but widens samples to 16 bits (``v << (16 - p)``) and
+offsets signed samples by ``2**(p-1)``: both are undone here. When Pillow cannot (it fails on
+some codestreams at deep levels, and a codestream whose signedness differs from the header
+has no meaningful low-pass band), the full decode is area-downsampled instead.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from rsna_pkg.dicom.backend import Decoded
+from rsna_pkg.dicom.frames import J2K_SYNTAXES, first_frame, j2k_info, sniff_codec
+from rsna_pkg.dicom.header import DicomHeader, read_dataset
+from rsna_pkg.dicom.pixels import reduced_shape, stored_dtype, to_stored
+from rsna_pkg.errors import DicomError
+
+
+def decode_full(frame: bytes, numthreads: int = 1) -> np.ndarray:
+    import imagecodecs
+
+    return imagecodecs.jpeg2k_decode(frame, numthreads=numthreads)
+
+
+def decode_reduced(frame: bytes, reduce: int) -> np.ndarray:
+    """Resolution level ``reduce`` as codestream sample values (Pillow's scaling undone)."""
+    from PIL import Image
+
+    info = j2k_info(frame)
+    with Image.open(io.BytesIO(frame)) as im:
+        im.reduce = reduce  # type: ignore[method-assign,assignment]  # Jpeg2K: int level
+        im.load()
+        arr = np.asarray(im)
+    if arr.ndim != 2:
+        raise ValueError(f"expected one component, Pillow gave shape {arr.shape}")
+    p = info.precision
+    values = arr.astype(np.int32)
+    if arr.dtype == np.uint16 and p < 16:
+        values >>= 16 - p
+    elif arr.dtype != np.uint16 and arr.dtype != np.uint8:
+        raise ValueError(f"unexpected Pillow dtype {arr.dtype}")
+    if info.signed:
+        values -= 1 << (p - 1)
+    return values
+
+
+class OpenjpegBackend:
+    name = "openjpeg"
+
+    def __init__(self, numthreads: int = 1) -> None:
+        self.numthreads = numthreads
+
+    def available(self) -> bool:
+        try:
+            import imagecodecs
+            from PIL import Jpeg2KImagePlugin  # noqa: F401
+        except ImportError:
+            return False
+        return bool(imagecodecs.JPEG2K.available)
+
+    def syntaxes(self) -> frozenset[str]:
+        return J2K_SYNTAXES
+
+    def decode(self, path: Path, header: DicomHeader, reduce: int) -> Decoded:
+        ds = read_dataset(path, pixels=True)
+        frame = first_frame(ds, path)
+        if sniff_codec(frame) not in ("jp2", "j2k"):
+            raise DicomError(path, f"frame is not JPEG 2000 (starts {frame[:8].hex()})")
+        if reduce > 0:
+            note = self._native_reduce_blocker(frame, header, reduce)
+            if not note:
+                try:
+                    arr = decode_reduced(frame, reduce)
+                    if arr.shape == reduced_shape(header.rows, header.columns, reduce):
+                        return Decoded(self._clip(arr, header), reduced=True)
+                    note = f"reduced decode gave shape {arr.shape}"
+                except (OSError, ValueError) as exc:  # Pillow: "broken data stream"
+                    note = f"Pillow reduce failed ({exc})"
+            return Decoded(to_stored(decode_full(frame, self.numthreads), header), False, note)
+        return Decoded(to_stored(decode_full(frame, self.numthreads), header), reduced=False)
+
+    @staticmethod
+    def _native_reduce_blocker(frame: bytes, header: DicomHeader, reduce: int) -> str:
+        """Why resolution levels cannot stand for the header's values ('' when they can)."""
+        info = j2k_info(frame)
+        if info.components != 1:
+            return f"{info.components} components"
+        if info.signed != header.signed:
+            return "codestream signedness differs from PixelRepresentation"
+        if reduce > info.levels:
+            return f"reduce {reduce} > {info.levels} decomposition levels"
+        if info.precision > 16 or info.precision > header.bits_allocated:
+            return f"precision {info.precision} bits"
+        return ""
+
+    @staticmethod
+    def _clip(values: np.ndarray, header: DicomHeader) -> np.ndarray:
+        """The low-pass band can overshoot the sample range by a little: clip, then cast."""
+        dtype = stored_dtype(header)
+        bits = min(header.bits_stored, 8 * dtype.itemsize)
+        lo, hi = (
+            (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if header.signed else (0, (1 << bits) - 1)
+        )
+        return np.clip(values, lo, hi).astype(dtype)
+
+
+BACKEND = OpenjpegBackend()

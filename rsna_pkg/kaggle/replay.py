@@ -1,0 +1,280 @@
+"""Replay the four Kaggle kernels locally, as Kaggle would run them (``rsna replicate``).
+
+Steps: a competition dataset (synthetic by default), the wheel dataset (build.py), a clean
+Kaggle-image venv (sandbox.py), then each kernel's pushed ``kernel.py`` in its own process
+and its own simulated /kaggle: the competition, the datasets and the outputs of the kernels
+it names in ``kernel_sources`` mounted under input/, cwd = working/, internet off when its
+metadata says so. Small sizes come in through $RSNA_<KERNEL>_ARGS. A kernel that writes
+into input/ fails the replay. It ends by checking working/submission.csv against test.csv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rsna_pkg.errors import InputError, RsnaError
+from rsna_pkg.kaggle import sandbox
+from rsna_pkg.kaggle.build import BuildOptions, build_dataset
+from rsna_pkg.kaggle.paths import KERNEL_METADATA, KERNEL_ORDER, KaggleConfig, kernel_dir
+
+MARKER = ".rsna_replay"  # a work folder holding this may be wiped by the next replay
+
+# Sizes that keep a replay on 2 CPU cores to a few minutes; Kaggle runs use the defaults
+# written in each kernel.py.
+SMALL_SETTINGS: dict[str, str] = {
+    "eda": "--sample 2 --max-headers 40 --workers 2 --no-progress",
+    "preprocess": "--height 256 --width 128 --workers 2",
+    "train": "--size 256 128 --epochs 4 --batch-size 16 --backbone resnet18 --workers 0 "
+    "--threads 2 --device cpu --val-frac 0.3",
+    "inference": "--batch-size 8 --workers 1 --device cpu",
+}
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    work: Path
+    data: Path | None = None  # a real competition download; None: synthetic
+    patients: int = 60
+    seed: int = 0
+    layout: str = "new"  # new: input/competitions/<slug>, input/datasets/<owner>/<slug>
+    kernels: tuple[str, ...] = KERNEL_ORDER
+    settings: dict[str, str] = field(default_factory=lambda: dict(SMALL_SETTINGS))
+    build: BuildOptions = BuildOptions()
+    timeout: float = 1800.0  # seconds per kernel
+
+
+@dataclass
+class KernelRun:
+    name: str
+    seconds: float
+    working: Path
+    log: Path
+
+
+@dataclass
+class ReplayResult:
+    work: Path
+    runs: list[KernelRun]
+    seconds: dict[str, float]  # setup steps: data, wheels, image
+    submission: Path | None
+    breasts: int = 0
+
+    def summary(self) -> str:
+        lines = [f"replay in {self.work}"]
+        lines += [f"  {k:<11} {v:7.1f} s  (setup)" for k, v in self.seconds.items()]
+        lines += [f"  {r.name:<11} {r.seconds:7.1f} s  -> {r.working}" for r in self.runs]
+        total = sum(self.seconds.values()) + sum(r.seconds for r in self.runs)
+        lines.append(f"  {'total':<11} {total:7.1f} s")
+        if self.submission:
+            lines.append(f"submission OK: {self.submission} ({self.breasts} breasts)")
+        return "\n".join(lines)
+
+
+def prepare_work(work: Path) -> None:
+    """Create ``work``; an earlier replay's folder is wiped, any other non-empty one refused."""
+    if work.exists() and any(work.iterdir()):
+        if not (work / MARKER).is_file():
+            raise InputError(f"{work}: not empty and not an earlier replay; choose another --work")
+        make_writable(work)
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    (work / MARKER).write_text("rsna replicate work folder; safe to delete\n")
+
+
+def replay(
+    repo: Path, cfg: KaggleConfig, opts: ReplayOptions, log: Callable[[str], None] = print
+) -> ReplayResult:
+    prepare_work(opts.work)
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    data = opts.data or _synthetic(opts.work / "competition", opts.patients, opts.seed, log)
+    if not (data / "test.csv").is_file():
+        raise InputError(f"{data}: no test.csv (expected a competition download)")
+    seconds["data"] = time.perf_counter() - start
+    start = time.perf_counter()
+    wheels = opts.work / "datasets" / cfg.datasets["wheels"].slug
+    log(build_dataset(wheels, cfg, opts.build, repo=repo).summary())
+    seconds["wheels"] = time.perf_counter() - start
+    start = time.perf_counter()
+    venv = sandbox.make_image_env(opts.work / "image")
+    seconds["image env"] = time.perf_counter() - start
+    mounts = {"competition": data, f"dataset:{cfg.datasets['wheels'].slug}": wheels}
+    _read_only([wheels] if opts.data else [wheels, data])
+    runs: list[KernelRun] = []
+    for name in opts.kernels:
+        run = run_kernel(repo, cfg, name, opts, venv, mounts, log)
+        runs.append(run)
+        mounts[f"kernel:{cfg.kernels[name].slug}"] = run.working
+        _read_only([run.working])
+    result = ReplayResult(opts.work, runs, seconds, None)
+    if "inference" in opts.kernels:
+        sub = runs[-1].working / "submission.csv"
+        problems = check_submission(sub, data / "test.csv")
+        if problems:
+            raise RsnaError(f"{sub}: " + "; ".join(problems))
+        result.submission, result.breasts = sub, sum(1 for _ in sub.open()) - 1
+    (opts.work / "replay.json").write_text(json.dumps(_as_json(result), indent=2))
+    return result
+
+
+def mount(root: Path, cfg: KaggleConfig, mounts: dict[str, Path], meta: dict, layout: str) -> None:
+    """Lay out ROOT/input/ for one kernel from its metadata's sources (symlinks)."""
+    inp = root / "input"
+    links: dict[Path, Path] = {}
+    for comp in meta.get("competition_sources", []):
+        links[inp / ("competitions/" if layout == "new" else "") / comp] = mounts["competition"]
+    for ref in meta.get("dataset_sources", []):
+        owner, slug = ref.split("/")[:2]
+        if f"dataset:{slug}" not in mounts:
+            raise InputError(f"replay: dataset {ref} has no local stand-in")
+        where = f"datasets/{owner}/{slug}" if layout == "new" else slug
+        links[inp / where] = mounts[f"dataset:{slug}"]
+    for ref in meta.get("kernel_sources", []):
+        slug = ref.split("/")[1]
+        if f"kernel:{slug}" not in mounts:
+            raise InputError(f"replay: kernel {ref} must run before this one")
+        links[inp / slug] = mounts[f"kernel:{slug}"]
+    for link, target in links.items():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(target.resolve(), target_is_directory=True)
+    (root / "working").mkdir(parents=True)
+
+
+def run_kernel(
+    repo: Path,
+    cfg: KaggleConfig,
+    name: str,
+    opts: ReplayOptions,
+    venv: Path,
+    mounts: dict[str, Path],
+    log: Callable[[str], None],
+) -> KernelRun:
+    """Run one kernel's code file in a fresh image venv and its own /kaggle."""
+    folder = kernel_dir(repo, name)
+    meta = json.loads((folder / KERNEL_METADATA).read_text())
+    base = opts.work / "kernels" / name
+    root = base / "kaggle"
+    mount(root, cfg, mounts, meta, opts.layout)
+    env = sandbox.kernel_env(
+        sandbox.fresh_copy(venv, base / "venv"),
+        root,
+        internet=bool(meta.get("enable_internet", True)),
+        netblock=opts.work / "image" / "netblock",
+    )
+    env[f"RSNA_{name.upper()}_ARGS"] = opts.settings.get(name, "")
+    before = {src: _snapshot(src) for src in mounts.values()}
+    log_path = base / "log.txt"
+    log(f"== kernel {name}: {folder / meta['code_file']} (internet {meta.get('enable_internet')})")
+    start = time.perf_counter()
+    with log_path.open("w") as fh:
+        proc = subprocess.Popen(
+            [str(base / "venv" / "bin" / "python"), str(folder / meta["code_file"])],
+            cwd=root / "working", env=env, stdout=fh, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            code = proc.wait(timeout=opts.timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the kernel and the rsna process it started
+            proc.wait()
+            code = -1
+    seconds = time.perf_counter() - start
+    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
+    if code != 0:
+        raise RsnaError(
+            f"kernel {name} failed (exit {code}) after {seconds:.0f} s; log {log_path}:\n{tail}"
+        )
+    for src, snap in before.items():
+        if _snapshot(src) != snap:
+            raise RsnaError(f"kernel {name} changed its read-only input {src}")
+    log(f"   {name} done in {seconds:.1f} s")
+    return KernelRun(name, seconds, root / "working", log_path)
+
+
+def check_submission(path: Path, test_csv: Path) -> list[str]:
+    """What Kaggle's scorer would reject: header, one row per prediction_id, values in [0, 1]."""
+    import pandas as pd
+
+    if not path.is_file():
+        return ["Submission CSV Not Found"]
+    test = pd.read_csv(test_csv)
+    sub = pd.read_csv(path)
+    problems = []
+    if list(sub.columns) != ["prediction_id", "cancer"]:
+        problems.append(f"header {list(sub.columns)} is not prediction_id,cancer")
+        return problems
+    expected = set(test["prediction_id"].astype(str))
+    ids = sub["prediction_id"].astype(str)
+    if ids.duplicated().any():
+        problems.append(f"duplicated prediction_id {sorted(ids[ids.duplicated()])[:3]}")
+    if missing := sorted(expected - set(ids)):
+        problems.append(f"missing prediction_id {missing[:3]} ({len(missing)} in all)")
+    if extra := sorted(set(ids) - expected):
+        problems.append(f"unknown prediction_id {extra[:3]}")
+    values = pd.to_numeric(sub["cancer"], errors="coerce")
+    if values.isna().any():
+        problems.append(f"{int(values.isna().sum())} empty or non-numeric cancer values")
+    elif not values.between(0, 1).all():
+        problems.append("cancer values outside [0, 1]")
+    return problems
+
+
+def _synthetic(out: Path, patients: int, seed: int, log: Callable[[str], None]) -> Path:
+    from rsna_pkg.data.synth import SynthConfig, generate
+
+    workers = max(1, min(4, os.cpu_count() or 1))
+    summary = generate(
+        out, SynthConfig(patients=patients, seed=seed, scale="small", workers=workers)
+    )
+    log("\n".join(summary.lines()))
+    return out
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime) of every file under ``root``: root ignores chmod, so compare instead."""
+    snap = {}
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            st = os.stat(os.path.join(dirpath, f))
+            snap[os.path.join(dirpath, f)] = (st.st_size, st.st_mtime_ns)
+    return snap
+
+
+def _read_only(paths: list[Path]) -> None:
+    """chmod a-w, as /kaggle/input is mounted (effective for non-root users)."""
+    for root in paths:
+        for dirpath, _, files in os.walk(root):
+            for f in files:
+                os.chmod(os.path.join(dirpath, f), 0o444)
+            os.chmod(dirpath, 0o555)
+
+
+def make_writable(root: Path) -> None:
+    """Undo ``_read_only`` on folders under ``root`` (symlinked mounts are not followed)."""
+    for dirpath, _, _ in os.walk(root):
+        os.chmod(dirpath, 0o755)
+
+
+def _as_json(result: ReplayResult) -> dict:
+    return {
+        "setup_seconds": result.seconds,
+        "kernels": [
+            {
+                "name": r.name,
+                "seconds": round(r.seconds, 1),
+                "working": str(r.working),
+                "log": str(r.log),
+            }
+            for r in result.runs
+        ],  # fmt: skip
+        "submission": str(result.submission) if result.submission else None,
+        "breasts": result.breasts,
+    }

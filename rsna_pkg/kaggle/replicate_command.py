@@ -1,0 +1,77 @@
+"""Replay the four Kaggle kernels locally before pushing them (the main job).
+
+Generates a small synthetic competition dataset (or uses --data, a real download), builds
+the offline wheel dataset, makes a clean environment holding only what the Kaggle image
+provides, then runs eda, preprocess, train and inference exactly as pushed: each its own
+process and simulated /kaggle (input read-only, outputs chained through kernel_sources,
+internet off per metadata, rsna_pkg installed with pip --no-index). Ends by checking
+submission.csv against test.csv and printing the time of each kernel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, help="competition folder (default: synthetic)")
+    parser.add_argument(
+        "--work", type=Path, help="work folder, kept (default: a temporary one, removed)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
+    parser.add_argument("--no-dali", action="store_true", help="wheel dataset without DALI")
+    parser.add_argument("--patients", type=int, default=60, help="synthetic patients (60)")
+    parser.add_argument("--seed", type=int, default=0, help="synthetic data seed")
+    parser.add_argument(
+        "--layout", choices=("new", "old"), default="new",
+        help="new: input/competitions/<slug>, input/datasets/<owner>/<slug>; old: input/<slug>",
+    )  # fmt: skip
+    parser.add_argument(
+        "--kernels", nargs="+", default=None, help="run only these (in chain order)"
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KERNEL=ARGS",
+        help="replace a kernel's replay arguments, e.g. --set 'train=--epochs 1 --size 128 64'",
+    )  # fmt: skip
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per kernel")
+    parser.add_argument("--repo", type=Path, help="repository root (default: found from cwd)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    from rsna_pkg.errors import InputError
+    from rsna_pkg.kaggle.build import BuildOptions
+    from rsna_pkg.kaggle.paths import KERNEL_ORDER, find_repo, load_config
+    from rsna_pkg.kaggle.replay import SMALL_SETTINGS, ReplayOptions, replay
+
+    repo = find_repo(args.repo)
+    cfg = load_config(repo)
+    settings = dict(SMALL_SETTINGS)
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or name not in KERNEL_ORDER:
+            raise InputError(f"--set {item!r}: expected KERNEL=ARGS, KERNEL in {KERNEL_ORDER}")
+        settings[name] = value
+    kernels = tuple(k for k in KERNEL_ORDER if args.kernels is None or k in args.kernels)
+    if args.kernels and set(args.kernels) - set(KERNEL_ORDER):
+        raise InputError(f"--kernels: choose from {', '.join(KERNEL_ORDER)}")
+    work = args.work or Path(tempfile.mkdtemp(prefix="rsna_replay_"))
+    py = f"{sys.version_info.major}.{sys.version_info.minor}"  # wheels for THIS interpreter
+    opts = ReplayOptions(
+        work=work, data=args.data, patients=args.patients, seed=args.seed, layout=args.layout,
+        kernels=kernels, settings=settings, build=BuildOptions(python=py, dali=not args.no_dali),
+        timeout=args.timeout,
+    )  # fmt: skip
+    result = replay(repo, cfg, opts)
+    print(result.summary())
+    if args.work is None and not args.keep:
+        from rsna_pkg.kaggle.replay import make_writable
+
+        make_writable(work)
+        shutil.rmtree(work)
+        print(f"removed {work} (use --keep or --work to keep it)")
+    return 0

@@ -1,0 +1,129 @@
+"""Push the wheel dataset (and optionally a model) and the kernels with the real kaggle CLI.
+
+Order: build the wheel dataset, run every check (the repo's files and the staged dataset
+folders), then ``kaggle datasets create|version -p DIR`` and ``kaggle kernels push -p DIR`` in
+chain order, waiting for each kernel to finish before pushing the one that reads its output.
+Credentials come from the user's environment or ~/.kaggle/kaggle.json, never this repo.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rsna_pkg.errors import InputError, RsnaError
+from rsna_pkg.kaggle.build import BuildOptions, build_dataset
+from rsna_pkg.kaggle.check import check_dataset, check_repo, offline_api
+from rsna_pkg.kaggle.paths import DATASET_METADATA, KERNEL_ORDER, KaggleConfig, kernel_dir
+from rsna_pkg.kaggle.render import dataset_metadata, dumps
+
+POLL_SECONDS = 60
+
+
+def kaggle_cli() -> list[str]:
+    exe = shutil.which("kaggle")
+    return [exe] if exe else [sys.executable, "-m", "kaggle"]
+
+
+def stage_model(work: Path, cfg: KaggleConfig, model: Path) -> Path:
+    """A flat model dataset folder: model.pt + dataset-metadata.json."""
+    if not model.is_file():
+        raise InputError(f"--model {model}: no such file")
+    folder = work / cfg.datasets["model"].slug
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    shutil.copy2(model, folder / "model.pt")
+    (folder / DATASET_METADATA).write_text(dumps(dataset_metadata(cfg, "model")))
+    return folder
+
+
+def dataset_commands(cfg: KaggleConfig, name: str, folder: Path, message: str) -> list[list[str]]:
+    """status (exists?) then version, or create for the first release."""
+    ref = cfg.ref(cfg.datasets[name].slug)
+    return [
+        ["datasets", "status", ref],
+        ["datasets", "version", "-p", str(folder), "-m", message, "--dir-mode", "skip"],
+        ["datasets", "create", "-p", str(folder), "--dir-mode", "skip"],
+    ]
+
+
+def push(
+    repo: Path,
+    cfg: KaggleConfig,
+    opts: BuildOptions,
+    work: Path,
+    dry_run: bool,
+    kernels: Sequence[str] | None,
+    model: Path | None,
+    message: str,
+) -> int:
+    names = [k for k in KERNEL_ORDER if kernels is None or k in kernels]
+    if kernels and set(kernels) - set(KERNEL_ORDER):
+        raise InputError(f"--kernels: choose from {', '.join(KERNEL_ORDER)}")
+    work = work if work.is_absolute() else repo / work
+    datasets = {"wheels": work / cfg.datasets["wheels"].slug}
+    print(build_dataset(datasets["wheels"], cfg, opts, repo=repo).summary())
+    if model is not None:
+        datasets["model"] = stage_model(work, cfg, model)
+    problems = check_repo(repo, cfg)
+    with offline_api() as api:
+        for folder in datasets.values():
+            meta = json.loads((folder / DATASET_METADATA).read_text())
+            problems += check_dataset(api, folder, meta)
+    if problems:
+        raise RsnaError("check failed:\n" + "\n".join(str(p) for p in problems))
+    cli = kaggle_cli()
+    for name, folder in datasets.items():
+        status, version, create = dataset_commands(cfg, name, folder, message)
+        if dry_run:
+            print(_show(status), "# exists?", "then", _show(version), "else", _show(create))
+            continue
+        exists = _run(cli, status, check=False) == 0
+        _run(cli, version if exists else create)
+    for name in names:
+        ref = cfg.ref(cfg.kernels[name].slug)
+        cmd = ["kernels", "push", "-p", str(kernel_dir(repo, name))]
+        if dry_run:
+            print(_show(cmd), "&&", "wait for", _show(["kernels", "status", ref]), "== complete")
+            continue
+        _run(cli, cmd)
+        if name != names[-1]:
+            wait_for(cli, ref)
+    inference = cfg.ref(cfg.kernels["inference"].slug)
+    print(
+        f"then submit: kaggle competitions submit {cfg.competition} -k {inference} "
+        "-v <version printed by kernels push> -f submission.csv -m <message>"
+    )
+    return 0
+
+
+def wait_for(cli: list[str], ref: str) -> None:
+    """Poll ``kaggle kernels status`` until the kernel completes (later kernels read its output)."""
+    while True:
+        out = subprocess.run([*cli, "kernels", "status", ref], capture_output=True, text=True)
+        text = (out.stdout + out.stderr).lower()
+        if "complete" in text:
+            return
+        if out.returncode != 0 or "error" in text or "cancel" in text:
+            raise RsnaError(f"kernel {ref}: {text.strip()}")
+        print(f"waiting for {ref}: {text.strip()}", flush=True)
+        time.sleep(POLL_SECONDS)
+
+
+def _show(args: list[str]) -> str:
+    return "kaggle " + shlex.join(args)
+
+
+def _run(cli: list[str], args: list[str], check: bool = True) -> int:
+    print("+", _show(args), flush=True)
+    code = subprocess.run([*cli, *args]).returncode
+    if check and code != 0:
+        raise RsnaError(f"{_show(args)} failed (exit {code})")
+    return code

@@ -81,7 +81,7 @@ def breast_mask(geo: Geometry, shape: tuple[int, int], rng: np.random.Generator)
     y = np.arange(h, dtype=np.float32)
     wobble = 1.0 + 0.04 * smooth_noise(rng, (h, 1), (h / 6, 1))[:, 0]
     rel = np.clip(1.0 - ((y - geo.yc) / geo.half_height) ** 2, 0.0, None)
-    edge = geo.depth * rel**0.55 * wobble
+    edge = geo.depth * rel**0.5 * wobble
     if geo.pect_top > 0:  # axillary tail runs up to the top edge along the muscle
         axilla = geo.pect_top * 1.25 * np.clip(1.0 - y / (geo.yc + geo.half_height), 0, None)
         edge = np.maximum(edge, axilla)
@@ -93,7 +93,7 @@ def inside_distance(mask: np.ndarray) -> np.ndarray:
     """Distance to the outline along rows and columns (the mask is a prefix of every row and
     one run per column): a cheap stand-in for a Euclidean distance transform."""
     h, w = mask.shape
-    yy, xx = np.mgrid[0:h, 0:w]
+    yy, xx = np.ogrid[0:h, 0:w]
     dist_x = mask.sum(1, keepdims=True) - xx
     top = mask.argmax(0)[None, :]
     bottom = h - mask[::-1].argmax(0)[None, :]
@@ -107,19 +107,28 @@ def tissue(
     """Fat with fibroglandular clouds concentrated behind the nipple, Cooper-ligament-like
     streaks along the chest-wall-to-nipple axis, thinner (darker) towards the skin."""
     h, w = mask.shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    lh, lw = (h + 1) // 2, (w + 1) // 2  # smooth parts are drawn at half resolution
+    yy = ((np.arange(lh, dtype=np.float32) + 0.5) * h / lh - 0.5)[:, None]
+    xx = ((np.arange(lw, dtype=np.float32) + 0.5) * w / lw - 0.5)[None, :]
     prior = np.exp(-(((xx - 0.4 * geo.depth) / (0.45 * geo.depth)) ** 2)
                    - ((yy - geo.yc) / (0.75 * geo.half_height)) ** 2)  # fmt: skip
-    field = (smooth_noise(rng, (h, w), (h / 8, h / 8)) + 0.6 * smooth_noise(rng, (h, w), (h / 25, h / 25))
-             + 0.35 * smooth_noise(rng, (h, w), (h / 60, h / 15)))  # fmt: skip
+    low = (lh, lw)
+    field = (smooth_noise(rng, low, (lh / 8, lh / 8)) + 0.6 * smooth_noise(rng, low, (lh / 25, lh / 25))
+             + 0.35 * smooth_noise(rng, low, (lh / 60, lh / 15)))  # fmt: skip
     gland = 1.0 / (
         1.0 + np.exp(-1.7 * (0.7 * field + 2.4 * prior - 1.2 - GLAND_THRESHOLD[density]))
     )
-    streaks = smooth_noise(rng, (h, w), (h / 120, h / 14))
+    # strands converging on the nipple: noise smooth along the radius, fine across angles
+    phi = np.arctan2(yy - geo.yc, geo.depth - xx)  # (-pi/2, pi/2) inside the breast
+    rho = np.hypot(yy - geo.yc, geo.depth - xx) / max(h, w)
+    polar = rng.standard_normal((64, 6), dtype=np.float32)
+    coords = np.stack(np.broadcast_arrays((phi / math.pi + 0.5) * 63, np.clip(rho, 0, 1) * 5))
+    streaks = ndimage.map_coordinates(polar, coords, order=1, mode="nearest")
+    smooth = resample((FAT + (GLAND - FAT) * gland + 0.015 * streaks).astype(np.float32), (h, w))
     fine = ndimage.uniform_filter(rng.standard_normal((h, w), dtype=np.float32), 3) * 3
     dist = inside_distance(mask)
     thick = np.clip(dist / (0.07 * w), 0, 1) ** 0.5
-    t = (FAT + (GLAND - FAT) * gland + 0.012 * streaks + 0.012 * fine) * (0.7 + 0.3 * thick)
+    t = (smooth + 0.012 * fine) * (0.7 + 0.3 * thick)
     skin = (dist > 0) & (dist <= max(1.5, h / 300))
     t = np.where(skin, t + 0.05, t)
     return np.where(mask, t, 0.0).astype(np.float32)
@@ -130,7 +139,7 @@ def pectoral(t: np.ndarray, geo: Geometry, rng: np.random.Generator) -> np.ndarr
     if geo.pect_top <= 0:
         return t
     h, w = t.shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    yy, xx = np.ogrid[0:h, 0:w]
     bound = geo.pect_top * np.clip(1.0 - yy / geo.pect_height, 0, None) ** 1.15
     inside = np.clip((bound - xx) / (0.012 * w) + 0.5, 0, 1)
     muscle = PECTORAL + 0.06 * (1 - yy / h) + 0.02 * smooth_noise(rng, (h, w), (h / 40, h / 10))
@@ -160,7 +169,7 @@ def draw_lesion(
     half = int(3.2 * r) + 2
     y0, y1 = max(0, int(cy) - half), min(h, int(cy) + half)
     x0, x1 = max(0, int(cx) - half), min(w, int(cx) + half)
-    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    yy, xx = np.ogrid[y0:y1, x0:x1]
     dy, dx = yy - cy, xx - cx
     d, theta = np.hypot(dy, dx), np.arctan2(dy, dx)
     add = np.zeros_like(d)
@@ -176,17 +185,17 @@ def draw_lesion(
             )
         )
         add += c * np.clip((rim - d) / (0.25 * r), 0, 1) * (0.85 + 0.15 * np.clip(1 - d / r, 0, 1))
-        for ang in rng.uniform(-math.pi, math.pi, rng.integers(10, 17)):
-            length = r * rng.uniform(1.8, 2.8)
+        for ang in rng.uniform(-math.pi, math.pi, rng.integers(14, 22)):
+            length = r * rng.uniform(2.0, 3.2)
             along = d * np.cos(theta - ang)
             perp = np.abs(d * np.sin(theta - ang))
-            width = r * rng.uniform(0.07, 0.11) * np.clip(1 - along / length, 0, 1)
+            width = r * rng.uniform(0.09, 0.14) * np.clip(1 - along / length, 0, 1)
             ray = (along > 0.5 * r) & (along < length) & (perp < width + 0.5)
-            add = np.maximum(add, np.where(ray, 0.65 * c * np.clip(1 - along / length, 0.15, 1), 0))
+            add = np.maximum(add, np.where(ray, 0.8 * c * np.clip(1.1 - along / length, 0.2, 1), 0))
     elif lesion.kind == "round_mass":
         ry, rx = r * rng.uniform(0.9, 1.15), r * rng.uniform(0.9, 1.15)
         rr = np.hypot(dy / ry, dx / rx)
-        add += 0.8 * c * np.clip((1 - rr) / 0.06, 0, 1)
+        add += 0.6 * c * np.clip((1 - rr) / 0.06, 0, 1)
     elif lesion.kind == "calc_cluster":
         add += 0.3 * c * np.exp(-((d / (1.3 * r)) ** 2))
         for _ in range(rng.integers(10, 19)):
@@ -207,7 +216,7 @@ def draw_lesion(
 def draw_implant(t: np.ndarray, geo: Geometry, rng: np.random.Generator) -> np.ndarray:
     """A silicone implant: bright, smooth, behind the tissue at the chest wall."""
     h, w = t.shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    yy, xx = np.ogrid[0:h, 0:w]
     ry, rx = geo.half_height * rng.uniform(0.55, 0.7), geo.depth * rng.uniform(0.4, 0.55)
     rr = np.hypot((yy - geo.yc) / ry, (xx - 0.05 * w) / rx)
     inside = np.clip((1 - rr) / 0.04, 0, 1)

@@ -1,0 +1,169 @@
+"""Wheel dataset, simulated Kaggle image and kernel bootstrap: the pieces the replay stands on."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rsna_pkg.kaggle import bootstrap, sandbox
+from rsna_pkg.kaggle.build import BuildOptions, _expand_platforms, build_dataset, target_tags
+from rsna_pkg.kaggle.image import build_farm, closure, image_packages
+from rsna_pkg.kaggle.paths import find_repo, load_config
+from rsna_pkg.kaggle.replay import check_submission
+
+REPO = find_repo(Path(__file__).parent)
+PY = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+@pytest.fixture(scope="module")
+def image_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return sandbox.make_image_env(tmp_path_factory.mktemp("image"))
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ds") / "wheels"
+    build_dataset(out, load_config(REPO), BuildOptions(python=PY, dali=False), repo=REPO)
+    return out
+
+
+def run_py(venv: Path, code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(sandbox.python(venv)), "-c", code],
+        capture_output=True, text=True, env=env or sandbox.clean_env(), cwd=venv.parent,
+    )  # fmt: skip  (cwd: not the repo, whose rsna_pkg/ would be importable from "")
+
+
+def test_image_env_sees_only_the_image(image_env: Path) -> None:
+    ok = run_py(image_env, "import torch, torchvision, numpy, pandas, sklearn, scipy, PIL, tqdm")
+    assert ok.returncode == 0, ok.stderr
+    for hidden in ("rsna_pkg", "pydicom", "dicomsdl", "pylibjpeg", "imagecodecs", "nvidia.dali"):
+        res = run_py(image_env, f"import {hidden}")
+        assert res.returncode != 0 and "ModuleNotFoundError" in res.stderr, hidden
+
+
+def test_farm_splits_shared_namespace_folders(tmp_path: Path) -> None:
+    """nvidia/ holds torch's CUDA libraries and DALI: only the former may appear."""
+    build_farm(tmp_path, closure(image_packages()))
+    assert (tmp_path / "torch").is_symlink()
+    assert not (tmp_path / "pydicom").exists()
+    if (tmp_path / "nvidia").exists():
+        assert not (tmp_path / "nvidia").is_symlink() or not (tmp_path / "nvidia/dali").exists()
+        assert not (tmp_path / "nvidia" / "dali").exists()
+
+
+def test_wheel_dataset_is_flat_and_installs_offline(
+    wheels: Path, image_env: Path, tmp_path: Path
+) -> None:
+    names = sorted(p.name for p in wheels.iterdir())
+    assert "dataset-metadata.json" in names
+    assert all(p.is_file() for p in wheels.iterdir())  # flat: Kaggle skips subfolders
+    for stem in ("rsna_pkg-", "pydicom-3", "dicomsdl-", "pylibjpeg-", "imagecodecs-"):
+        assert any(n.startswith(stem) for n in names), stem
+    assert not any(n.startswith(("torch-", "numpy-", "pandas-")) for n in names)
+    venv = sandbox.fresh_copy(image_env, tmp_path / "venv")
+    pip = [str(sandbox.python(venv)), "-m", "pip", "install", "-q", "--no-index"]
+    done = subprocess.run([*pip, "--find-links", str(wheels), "rsna_pkg"],
+                          capture_output=True, text=True, env=sandbox.clean_env())  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    res = run_py(venv, "import rsna_pkg.dicom, pydicom, dicomsdl, openjpeg, imagecodecs; "
+                 "print(pydicom.__version__)")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("3.")
+
+
+def test_missing_bundled_wheel_fails_the_install(
+    wheels: Path, image_env: Path, tmp_path: Path
+) -> None:
+    partial = tmp_path / "partial"
+    shutil.copytree(wheels, partial)
+    for wheel in partial.glob("dicomsdl-*.whl"):
+        wheel.unlink()
+    venv = sandbox.fresh_copy(image_env, tmp_path / "venv")
+    pip = [str(sandbox.python(venv)), "-m", "pip", "install", "--no-index"]
+    done = subprocess.run([*pip, "--find-links", str(partial), "rsna_pkg"],
+                          capture_output=True, text=True, env=sandbox.clean_env())  # fmt: skip
+    assert done.returncode != 0
+    assert "dicomsdl" in done.stderr
+
+
+def test_internet_off_blocks_ip_connections(image_env: Path, tmp_path: Path) -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    code = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=5); print('ok')"
+    netblock = image_env.parent / "netblock"
+    try:
+        for internet in (True, False):
+            env = sandbox.kernel_env(image_env, tmp_path, internet=internet, netblock=netblock)
+            res = run_py(image_env, code, env)
+            if internet:
+                assert res.stdout.strip() == "ok", res.stderr
+            else:
+                assert res.returncode != 0 and "internet is off" in res.stderr
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    "mount",
+    ["rsna-breast-cancer-detection", "competitions/rsna-breast-cancer-detection",
+     "datasets/someone/rsna-copy"],
+)  # fmt: skip
+def test_find_input_handles_every_mount_layout(
+    mount: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "input" / mount
+    (folder / "train_images" / "1").mkdir(parents=True)
+    (folder / "train.csv").write_text("x\n")
+    (tmp_path / "input" / "other").mkdir()
+    monkeypatch.setattr(bootstrap, "INPUT", tmp_path / "input")
+    assert bootstrap.find_input("train.csv") == folder
+    with pytest.raises(SystemExit, match="no test.csv"):
+        bootstrap.find_input("test.csv")
+
+
+def test_settings_come_from_env_else_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RSNA_TRAIN_ARGS", raising=False)
+    assert bootstrap.settings("train", "--epochs 12") == ["--epochs", "12"]
+    monkeypatch.setenv("RSNA_TRAIN_ARGS", "--epochs 1 --size 64 32")
+    assert bootstrap.settings("train", "--epochs 12") == ["--epochs", "1", "--size", "64", "32"]
+
+
+def test_platform_tags() -> None:
+    plats = _expand_platforms(("manylinux2014_x86_64",))
+    assert "manylinux_2_17_x86_64" in plats and "manylinux1_x86_64" in plats
+    assert "manylinux_2_28_x86_64" not in plats
+    tags = target_tags(BuildOptions(python="3.11", platforms=("manylinux_2_28_x86_64",)))
+    assert "cp311-cp311-manylinux_2_28_x86_64" in tags and "py3-none-any" in tags
+    assert "cp312-cp312-manylinux_2_28_x86_64" not in tags
+
+
+@pytest.mark.parametrize(
+    ("rows", "problem"),
+    [
+        ("prediction_id,cancer\n1_L,0.1\n1_R,0.2\n", None),
+        ("prediction_id,cancer\n1_L,0.1\n", "missing prediction_id ['1_R']"),
+        ("prediction_id,cancer\n1_L,0.1\n1_L,0.1\n1_R,0\n", "duplicated"),
+        ("prediction_id,cancer\n1_L,\n1_R,0.2\n", "non-numeric"),
+        ("prediction_id,cancer\n1_L,1.5\n1_R,0.2\n", "outside [0, 1]"),
+        ("id,cancer\n1_L,0.1\n1_R,0.2\n", "header"),
+        ("prediction_id,cancer\n1_L,0.1\n1_R,0.2\n9_L,0\n", "unknown"),
+    ],
+)
+def test_check_submission(rows: str, problem: str | None, tmp_path: Path) -> None:
+    test = tmp_path / "test.csv"
+    test.write_text("patient_id,laterality,prediction_id\n1,L,1_L\n1,L,1_L\n1,R,1_R\n")
+    sub = tmp_path / "submission.csv"
+    sub.write_text(rows)
+    found = check_submission(sub, test)
+    if problem is None:
+        assert found == []
+    else:
+        assert any(problem in p for p in found), found

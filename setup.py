@@ -16,7 +16,7 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=find_packages(include=["rsna_pkg", "rsna_pkg.*"]),
     include_package_data=True,
     package_data={"rsna_pkg": ["py.typed", "**/*.json", "**/*.txt", "**/*.toml"]},

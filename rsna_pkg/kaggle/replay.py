@@ -92,6 +92,11 @@ def prepare_work(work: Path) -> None:
 def replay(
     repo: Path, cfg: KaggleConfig, opts: ReplayOptions, log: Callable[[str], None] = print
 ) -> ReplayResult:
+    from rsna_pkg.kaggle.check import check_repo
+
+    problems = check_repo(repo, cfg)  # replay only what would pass `kaggle kernels push`
+    if problems:
+        raise RsnaError("rsna kaggle check failed:\n" + "\n".join(map(str, problems)))
     prepare_work(opts.work)
     seconds: dict[str, float] = {}
     start = time.perf_counter()

@@ -1,0 +1,80 @@
+"""End-to-end replay of the four Kaggle kernels on a tiny synthetic dataset (CI runs it
+without DALI). Slow: about a minute or two on 2 cores."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from rsna_pkg.kaggle.build import BuildOptions
+from rsna_pkg.kaggle.paths import KERNEL_ORDER, find_repo, load_config
+from rsna_pkg.kaggle.replay import SMALL_SETTINGS, ReplayOptions, check_submission, replay
+
+REPO = find_repo(Path(__file__).parent)
+TINY = {
+    **SMALL_SETTINGS,
+    "eda": "--sample 1 --max-headers 20 --workers 1 --no-progress",
+    "train": "--size 128 64 --epochs 1 --batch-size 16 --backbone resnet18 --workers 0 "
+    "--threads 2 --device cpu --val-frac 0.3",
+}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def replayed(synth_data: Path, tmp_path_factory: pytest.TempPathFactory):
+    work = tmp_path_factory.mktemp("replay") / "work"
+    py = f"{sys.version_info.major}.{sys.version_info.minor}"
+    opts = ReplayOptions(
+        work=work, data=synth_data, settings=TINY, build=BuildOptions(python=py, dali=False)
+    )
+    return replay(REPO, load_config(REPO), opts, log=lambda msg: None)
+
+
+def test_replay_runs_every_kernel_and_writes_a_valid_submission(replayed, synth_data) -> None:
+    assert [r.name for r in replayed.runs] == list(KERNEL_ORDER)
+    assert replayed.submission is not None
+    assert check_submission(replayed.submission, synth_data / "test.csv") == []
+    for run in replayed.runs:
+        print(f"replay kernel {run.name}: {run.seconds:.1f} s")
+    report = json.loads((replayed.work / "replay.json").read_text())
+    assert [k["name"] for k in report["kernels"]] == list(KERNEL_ORDER)
+
+
+def test_kernels_installed_offline_and_chained(replayed) -> None:
+    runs = {r.name: r for r in replayed.runs}
+    assert (runs["train"].working / "model.pt").is_file()
+    train_input = runs["train"].working.parent / "input"
+    assert (train_input / "rsna-pkg-preprocess").is_symlink()  # kernel_sources mount
+    for run in replayed.runs:
+        log = run.log.read_text()
+        assert "+ rsna" in log
+        assert "Downloading" not in log  # pip found everything in the wheel dataset
+
+
+def test_kernel_writing_into_input_fails(replayed, tmp_path: Path) -> None:
+    """A kernel may not change /kaggle/input (root ignores chmod, so the replay compares)."""
+    from rsna_pkg.errors import RsnaError
+    from rsna_pkg.kaggle.replay import run_kernel
+
+    bad = tmp_path / "repo"
+    (bad / "kaggle_kernels" / "eda").mkdir(parents=True)
+    meta = json.loads((REPO / "kaggle_kernels/eda/kernel-metadata.json").read_text())
+    (bad / "kaggle_kernels/eda/kernel-metadata.json").write_text(json.dumps(meta))
+    (bad / "kaggle_kernels/eda/kernel.py").write_text(
+        "import os, pathlib\n"
+        "root = pathlib.Path(os.environ['KAGGLE_ROOT'], 'input')\n"
+        "next(root.glob('*/*/train.csv')).parent.joinpath('oops.txt').write_text('x')\n"
+    )
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.csv").write_text("x\n")
+    cfg = load_config(REPO)
+    opts = ReplayOptions(work=tmp_path / "work")
+    mounts = {"competition": data, f"dataset:{cfg.datasets['wheels'].slug}": tmp_path}
+    venv = replayed.work / "image" / "venv"
+    with pytest.raises(RsnaError, match="changed its read-only input"):
+        run_kernel(bad, cfg, "eda", opts, venv, mounts, log=lambda msg: None)

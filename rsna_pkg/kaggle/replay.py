@@ -122,9 +122,9 @@ def replay(
     result = ReplayResult(opts.work, runs, seconds, None)
     if "inference" in opts.kernels:
         sub = runs[-1].working / "submission.csv"
-        problems = check_submission(sub, data / "test.csv")
-        if problems:
-            raise RsnaError(f"{sub}: " + "; ".join(problems))
+        rejected = check_submission(sub, data / "test.csv")
+        if rejected:
+            raise RsnaError(f"{sub}: " + "; ".join(rejected))
         result.submission, result.breasts = sub, sum(1 for _ in sub.open()) - 1
     (opts.work / "replay.json").write_text(json.dumps(_as_json(result), indent=2))
     return result

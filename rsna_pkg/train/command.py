@@ -3,12 +3,13 @@
 Writes OUT/model.pt (best epoch: weights + full TrainConfig, loadable with
 torch.load(weights_only=True)), OUT/last.pt (resumable), OUT/metrics.json,
 OUT/history.csv, OUT/curves.png, OUT/config.json and OUT/split.csv.
-Multi-GPU: `torchrun --nproc_per_node N -m rsna_pkg train ...`.
+Multi-GPU: `torchrun --nproc_per_node N -m rsna_pkg.train ...` (same options).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from rsna_pkg.errors import InputError
@@ -96,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args, args.backbone)
     metrics = run_training(cfg, args.data, args.images, args.out, resume=args.resume)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # DDP: rank 0 reports
     print(
         f"best epoch {metrics['best_epoch']}: val AUC {metrics['val_auc']:.4f}, "
         f"pF1 {metrics['val_pf1']:.4f}, best-threshold pF1 {metrics['val_pf1_best']:.4f} "

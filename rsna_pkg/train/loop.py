@@ -84,6 +84,7 @@ def _run(
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
         sampler.set_epoch(epoch)
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout etc.: exact on --resume
         loss = trainer.train_epoch(train_loader, show=ctx.is_main)
         eval_model = trainer.eval_model()
         rows, probs = predict(eval_model, val_loader, ctx.device, channels_last)

@@ -1,0 +1,151 @@
+"""End-to-end training on a few tiny PNGs: outputs, determinism, resume, bad input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from train_data import make_dataset
+
+from rsna_pkg.data.dataset import load_image_table, read_png
+from rsna_pkg.errors import InputError
+from rsna_pkg.models.checkpoint import load_checkpoint
+from rsna_pkg.train import command
+from rsna_pkg.train.optim import Trainer, warmup_cosine
+
+SIZE = ("64", "32")
+
+
+def _args(data: Path, images: Path, out: Path, *extra: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    return parser.parse_args([
+        "--data", str(data), "--images", str(images), "--out", str(out), "--size", *SIZE,
+        "--epochs", "2", "--batch-size", "8", "--workers", "0", "--threads", "1", "--seed", "3",
+        *extra,
+    ])  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[Path, Path]:
+    return make_dataset(tmp_path_factory.mktemp("tiny"), patients=12, size=(64, 32), seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "out"
+    assert command.run(_args(*tiny, out)) == 0
+    return out
+
+
+def _metrics(out: Path) -> dict:
+    m = json.loads((out / "metrics.json").read_text())
+    m.pop("train_seconds")
+    return m
+
+
+def test_train_writes_every_output_and_a_usable_checkpoint(tiny, trained) -> None:
+    for name in ("model.pt", "last.pt", "metrics.json", "history.csv", "curves.png",
+                 "config.json", "split.csv"):  # fmt: skip
+        assert (trained / name).is_file(), name
+    m = _metrics(trained)
+    for key in ("val_auc", "val_pf1", "val_pf1_best", "threshold"):
+        assert m[key] is not None and 0.0 <= m[key] <= 1.0, key
+        assert m["per_breast"][key] == m[key]
+    assert set(m["per_image"]) == {"auc", "pf1", "pf1_best", "threshold"}
+    history = pd.read_csv(trained / "history.csv")
+    assert history["epoch"].tolist() == [1, 2]
+    # the bright-disc positives are trivially separable: the model must find them
+    assert history["val_auc"].max() >= 0.9
+    split = pd.read_csv(trained / "split.csv")
+    assert set(split["split"]) == {"train", "val"}
+
+    loaded = load_checkpoint(trained / "model.pt")
+    cfg = json.loads((trained / "config.json").read_text())
+    assert loaded.config.backbone == cfg["backbone"] == "resnet18"
+    assert loaded.config.threshold == pytest.approx(m["threshold"])
+    assert loaded.config.preprocess is not None and loaded.config.preprocess.height == 64
+    # inference path reproduces the validation AUC of the saved epoch
+    table = load_image_table(*tiny)
+    val_ids = set(split.loc[split["split"] == "val", "patient_id"])
+    val = table[table["patient_id"].isin(val_ids)].reset_index(drop=True)
+    images = torch.stack([loaded.image_tensor(read_png(p)) for p in val["path"]])
+    probs = loaded.predict_proba(images, loaded.encode_metadata(val))
+    from rsna_pkg.metrics import aggregate_per_breast, roc_auc
+
+    breast = aggregate_per_breast(val["prediction_id"], probs)
+    labels = val.groupby("prediction_id", sort=False)["cancer"].max().reindex(breast.index)
+    assert roc_auc(labels, breast) == pytest.approx(m["val_auc"], abs=1e-6)
+    fallback = loaded.metadata_only_proba(val)
+    assert fallback is not None and np.isfinite(fallback).all()
+
+
+def test_same_seed_reproduces_metrics(tiny, trained, tmp_path) -> None:
+    assert command.run(_args(*tiny, tmp_path / "again")) == 0
+    assert _metrics(tmp_path / "again") == _metrics(trained)
+
+
+def test_resume_continues_exactly(tiny, trained, tmp_path, monkeypatch) -> None:
+    out = tmp_path / "resumed"
+    real = Trainer.train_epoch
+    calls = {"n": 0}
+
+    def crash_on_second(self, loader, show):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, loader, show)
+
+    monkeypatch.setattr(Trainer, "train_epoch", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        command.run(_args(*tiny, out))
+    monkeypatch.setattr(Trainer, "train_epoch", real)
+    assert not (out / "metrics.json").exists()
+    assert command.run(_args(*tiny, out, "--resume")) == 0
+    assert _metrics(out) == _metrics(trained)
+    with pytest.raises(InputError, match="backbone"):
+        command.run(_args(*tiny, out, "--resume", "--backbone", "squeezenet1_1"))
+
+
+def test_bad_inputs_give_clear_errors(tiny, tmp_path) -> None:
+    data, images = tiny
+    with pytest.raises(InputError, match="--size"):
+        command.run(_args(data, images, tmp_path / "o1", "--size", "128", "64"))
+    with pytest.raises(InputError, match="nothing to resume"):
+        command.run(_args(data, images, tmp_path / "o2", "--resume"))
+    with pytest.raises(InputError, match="backbone"):
+        command.run(_args(data, images, tmp_path / "o3", "--backbone", "lenet"))
+    with pytest.raises(InputError, match="not found"):
+        command.run(_args(data, images, tmp_path / "o4", "--pretrained", str(tmp_path / "x.pth")))
+
+
+def test_manifest_errors_and_missing_pngs_are_skipped_with_counts(tmp_path, capsys) -> None:
+    data, images = make_dataset(tmp_path, patients=4, size=(64, 32))
+    manifest = pd.read_csv(images / "manifest.csv", dtype={"reason": str})
+    manifest.loc[0, ["status", "reason"]] = ["error", "decode failed"]
+    manifest.to_csv(images / "manifest.csv", index=False)
+    (images / manifest.loc[1, "png"]).unlink()
+    table = load_image_table(data, images)
+    out = capsys.readouterr().out
+    assert "skipping 1 image(s) the manifest marks as errors" in out
+    assert "skipping 1 image(s) listed in the manifest but missing on disk" in out
+    assert len(table) == len(manifest) - 2
+    assert set(manifest.loc[:1, "image_id"]).isdisjoint(table["image_id"])
+
+
+def test_validation_without_positives_is_refused(tmp_path) -> None:
+    data, images = make_dataset(tmp_path, patients=8, size=(64, 32), pos_patients=1)
+    with pytest.raises(InputError, match="no positive"):
+        command.run(_args(data, images, tmp_path / "out"))
+
+
+def test_warmup_cosine_schedule_shape() -> None:
+    values = [warmup_cosine(s, warmup=4, total=20) for s in range(20)]
+    assert values[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert all(a >= b for a, b in zip(values[4:], values[5:], strict=False))
+    assert values[-1] < 0.05

@@ -1,7 +1,7 @@
 """Training-time augmentation on [1, H, W] float images in [0, 1] (torchvision v2).
 
 Randomness comes from torch's global generator, which the Dataset seeds per
-sample from (seed, epoch, index) inside ``torch.random.fork_rng``; the same run
+sample from (seed, epoch, index) (restoring its state afterwards); the same run
 therefore sees the same augmented pixels regardless of worker count or resume.
 Horizontal flips are off by default: preprocessing always puts the breast on the
 left, and inference never flips, so a flipped breast would be out of distribution.
@@ -9,6 +9,7 @@ left, and inference never flips, so a flipped breast would be out of distributio
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -26,6 +27,7 @@ Augment = Callable[[torch.Tensor], torch.Tensor]
 class AugmentConfig:
     vflip: float = 0.5
     hflip: float = 0.0
+    affine_p: float = 0.5
     degrees: float = 10.0
     translate: float = 0.05
     scale_min: float = 0.9
@@ -83,7 +85,7 @@ class BreastResizedCrop(torch.nn.Module):
 
 
 class RandomGamma(torch.nn.Module):
-    """x ** gamma with gamma drawn log-uniformly in [lo, hi]."""
+    """x ** gamma with gamma drawn log-uniformly in [lo, hi] (lo <= 1 <= hi)."""
 
     def __init__(self, lo: float, hi: float) -> None:
         super().__init__()
@@ -92,10 +94,9 @@ class RandomGamma(torch.nn.Module):
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         if self.lo == self.hi == 1.0:
             return img
-        log_g = torch.empty(()).uniform_(torch.log(torch.tensor(self.lo)).item(), 0.0)
-        if float(torch.rand(())) < 0.5:
-            log_g = torch.empty(()).uniform_(0.0, torch.log(torch.tensor(self.hi)).item())
-        return img.clamp(0.0, 1.0).pow(torch.exp(log_g))
+        u = float(torch.rand(()))
+        gamma = math.exp(math.log(self.lo) + u * (math.log(self.hi) - math.log(self.lo)))
+        return img.clamp(0.0, 1.0).pow(gamma)
 
 
 def build_augment(cfg: AugmentConfig) -> Augment:
@@ -105,14 +106,13 @@ def build_augment(cfg: AugmentConfig) -> Augment:
         steps.append(v2.RandomVerticalFlip(cfg.vflip))
     if cfg.hflip > 0:
         steps.append(v2.RandomHorizontalFlip(cfg.hflip))
-    if cfg.degrees > 0 or cfg.translate > 0 or cfg.scale_min != 1 or cfg.scale_max != 1:
-        steps.append(
-            v2.RandomAffine(
-                degrees=cfg.degrees,
-                translate=(cfg.translate, cfg.translate),
-                scale=(cfg.scale_min, cfg.scale_max),
-            )
+    if cfg.affine_p > 0:
+        affine = v2.RandomAffine(
+            degrees=cfg.degrees,
+            translate=(cfg.translate, cfg.translate),
+            scale=(cfg.scale_min, cfg.scale_max),
         )
+        steps.append(v2.RandomApply([affine], p=cfg.affine_p))  # grid_sample is the costly step
     if cfg.brightness > 0 or cfg.contrast > 0:
         steps.append(v2.ColorJitter(brightness=cfg.brightness, contrast=cfg.contrast))
     steps.append(RandomGamma(cfg.gamma_min, cfg.gamma_max))

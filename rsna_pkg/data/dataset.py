@@ -130,9 +130,12 @@ class MammoDataset(Dataset):
         if self.augment is None:
             x = image_to_tensor(img, self.mean, self.std)
         else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(sample_seed(self.seed, epoch, row))
+            saved = torch.get_rng_state()  # keep the caller's RNG stream untouched
+            torch.manual_seed(sample_seed(self.seed, epoch, row))
+            try:
                 x = image_to_tensor(img, self.mean, self.std, self.augment)
+            finally:
+                torch.set_rng_state(saved)
         meta = self.meta[row] if self.meta is not None else torch.zeros(0)
         return x, meta, float(self.labels[row]), row
 

@@ -76,9 +76,8 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
         freeze = "features" if args.pretrained else "none"
     aug = AugmentConfig()
     if args.no_augment:
-        aug = AugmentConfig(vflip=0, degrees=0, translate=0, scale_min=1, scale_max=1,
-                            brightness=0, contrast=0, gamma_min=1, gamma_max=1, crop_p=0,
-                            erase_p=0)  # fmt: skip
+        aug = AugmentConfig(vflip=0, affine_p=0, brightness=0, contrast=0, gamma_min=1,
+                            gamma_max=1, crop_p=0, erase_p=0)  # fmt: skip
     return TrainConfig(
         backbone=backbone, height=args.size[0], width=args.size[1],
         use_metadata=not args.no_metadata, freeze=freeze, pretrained=args.pretrained,

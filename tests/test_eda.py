@@ -3,8 +3,9 @@ input, and one end-to-end run on the synthetic dataset with two broken DICOMs.""
 
 from __future__ import annotations
 
+import argparse
 import json
-import re
+import os
 import shutil
 from pathlib import Path
 
@@ -54,7 +55,10 @@ def test_counts_and_class_balance() -> None:
         # value -> (images, cancer, breasts, cancer_breasts)
         ("machine_id", {"21": (4, 1, 3, 1), "49": (3, 2, 2, 1)}),
         ("density", {"B": (3, 2, 2, 1), "D": (2, 1, 1, 1), "missing": (2, 0, 2, 0)}),
-        ("BIRADS", {"0": (2, 1, 1, 1), "1": (1, 0, 1, 0), "2": (1, 0, 1, 0), "missing": (3, 2, 2, 1)}),
+        (
+            "BIRADS",
+            {"0": (2, 1, 1, 1), "1": (1, 0, 1, 0), "2": (1, 0, 1, 0), "missing": (3, 2, 2, 1)},
+        ),
         ("age_band", {"40-49": (3, 2, 2, 1), "60-69": (2, 0, 2, 0), "missing": (2, 1, 1, 1)}),
         ("implant", {"0": (5, 3, 3, 2), "1": (2, 0, 2, 0)}),
     ],
@@ -114,3 +118,135 @@ def test_report_renders_markdown_and_self_contained_html(tmp_path: Path) -> None
     html = to_html("T", blocks, tmp_path)
     assert "data:image/png;base64," in html and "&lt;c&gt;" in html
     assert "figures/a.png" not in html  # embedded, not linked
+
+
+# ---------------------------------------------------------------- end to end on synth_data
+
+
+def _broken_copy(src: Path, dst: Path) -> dict[int, Path]:
+    """Hard-linked copy of the dataset with two train DICOMs replaced: empty and garbage."""
+    shutil.copytree(src, dst, copy_function=os.link)
+    train = pd.read_csv(dst / "train.csv")
+    broken = {}
+    for (p, i), content in zip(
+        train[["patient_id", "image_id"]].head(2).itertuples(index=False),
+        (b"", b"garbage, not a DICOM file " * 40),
+        strict=True,
+    ):
+        path = image_path(dst, "train", int(p), int(i))
+        path.unlink()  # break the hard link; the shared fixture stays intact
+        path.write_bytes(content)
+        broken[int(i)] = path
+    return broken
+
+
+@pytest.fixture(scope="module")
+def eda_run(synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One ``rsna eda`` run through the command module, with 2 worker processes."""
+    from rsna_pkg.eda import command
+
+    root = tmp_path_factory.mktemp("eda")
+    data, out = root / "data", root / "out"
+    broken = _broken_copy(synth_data, data)
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args(
+        ["--data", str(data), "--out", str(out), "--sample", "2", "--workers", "2",
+         "--no-progress"]
+    )  # fmt: skip
+    assert command.run(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    return {"data": data, "out": out, "broken": broken, "summary": summary}
+
+
+def test_summary_matches_independent_counts(eda_run: dict) -> None:
+    train = pd.read_csv(eda_run["data"] / "train.csv")
+    meta = eda_run["summary"]["metadata"]["train"]
+    breast = train.groupby(["patient_id", "laterality"])["cancer"].max()
+    assert meta["counts"] == {
+        "images": len(train),
+        "patients": train["patient_id"].nunique(),
+        "breasts": len(breast),
+    }
+    bal = meta["class_balance"]
+    assert bal["image"]["positive"] == int(train["cancer"].sum())
+    assert bal["breast"]["positive"] == int(breast.sum())
+    assert bal["patient"]["positive"] == int(train.groupby("patient_id")["cancer"].max().sum())
+    assert meta["missing"] == {c: int(n) for c, n in train.isna().sum().items()}
+    by_machine = train.groupby("machine_id")["cancer"].agg(["size", "sum"])
+    got = {r["value"]: (r["images"], r["cancer"]) for r in meta["rates"]["machine_id"]}
+    assert got == {str(m): (int(r["size"]), int(r["sum"])) for m, r in by_machine.iterrows()}
+    views = {r["value"]: r["images"] for r in meta["rates"]["view"]}
+    assert views == train["view"].value_counts().to_dict()
+    test = pd.read_csv(eda_run["data"] / "test.csv")
+    assert eda_run["summary"]["metadata"]["test"]["counts"]["images"] == len(test)
+
+
+def test_header_survey_matches_pydicom_and_lists_broken_files(eda_run: dict) -> None:
+    import pydicom
+
+    hdr = eda_run["summary"]["headers"]
+    data = eda_run["data"]
+    files = sorted(data.glob("*_images/*/*.dcm"))
+    assert hdr["files"] == len(files)
+    bad = {b["image_id"]: b for b in hdr["unreadable"]}
+    assert set(bad) == set(eda_run["broken"])
+    assert hdr["readable"] == len(files) - 2
+    photometric: dict[str, dict[str, int]] = {}
+    machines = pd.concat([pd.read_csv(data / f"{s}.csv") for s in ("train", "test")]).set_index(
+        "image_id"
+    )["machine_id"]
+    for f in files:
+        if int(f.stem) in bad:
+            continue
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        m = str(machines[int(f.stem)])
+        counts = photometric.setdefault(m, {})
+        counts[ds.PhotometricInterpretation] = counts.get(ds.PhotometricInterpretation, 0) + 1
+    assert {m: v["photometric"] for m, v in hdr["by_machine"].items()} == photometric
+    mono1 = sum(v.get("MONOCHROME1", 0) for v in photometric.values())
+    assert hdr["flags"]["monochrome1"]["count"] == mono1
+    report = (eda_run["out"] / "report.md").read_text()
+    for path in eda_run["broken"].values():
+        assert str(path) in report
+
+
+def test_every_figure_is_a_png_linked_from_both_reports(eda_run: dict) -> None:
+    out, figs = eda_run["out"], eda_run["summary"]["figures"]
+    plain = [n for n in figs if not n.startswith("gallery_")]
+    assert len(plain) >= 8
+    assert {"gallery_healthy", "gallery_cancer"} <= set(figs)
+    assert any(n.startswith("gallery_machine_") for n in figs)
+    md = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    for rec in figs.values():
+        with PILImage.open(out / rec["file"]) as im:
+            im.verify()
+        assert f"]({rec['file']})" in md
+    assert html.count("src='data:image/png;base64,") == len(figs)
+    assert len(list((out / "figures").glob("*.png"))) == len(figs)
+    assert "<img" in html and "src='figures/" not in html
+
+
+def test_galleries_sample_readable_images_only(eda_run: dict) -> None:
+    gal = eda_run["summary"]["galleries"]
+    broken = set(eda_run["broken"])
+    for name, items in gal.items():
+        assert 1 <= len(items) <= 2, name
+        assert all(i["error"] == "" for i in items), items
+        assert not broken & {i["image_id"] for i in items}
+
+
+def test_header_pool_gives_the_same_table_as_one_process(eda_run: dict) -> None:
+    from rsna_pkg.eda import headers
+    from rsna_pkg.eda.pipeline import load_tables
+
+    data = eda_run["data"]
+    items = [
+        it for s, df in load_tables(data).items() for it in headers.items_from_table(df, data, s)
+    ][:60]
+    inline = headers.survey_headers(items, workers=1, progress=False)
+    pooled = headers.survey_headers(items, workers=2, progress=False, pool_min_files=0)
+    assert pooled.workers == 2
+    pd.testing.assert_frame_equal(inline.table, pooled.table)
+    assert (inline.table["error"] != "").sum() == 2

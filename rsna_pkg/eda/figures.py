@@ -57,15 +57,14 @@ def draw_class_balance(balance: Mapping[str, Mapping[str, float]]) -> Any:
     x = np.arange(len(levels))
     neg = [balance[lv]["negative"] for lv in levels]
     pos = [balance[lv]["positive"] for lv in levels]
-    ax.bar(x - 0.2, neg, 0.4, color=BAR, label="negative")
+    bars = ax.bar(x - 0.2, neg, 0.4, color=BAR, label="negative")
+    _label_bars(ax, bars, [str(int(n)) for n in neg])
     bars = ax.bar(x + 0.2, pos, 0.4, color=POS, label="cancer")
-    _label_bars(
-        ax,
-        bars,
-        [f"{int(p)} ({100 * balance[lv]['rate']:.2f}%)" for p, lv in zip(pos, levels, strict=True)],
-    )
+    rates = [balance[lv]["rate"] for lv in levels]
+    _label_bars(ax, bars, [f"{int(p)} ({100 * r:.2f}%)" for p, r in zip(pos, rates, strict=True)])
     ax.set_xticks(x, levels)
     ax.set_yscale("log")
+    ax.set_ylim(bottom=0.8, top=max(max(neg), 1) * 3)  # bars start near 1; room for labels
     ax.set_ylabel("count (log scale)")
     ax.set_xlabel("level")
     ax.set_title("Class balance per image, breast and patient")
@@ -146,10 +145,10 @@ def draw_by_machine(by_machine: Mapping[str, Mapping[str, Any]], field: str, tit
     values = sorted({v for m in machines for v in by_machine[m][field]})
     fig, ax = plt.subplots(figsize=(9, 4))
     bottom = np.zeros(len(machines))
-    cmap = plt.get_cmap("tab10")
+    cmap = plt.get_cmap("tab10" if len(values) <= 10 else "tab20")
     for k, value in enumerate(values):
         counts = np.array([by_machine[m][field].get(value, 0) for m in machines], dtype=float)
-        ax.bar(machines, counts, bottom=bottom, color=cmap(k % 10), label=value)
+        ax.bar(machines, counts, bottom=bottom, color=cmap(k % cmap.N), label=value)
         bottom += counts
     for i, total in enumerate(bottom):
         ax.annotate(str(int(total)), (i, total), ha="center", va="bottom", fontsize=8)

@@ -13,6 +13,7 @@ import multiprocessing
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -106,13 +107,34 @@ def render_item(item: GalleryItem) -> Tiles:
     return tiles
 
 
-def render_all(items: Sequence[GalleryItem], workers: int) -> list[Tiles]:
-    """Render every item, in a spawned process pool when ``workers`` > 1."""
-    if workers <= 1 or len(items) < 4:
-        return [render_item(it) for it in items]
+@dataclass(frozen=True)
+class GroupTask:
+    """One gallery figure: its images and the PNG to write."""
+
+    name: str
+    title: str
+    items: tuple[GalleryItem, ...]
+    png: str
+
+
+def render_group(task: GroupTask) -> list[dict[str, Any]]:
+    """Decode, draw and save one gallery (runs in a worker); returns per-image facts."""
+    from rsna_pkg.eda.figures import save_png
+
+    tiles = [render_item(it) for it in task.items]
+    save_png(draw_gallery(task.title, tiles), Path(task.png))
+    return [
+        {"image_id": t.item.image_id, "reduce": t.reduce, "error": t.error, **t.info} for t in tiles
+    ]
+
+
+def render_groups(tasks: Sequence[GroupTask], workers: int) -> list[list[dict[str, Any]]]:
+    """Every gallery, one per task, in a spawned process pool when ``workers`` > 1."""
+    if workers <= 1 or len(tasks) < 2:
+        return [render_group(t) for t in tasks]
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        return list(pool.map(render_item, items, chunksize=2))
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
+        return list(pool.map(render_group, tasks))
 
 
 def draw_gallery(title: str, tiles: Sequence[Tiles]) -> Any:
@@ -143,4 +165,6 @@ def draw_gallery(title: str, tiles: Sequence[Tiles]) -> Any:
 
 
 def group_label(row: Mapping[str, Any]) -> str:
-    return f"img {row['image_id']} m{row['machine_id']} {row['laterality']}-{row['view']}"
+    """Row label: image id, machine, breast side and view, and the label."""
+    cancer = "cancer" if row["cancer"] == 1 else "healthy"
+    return f"{row['image_id']} m{row['machine_id']} {row['laterality']}-{row['view']} {cancer}"

@@ -79,6 +79,10 @@ class FigureWriter:
     def add(self, name: str, title: str, fig: Any, data: Any) -> str:
         rel = f"{FIGURE_DIR}/{name}.png"
         fg.save_png(fig, self.out_dir / rel)
+        return self.record(name, title, rel, data)
+
+    def record(self, name: str, title: str, rel: str, data: Any) -> str:
+        """Register a figure already written at OUT/``rel``."""
         self.records[name] = {"file": rel, "title": title, "data": data}
         return rel
 
@@ -139,22 +143,22 @@ def gallery_figures(
         ]
     )
     groups = galleries.pick_groups(df, readable, cfg.sample, rng)
-    items = [
-        galleries.GalleryItem(name, str(r["path"]), int(r["image_id"]), galleries.group_label(r))
-        for name, g in groups.items()
-        for r in g.to_dict(orient="records")
-    ]
-    tiles = galleries.render_all(items, cfg.workers)
-    out: dict[str, Any] = {}
-    for name in groups:
-        mine = [t for t in tiles if t.item.group == name]
+    tasks = []
+    for name, g in groups.items():
+        items = tuple(
+            galleries.GalleryItem(
+                name, str(r["path"]), int(r["image_id"]), galleries.group_label(r)
+            )
+            for r in g.to_dict(orient="records")
+        )
+        rel = f"{FIGURE_DIR}/gallery_{name}.png"
         title = f"Gallery: {name.replace('_', ' ')}"
-        data = [
-            {"image_id": t.item.image_id, "reduce": t.reduce, "error": t.error, **t.info}
-            for t in mine
-        ]
-        fw.add(f"gallery_{name}", title, galleries.draw_gallery(title, mine), data)
-        out[name] = data
+        tasks.append(galleries.GroupTask(name, title, items, str(fw.out_dir / rel)))
+    (fw.out_dir / FIGURE_DIR).mkdir(parents=True, exist_ok=True)
+    out: dict[str, Any] = {}
+    for task, data in zip(tasks, galleries.render_groups(tasks, cfg.workers), strict=True):
+        fw.record(f"gallery_{task.name}", task.title, f"{FIGURE_DIR}/gallery_{task.name}.png", data)
+        out[task.name] = data
     return out
 
 

@@ -34,12 +34,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=int, default=None, help="decoding processes (default: cores - 1)"
     )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU model threads (default: cores - workers)"
+    )
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--report", type=Path, default=None, help="JSON run report to write")
 
 
 def run(args: argparse.Namespace) -> int:
-    from rsna_pkg.infer.devices import default_workers, resolve_runtime
+    from rsna_pkg.infer.devices import (
+        default_threads,
+        default_workers,
+        resolve_runtime,
+        torch_threads,
+    )
     from rsna_pkg.infer.netguard import no_network
     from rsna_pkg.infer.pipeline import InferOptions, infer
     from rsna_pkg.infer.report import build_report, write_report
@@ -62,8 +70,12 @@ def run(args: argparse.Namespace) -> int:
         workers=workers,
     )
     runtime = resolve_runtime(args.device, args.backend)
-    log(f"infer: {runtime.describe()}, {workers} decode worker(s), batch {opts.batch_size}")
-    with no_network():
+    threads = args.threads or (default_threads(workers) if runtime.device == "cpu" else None)
+    log(
+        f"infer: {runtime.describe()}, {workers} decode worker(s), batch {opts.batch_size}, "
+        f"model threads {threads or 'default'}"
+    )
+    with no_network(), torch_threads(threads):
         result = infer(opts, runtime, log=log)
     seconds = {**result.seconds, "total": time.perf_counter() - start}
     n_fail = len(result.failures)
@@ -84,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             "backend": runtime.backend,
             "batch_size": opts.batch_size,
             "workers": workers,
+            "threads": threads,
         }
         write_report(build_report(result, settings, seconds), args.report)
         log(f"infer: report {args.report}")

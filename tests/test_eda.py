@@ -101,6 +101,30 @@ def test_consistency_checks_list_every_problem(tmp_path: Path) -> None:
     assert checks["invasive_without_cancer"]["count"] == 0
 
 
+@pytest.mark.parametrize(
+    ("rows", "cols", "expected"),
+    [(300, 200, 0), (512, 400, 0), (1100, 900, 1), (3000, 2400, 2), (4096, 3328, 3)],
+)
+def test_gallery_reduce_keeps_the_long_side_at_least_a_tile(
+    rows: int, cols: int, expected: int
+) -> None:
+    from rsna_pkg.eda.galleries import TILE, choose_reduce
+
+    r = choose_reduce(rows, cols)
+    assert r == expected
+    assert max(rows, cols) / 2**r >= min(TILE, max(rows, cols))
+
+
+def test_gallery_display_scaling() -> None:
+    from rsna_pkg.eda.galleries import to_display
+
+    img = np.arange(2000 * 10, dtype=np.uint16).reshape(2000, 10)
+    out = to_display(img, target=512)
+    assert out.shape == (500, 3) and out.dtype == np.float32
+    assert out.min() == 0.0 and out.max() == 1.0
+    assert not to_display(np.full((4, 4), 7)).any()  # flat image -> black, no NaN
+
+
 def test_missing_column_stops_with_input_error(tmp_path: Path) -> None:
     tiny_train().drop(columns=["machine_id"]).to_csv(tmp_path / "train.csv", index=False)
     with pytest.raises(InputError, match="machine_id"):

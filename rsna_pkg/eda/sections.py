@@ -9,6 +9,8 @@ from rsna_pkg.eda.report import Block, Bullets, Heading, Image, Text, pct, table
 
 # How many ids of a listed problem the report prints (summary.json keeps more).
 SHOWN_IDS = 20
+# Unreadable files listed one per line in the report (summary.json lists all).
+SHOWN_FILES = 200
 
 
 def _figure(summary: dict[str, Any], name: str) -> list[Block]:
@@ -28,6 +30,15 @@ def overview(summary: dict[str, Any]) -> list[Block]:
         ),  # fmt: skip
         table(("split", "images", "patients", "breasts"), rows),
         Text("Seconds: " + ", ".join(f"{k} {v}" for k, v in t.items()) + "."),
+        Bullets(
+            (
+                "breast = prediction_id (patient_id x laterality); positive if any image is",
+                "rates are per image unless labelled breast; missing values form their own group",
+                "--sample N: images drawn at random (seeded) per gallery group",
+                "--max-headers M: headers surveyed, a seeded random subset (0 = every file)",
+                "summary.json holds the numbers behind every figure under figures.<name>.data",
+            )
+        ),  # fmt: skip
     ]
 
 
@@ -145,7 +156,10 @@ def header_section(summary: dict[str, Any]) -> list[Block]:
     bad = h["unreadable"]
     blocks.append(Heading("Unreadable files", 3))
     if bad:
-        blocks.append(Bullets(tuple(f"{b['path']}: {b['error']}" for b in bad)))
+        lines = [f"{b['path']}: {b['error']}" for b in bad[:SHOWN_FILES]]
+        if len(bad) > SHOWN_FILES:
+            lines.append(f"... and {len(bad) - SHOWN_FILES} more (summary.json lists all)")
+        blocks.append(Bullets(tuple(lines)))
     else:
         blocks.append(Text("None."))
     return blocks

@@ -202,6 +202,31 @@ def test_bad_test_csv_exits_2_before_loading(synth_data, tmp_path, capsys, bad) 
     assert not (tmp_path / "o.csv").exists()
 
 
+def test_dali_route_on_cpu_matches_preprocess_file(broken_data) -> None:
+    """The GPU path's code (DALI decode + preprocess's CPU steps), run with DALI on the CPU:
+    identical images to preprocess_file for a full-resolution config, same failures."""
+    pytest.importorskip("nvidia.dali")
+    from rsna_pkg.data.schema import image_path
+    from rsna_pkg.infer.gpu import iterate_dali_batches
+    from rsna_pkg.infer.stream import iterate_batches
+
+    data, broken = broken_data
+    test = pd.read_csv(data / "test.csv")
+    paths = [
+        image_path(data, "test", p, i) for p, i in zip(test.patient_id, test.image_id, strict=True)
+    ]
+    cfg = PreprocessConfig(height=64, width=32, reduce=False)
+    dali = list(iterate_dali_batches(paths, cfg, 8, 2, dali_device="cpu"))
+    cpu = list(iterate_batches(paths, cfg, 8, 0))
+    assert len(dali) == len(cpu) == -(-len(paths) // 8)
+    for d, c in zip(dali, cpu, strict=True):
+        np.testing.assert_array_equal(d.indices, c.indices)
+        np.testing.assert_array_equal(d.images, c.images)
+        assert [i for i, _ in d.failures] == [i for i, _ in c.failures]
+    failed = {int(test.image_id[i]) for b in dali for i, _ in b.failures}
+    assert failed == set(broken)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_path_matches_cpu(synth_data, checkpoints, tmp_path) -> None:

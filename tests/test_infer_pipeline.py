@@ -241,3 +241,15 @@ def test_no_network_guard_blocks_internet_and_restores() -> None:
         a, b = socket.socketpair(socket.AF_UNIX)  # local IPC stays possible
         a.close(), b.close()
     assert socket.socket is original
+
+
+def test_settle_backend_prefers_exact_cpu_path_for_reduced_decoding() -> None:
+    from rsna_pkg.infer.devices import settle_backend
+
+    auto = Runtime(device="cuda", backend="auto")
+    reduced, full = SimpleNamespace(reduce=True), SimpleNamespace(reduce=False)
+    assert settle_backend(auto, [full, reduced]).backend == "cpu"
+    assert settle_backend(auto, [full]).backend == "dali"
+    forced = Runtime(device="cuda", backend="dali")
+    assert settle_backend(forced, [reduced]) is forced
+    assert "reduced" in settle_backend(auto, [reduced]).describe()

@@ -60,14 +60,17 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Runtime:
-    """Resolved ``--device`` and ``--backend``."""
+    """Resolved ``--device`` and ``--backend`` ("auto" until the checkpoints are known)."""
 
     device: str  # "cpu" | "cuda"
-    backend: str  # "cpu" | "dali"
+    backend: str  # "cpu" | "dali" | "auto"
+    why: str = ""
 
     def describe(self) -> str:
-        decode = "DALI decode on GPU" if self.backend == "dali" else "CPU decode in workers"
-        return f"device {self.device}, {decode}"
+        decode = {"dali": "DALI decode on GPU", "cpu": "CPU decode in workers"}.get(
+            self.backend, "decode path chosen after loading the checkpoints"
+        )
+        return f"device {self.device}, {decode}" + (f" ({self.why})" if self.why else "")
 
     def batches(
         self, paths: Sequence[Path], config: Any, batch_size: int, workers: int, prefetch: int
@@ -94,7 +97,19 @@ def resolve_runtime(device: str = "auto", backend: str = "auto") -> Runtime:
             raise InputError("--backend dali needs --device cuda (a usable GPU)")
         if not dali_available():
             raise InputError("--backend dali: nvidia-dali is not installed")
-    chosen = backend
-    if backend == "auto":
-        chosen = "dali" if dev == "cuda" and dali_available() else "cpu"
-    return Runtime(device=dev, backend=chosen)
+    if backend == "auto" and not (dev == "cuda" and dali_available()):
+        why = "no GPU" if dev != "cuda" else "DALI not installed"
+        return Runtime(device=dev, backend="cpu", why=why)
+    return Runtime(device=dev, backend=backend)
+
+
+def settle_backend(runtime: Runtime, preprocess_configs: Sequence[Any]) -> Runtime:
+    """Resolve ``auto`` once the checkpoints are known: DALI decodes full resolution only,
+    so it is chosen only when no checkpoint was trained on reduced-resolution J2K decodes
+    (``reduce=True``); otherwise the CPU path reproduces training exactly."""
+    if runtime.backend != "auto":
+        return runtime
+    if any(getattr(c, "reduce", False) for c in preprocess_configs):
+        why = "checkpoint preprocess uses reduced J2K decoding, which DALI cannot reproduce"
+        return Runtime(runtime.device, "cpu", why)
+    return Runtime(runtime.device, "dali", "GPU and DALI available")

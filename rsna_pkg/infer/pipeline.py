@@ -24,7 +24,7 @@ import torch
 from rsna_pkg.data.schema import image_path, read_table
 from rsna_pkg.errors import InputError
 from rsna_pkg.infer import submission as sub
-from rsna_pkg.infer.devices import Runtime
+from rsna_pkg.infer.devices import Runtime, settle_backend
 from rsna_pkg.infer.stream import Batch
 from rsna_pkg.metrics import Aggregation
 
@@ -58,6 +58,7 @@ class InferResult:
     fallback_breasts: list[str]
     threshold: float | None
     seconds: dict[str, float] = field(default_factory=dict)
+    runtime: Runtime | None = None
 
 
 def read_test_table(data: Path, split: str) -> pd.DataFrame:
@@ -141,12 +142,14 @@ def infer(
 
         models = [load_checkpoint(p, device=runtime.device) for p in opts.models]
     check_models(models, opts, log)
+    runtime = settle_backend(runtime, [m.config.preprocess for m in models])
     seconds["load_models"] = time.perf_counter() - t0
     image_dir = Path(opts.data) / f"{opts.split}_images"
     if not image_dir.is_dir():
         log(f"infer: WARNING: {image_dir} does not exist; every breast gets its fallback")
     result = run_inference(opts, table, models, runtime, log)
     result.seconds = {**seconds, **result.seconds}
+    result.runtime = runtime
     return result
 
 

@@ -1,0 +1,123 @@
+"""The GPU decoding path: DALI decodes on the GPU, the CPU steps finish each image.
+
+``rsna_pkg.dicom.dali_backend.DaliDecoder`` decodes a batch of frames on the GPU to
+stored values (with its own per-file CPU fallback for what DALI cannot take). What
+follows is ``preprocess``'s full-resolution route, step for step and with its functions:
+box on an area-downsampled probe, window the crop, flip, resize/pad, quantise. These
+steps run on the CPU in a thread pool (numpy and Pillow release the GIL); no torch twin
+of the crop/resize exists, and windowing only the crop (as the CPU path does) keeps the
+min-max fallback identical. DALI decodes full resolution, so for J2K checkpoints saved
+with ``reduce=True`` the pixels differ slightly from the CPU path's reduced decode.
+A batch DALI cannot handle at all (an unreadable file) goes through ``preprocess_file``
+file by file. A producer thread keeps ``prefetch`` batches ready ahead of the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rsna_pkg.infer.stream import Batch, ImageItem, collate_items, load_item
+
+_DONE = object()
+
+
+def finish_decoded(stored: np.ndarray, header: Any, cfg: Any) -> np.ndarray:
+    """``preprocess``'s full-decode route applied to stored values decoded elsewhere."""
+    from rsna_pkg.dicom.pixels import area_downsample
+    from rsna_pkg.dicom.voi import apply_voi
+    from rsna_pkg.preprocess.pipeline import finish_image, locate, probe_level
+
+    level = probe_level(header.rows, header.columns, cfg.probe_size)
+    small = area_downsample(stored, level)
+    probe_box, flip = locate(apply_voi(small, header, cfg.voi_index), cfg)
+    box = probe_box.scaled(2**level, header.rows, header.columns)
+    return finish_image(stored, header, box, flip, cfg, {})
+
+
+def _finish_one(index: int, stored: Any, header: Any, cfg: Any, path: Path) -> ImageItem:
+    start = time.perf_counter()
+    try:
+        host = stored if isinstance(stored, np.ndarray) else stored.cpu().numpy()
+        image = finish_decoded(host, header, cfg)
+    except Exception:  # noqa: BLE001 - fall back to the CPU path for this file
+        return load_item(index, path, cfg)
+    return ImageItem(index, image, "", time.perf_counter() - start)
+
+
+def decode_chunk(
+    decoder: Any, indices: Sequence[int], paths: Sequence[Path], cfg: Any, pool: ThreadPoolExecutor
+) -> Batch:
+    """One batch: triage missing files, DALI-decode the rest, finish on the CPU pool."""
+    items: list[ImageItem] = []
+    todo = []
+    for i in indices:
+        p = paths[i]
+        if not p.is_file() or p.stat().st_size == 0:
+            items.append(load_item(i, p, cfg))  # records "missing" / "zero-byte" reasons
+        else:
+            todo.append(i)
+    try:
+        arrays, decoded = decoder.decode_items([paths[i] for i in todo]) if todo else ([], [])
+    except Exception:  # noqa: BLE001 - one unreadable file fails DALI's whole batch
+        items += list(pool.map(lambda i: load_item(i, paths[i], cfg), todo))
+    else:
+        jobs = [
+            pool.submit(_finish_one, i, arr, it.header, cfg, paths[i])
+            for i, arr, it in zip(todo, arrays, decoded, strict=True)
+        ]
+        items += [j.result() for j in jobs]
+    items.sort(key=lambda it: it.index)
+    return collate_items(items)
+
+
+def iterate_dali_batches(
+    paths: Sequence[Path],
+    config: Any,
+    batch_size: int,
+    workers: int,
+    prefetch: int = 2,
+    dali_device: str = "mixed",
+) -> Iterator[Batch]:
+    """Batches in row order, decoded by DALI ``prefetch`` batches ahead; ``dali_device``
+    "mixed" is the GPU, "cpu" runs the same route without one (tests)."""
+    from rsna_pkg.dicom.dali_backend import DaliDecoder
+
+    decoder = DaliDecoder(batch_size=batch_size, device=dali_device, num_threads=max(1, workers))
+    ready: queue.Queue[Any] = queue.Queue(maxsize=max(1, prefetch))
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                for start in range(0, len(paths), batch_size):
+                    if stop.is_set():
+                        return
+                    idx = range(start, min(start + batch_size, len(paths)))
+                    ready.put(decode_chunk(decoder, idx, paths, config, pool))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            ready.put(exc)
+        finally:
+            ready.put(_DONE)
+
+    thread = threading.Thread(target=produce, name="dali-decode", daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                ready.get(timeout=0.1)
+        thread.join()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rsna_pkg.dicom.backend import Backend, choose_backend, get_backend
+from rsna_pkg.dicom.backend import Backend, Decoded, choose_backend, get_backend
 from rsna_pkg.dicom.header import DicomHeader, read_header
 from rsna_pkg.dicom.pixels import area_downsample, reduced_shape
 from rsna_pkg.errors import DicomError
@@ -58,6 +58,20 @@ def check_decodable(header: DicomHeader) -> None:
         raise DicomError(header.path, f"photometric {header.photometric} is not grayscale")
 
 
+def finish(out: Decoded, header: DicomHeader, reduce: int) -> np.ndarray:
+    """Check a backend's shape and bring a full-resolution output to ``reduce``."""
+    arr = out.array
+    if not out.reduced:
+        if arr.shape != (header.rows, header.columns):
+            raise DicomError(
+                header.path, f"decoded shape {arr.shape} != header {(header.rows, header.columns)}"
+            )
+        return area_downsample(arr, reduce)
+    if arr.shape != reduced_shape(header.rows, header.columns, reduce):
+        raise DicomError(header.path, f"reduced shape {arr.shape} is off the ceil rule")
+    return arr
+
+
 def decode_file(
     path: str | Path, backend: str = "auto", reduce: int = 0, header: DicomHeader | None = None
 ) -> DecodeResult:
@@ -77,15 +91,7 @@ def decode_file(
         raise DicomError(
             path, f"{chosen.name} decode failed ({type(exc).__name__}: {exc})"
         ) from exc
-    arr = out.array
-    if not out.reduced:
-        if arr.shape != (header.rows, header.columns):
-            raise DicomError(
-                path, f"decoded shape {arr.shape} != header {(header.rows, header.columns)}"
-            )
-        arr = area_downsample(arr, reduce)
-    elif arr.shape != reduced_shape(header.rows, header.columns, reduce):
-        raise DicomError(path, f"reduced shape {arr.shape} is off the ceil rule")
+    arr = finish(out, header, reduce)
     return DecodeResult(
         array=arr,
         header=header,

@@ -8,11 +8,11 @@ from rsna_pkg.dicom.backend import Decoded
 from rsna_pkg.dicom.frames import J2K_SYNTAXES, JPEG_LOSSLESS_SYNTAXES
 from rsna_pkg.dicom.header import DicomHeader
 from rsna_pkg.dicom.pixels import to_stored
+from rsna_pkg.errors import DicomError
 
-# dicomsdl reads little-endian files only; its own codecs cover J2K and JPEG lossless.
-SYNTAXES = (
-    frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}) | J2K_SYNTAXES | JPEG_LOSSLESS_SYNTAXES
-)
+# Compressed syntaxes only, by design: dicomsdl kills the process (no exception) when it
+# opens a truncated uncompressed file, and pydicom reads those fast anyway.
+SYNTAXES = J2K_SYNTAXES | JPEG_LOSSLESS_SYNTAXES
 
 
 class DicomsdlBackend:
@@ -32,6 +32,12 @@ class DicomsdlBackend:
         import dicomsdl
 
         dset = dicomsdl.open(str(path))
+        # dicomsdl crashes the process (no exception) on an absent or short PixelData.
+        elem = dset.getDataElement("PixelData")
+        if elem.vr() == dicomsdl.VR.NONE:
+            raise DicomError(path, "no PixelData element")
+        if elem.vr() != dicomsdl.VR.PIXSEQ:
+            raise DicomError(path, "PixelData is not encapsulated")
         # storedvalue=True: raw stored values, not float32 with the rescale applied.
         arr = dset.pixelData(storedvalue=True)
         return Decoded(to_stored(arr, header), reduced=False)

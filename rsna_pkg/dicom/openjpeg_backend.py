@@ -69,9 +69,12 @@ class OpenjpegBackend:
 
     def decode(self, path: Path, header: DicomHeader, reduce: int) -> Decoded:
         ds = read_dataset(path, pixels=True)
-        frame = first_frame(ds, path)
+        return self.decode_frame(first_frame(ds, path), header, reduce)
+
+    def decode_frame(self, frame: bytes, header: DicomHeader, reduce: int) -> Decoded:
+        """Frame bytes already in memory (lets a caller decode one file at two levels)."""
         if sniff_codec(frame) not in ("jp2", "j2k"):
-            raise DicomError(path, f"frame is not JPEG 2000 (starts {frame[:8].hex()})")
+            raise DicomError(header.path, f"frame is not JPEG 2000 (starts {frame[:8].hex()})")
         if reduce > 0:
             note = self._native_reduce_blocker(frame, header, reduce)
             if not note:

@@ -27,9 +27,14 @@ def area_downsample(arr: np.ndarray, reduce: int) -> np.ndarray:
     f = 2**reduce
     rows, cols = arr.shape
     h, w = reduced_shape(rows, cols, reduce)
-    padded = np.zeros((h * f, w * f), dtype=np.int64)
-    padded[:rows, :cols] = arr
-    sums = padded.reshape(h, f, w, f).sum(axis=(1, 3))
+    # int32 holds a block sum of 16-bit values for blocks up to 128 x 128.
+    acc = np.int32 if arr.dtype.itemsize <= 2 and f <= 128 else np.int64
+    if (h * f, w * f) == (rows, cols):
+        padded = arr.astype(acc)
+    else:
+        padded = np.zeros((h * f, w * f), dtype=acc)
+        padded[:rows, :cols] = arr
+    sums = padded.reshape(h, f, w, f).sum(axis=(1, 3), dtype=acc)
     row_n = np.full(h, f, dtype=np.int64)
     col_n = np.full(w, f, dtype=np.int64)
     row_n[-1] = rows - (h - 1) * f

@@ -28,7 +28,7 @@ def robust_range_torch(values: torch.Tensor) -> tuple[float, float]:
 
 def apply_plan_torch(stored: torch.Tensor, plan: VoiPlan) -> torch.Tensor:
     x = stored.to(torch.float32)
-    if plan.has_rescale:
+    if plan.has_rescale and (plan.slope != 1.0 or plan.intercept != 0.0):
         x = x * plan.slope + plan.intercept
     if plan.kind == "lut":
         lut = torch.tensor(plan.lut, dtype=torch.float32, device=x.device) / plan.lut_max
@@ -36,10 +36,9 @@ def apply_plan_torch(stored: torch.Tensor, plan: VoiPlan) -> torch.Tensor:
         out = lut[idx.clamp(0, len(plan.lut) - 1).long()]
     elif plan.kind in ("LINEAR", "LINEAR_EXACT"):
         c, w = plan.center, plan.width
-        ramp = (x - c) / w + 0.5 if w > 0 else torch.zeros_like(x)
-        out = torch.where(x <= c - w / 2, 0.0, torch.where(x > c + w / 2, 1.0, ramp))
+        out = ((x - c) * (1.0 / w) + 0.5).clamp(0.0, 1.0) if w > 0 else (x > c).float()
     elif plan.kind == "SIGMOID":
-        out = torch.sigmoid(4.0 * (x - plan.center) / plan.width)
+        out = 1.0 / (1.0 + torch.exp((-4.0 / plan.width) * (x - plan.center)))
     else:
         lo, hi = robust_range_torch(x)
         out = ((x - lo) / (hi - lo)).clamp(0.0, 1.0) if hi > lo else torch.zeros_like(x)

@@ -1,0 +1,54 @@
+"""Aspect-preserving, antialiased resize and padding to the model's H x W; quantisation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def fit_size(rows: int, cols: int, height: int, width: int) -> tuple[int, int]:
+    """Largest (h, w) with the image's aspect ratio inside height x width (each >= 1)."""
+    scale = min(height / rows, width / cols)
+    return (
+        max(1, min(height, round(rows * scale))),
+        max(1, min(width, round(cols * scale))),
+    )
+
+
+def resize(img: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """float32 resize with Pillow's bilinear filter, whose support widens when shrinking
+    (antialiased, close to an area mean), so no aliasing from fine structures."""
+    from PIL import Image
+
+    if img.shape == (rows, cols):
+        return img.astype(np.float32, copy=False)
+    im = Image.fromarray(np.ascontiguousarray(img, dtype=np.float32), mode="F")
+    out = im.resize((cols, rows), resample=Image.Resampling.BILINEAR)
+    return np.asarray(out, dtype=np.float32)
+
+
+def resize_pad(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize into height x width keeping the aspect ratio; the image sits against the left
+    edge (where the breast is), vertically centred, padded with 0 (background)."""
+    h, w = fit_size(img.shape[0], img.shape[1], height, width)
+    out = np.zeros((height, width), dtype=np.float32)
+    top = (height - h) // 2
+    out[top : top + h, :w] = resize(img, h, w)
+    return out
+
+
+def quantize(img: np.ndarray, bits: int) -> np.ndarray:
+    """[0, 1] float -> uint8 (bits=8) or uint16 (bits=16), rounded."""
+    top = (1 << bits) - 1
+    dtype = np.uint8 if bits == 8 else np.uint16
+    return np.rint(np.clip(img, 0.0, 1.0) * top).astype(dtype)
+
+
+def deepest_reduce(box_rows: int, box_cols: int, height: int, width: int, limit: int) -> int:
+    """Deepest level r (<= limit) at which the box, shrunk by 2**r, is still no smaller than
+    its resized output, so the final resize never enlarges."""
+    scale = min(height / box_rows, width / box_cols)
+    if scale >= 1:
+        return 0
+    return max(0, min(limit, math.floor(math.log2(1 / scale))))

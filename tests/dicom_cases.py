@@ -1,0 +1,88 @@
+"""Helpers for the DICOM tests: real test files and small in-memory datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+J2K = "1.2.840.10008.1.2.4.90"
+LJPEG = "1.2.840.10008.1.2.4.70"
+
+# real file -> ground-truth file (its uncompressed twin) or None (compare with pydicom)
+REAL_FILES: dict[str, str | None] = {
+    "RG1_J2KR": "RG1_UNCR",  # MONOCHROME1, 15 bits
+    "RG3_J2KR": "RG3_UNCR",  # MONOCHROME1, 10 bits
+    "MR2_J2KR": "MR2_UNCR",  # 12 bits, rescale
+    "693_J2KR": "693_UNCR",  # signed
+    "J2K_pixelrep_mismatch": None,  # codestream unsigned, header signed
+    "JPEG-LL": None,  # JPEG lossless .70, 16 bits signed header
+    "JPGLosslessP14SV1_1s_1f_8b": None,  # JPEG lossless .70, 8 bits
+    "RG1_UNCR": None,
+    "vlut_04": None,  # VOI LUT Sequence
+}
+
+
+def real(name: str) -> Path:
+    path = get_testdata_file(f"{name}.dcm")
+    assert path is not None, name
+    return Path(path)
+
+
+def make_dataset(stored: np.ndarray, *, signed: bool = False, bits_stored: int = 12,
+                 photometric: str = "MONOCHROME2", **tags: object) -> Dataset:  # fmt: skip
+    """Uncompressed grayscale dataset holding ``stored``; extra tags by keyword."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.PatientID = "7"
+    ds.Rows, ds.Columns = stored.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = 16
+    ds.BitsStored = bits_stored
+    ds.HighBit = bits_stored - 1
+    ds.PixelRepresentation = int(signed)
+    ds.PixelData = stored.astype(np.int16 if signed else np.uint16).tobytes()
+    for key, value in tags.items():
+        setattr(ds, key, value)
+    return ds
+
+
+def write(ds: Dataset, path: Path) -> Path:
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def encapsulated(stored: np.ndarray, frame: bytes, tsuid: str, bits_stored: int,
+                 signed: bool = False, photometric: str = "MONOCHROME2") -> Dataset:  # fmt: skip
+    """A dataset whose PixelData is one encapsulated compressed frame."""
+    ds = make_dataset(stored, signed=signed, bits_stored=bits_stored, photometric=photometric)
+    ds.file_meta.TransferSyntaxUID = tsuid
+    ds.PixelData = encapsulate([frame])
+    ds["PixelData"].VR = "OB"
+    return ds
+
+
+def phantom(rows: int = 96, cols: int = 64, bits: int = 12, seed: int = 0,
+            side: str = "left") -> np.ndarray:  # fmt: skip
+    """A bright half-disc 'breast' against one side, a small bright 'label' in the opposite
+    corner, noise; unsigned stored values below 2**bits."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    cx = 0 if side == "left" else cols - 1
+    r = np.hypot((yy - rows / 2) / (rows * 0.42), (xx - cx) / (cols * 0.6))
+    top = (1 << bits) - 1
+    img = np.where(r < 1, 0.55 + 0.25 * (1 - r), 0.05) * top
+    img += rng.normal(0, 0.01 * top, size=img.shape)
+    lx = cols - 6 if side == "left" else 2
+    img[2:6, lx : lx + 4] = top  # burned-in marker, opposite side
+    return np.clip(np.rint(img), 0, top).astype(np.uint16)

@@ -1,0 +1,203 @@
+"""Every backend bit-exact on real and synthetic files; the reduce shape rule; bad input."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import imagecodecs
+import numpy as np
+import pydicom
+import pytest
+from dicom_cases import J2K, LJPEG, REAL_FILES, encapsulated, make_dataset, phantom, real, write
+
+from rsna_pkg.dicom import available_backends, decode, decode_file, read_header, reduced_shape
+from rsna_pkg.dicom.backend import BACKEND_MODULES, get_backend
+from rsna_pkg.dicom.frames import first_frame, j2k_info, sniff_codec
+from rsna_pkg.dicom.pixels import area_downsample, to_stored
+from rsna_pkg.errors import DicomError
+
+BACKENDS = available_backends()
+
+
+def supported(name: str, path: Path) -> bool:
+    """Declared by the backend, never found out by trying."""
+    return read_header(path).transfer_syntax_uid in get_backend(name).syntaxes()
+
+
+def truth(name: str) -> np.ndarray:
+    twin = REAL_FILES[name]
+    return pydicom.dcmread(real(twin or name)).pixel_array
+
+
+REAL_PAIRS = [(f, b) for f in REAL_FILES for b in BACKENDS if supported(b, real(f))]
+
+
+def test_backends_present() -> None:
+    assert {"pydicom", "dicomsdl", "openjpeg", "dali"} <= set(BACKENDS)
+    assert set(BACKENDS) <= set(BACKEND_MODULES)
+
+
+@pytest.mark.parametrize(("name", "backend"), REAL_PAIRS)
+def test_real_files_bit_exact(name: str, backend: str) -> None:
+    path = real(name)
+    arr = decode(path, backend=backend)
+    ref = truth(name)
+    header = read_header(path)
+    assert arr.dtype == np.dtype(f"{'i' if header.signed else 'u'}{header.bits_allocated // 8}")
+    assert arr.shape == ref.shape
+    np.testing.assert_array_equal(arr.astype(np.int64), ref.astype(np.int64))
+
+
+def test_pixelrep_mismatch_trusts_header() -> None:
+    path = real("J2K_pixelrep_mismatch")
+    frame = pydicom.encaps.generate_frames(pydicom.dcmread(path).PixelData, number_of_frames=1)
+    assert not j2k_info(next(frame)).signed  # the codestream says unsigned
+    for backend in BACKENDS:
+        arr = decode(path, backend=backend)
+        assert arr.dtype == np.int16 and arr.min() == -2000, backend
+
+
+def test_unsupported_pairs_are_declared_and_refused() -> None:
+    refused = [(f, b) for f in REAL_FILES for b in BACKENDS if (f, b) not in REAL_PAIRS]
+    assert {("JPEG-LL", "openjpeg"), ("RG1_UNCR", "openjpeg"), ("RG1_UNCR", "dicomsdl")} <= set(
+        refused
+    )
+    for name, backend in refused:
+        with pytest.raises(DicomError, match="not supported by backend"):
+            decode(real(name), backend=backend)
+
+
+def one_per_kind(data: Path) -> list[Path]:
+    seen: dict[tuple, Path] = {}
+    for path in sorted(data.glob("*_images/*/*.dcm")):
+        h = read_header(path)
+        magic = sniff_codec(first_frame(pydicom.dcmread(path), path))
+        key = (h.transfer_syntax_uid, h.bits_stored, h.photometric, h.voi_lut_function, magic)
+        seen.setdefault(key, path)
+    return list(seen.values())
+
+
+def test_synth_files_bit_exact_all_backends(synth_data: Path) -> None:
+    files = one_per_kind(synth_data)
+    assert len(files) >= 4
+    for path in files:
+        ref = pydicom.dcmread(path).pixel_array
+        for backend in BACKENDS:
+            if not supported(backend, path):
+                continue
+            arr = decode(path, backend=backend)
+            assert arr.dtype == ref.dtype, (path, backend)
+            np.testing.assert_array_equal(arr, ref, err_msg=f"{path} {backend}")
+
+
+def test_jp2_wrapped_and_bare_codestreams(tmp_path: Path) -> None:
+    img = phantom(40, 30, bits=12)
+    for fmt, magic in (("JP2", "jp2"), ("J2K", "j2k")):
+        frame = imagecodecs.jpeg2k_encode(img, level=0, codecformat=fmt, reversible=True,
+                                          bitspersample=12)  # fmt: skip
+        assert sniff_codec(frame) == magic
+        info = j2k_info(frame)
+        assert (info.height, info.width, info.precision, info.signed) == (40, 30, 12, False)
+        path = write(encapsulated(img, frame, J2K, 12), tmp_path / f"{fmt}.dcm")
+        for backend in BACKENDS:
+            np.testing.assert_array_equal(decode(path, backend=backend), img)
+            for r in (1, 2):
+                assert decode(path, backend, r).shape == reduced_shape(40, 30, r)
+
+
+@pytest.mark.parametrize("name", ["RG3_J2KR", "MR2_J2KR", "693_J2KR", "J2K_pixelrep_mismatch"])
+def test_reduce_same_shape_every_backend(name: str) -> None:
+    path = real(name)
+    h = read_header(path)
+    for r in (1, 3):
+        shapes = {b: decode(path, b, r).shape for b in BACKENDS if supported(b, path)}
+        assert set(shapes.values()) == {reduced_shape(h.rows, h.columns, r)}, shapes
+
+
+def test_native_reduce_close_to_area_mean() -> None:
+    path = real("MR2_J2KR")
+    for r in (1, 2):
+        native = decode_file(path, "openjpeg", r)
+        area = decode_file(path, "dicomsdl", r)
+        assert native.native_reduce and not area.native_reduce
+        diff = np.abs(native.array.astype(float) - area.array.astype(float))
+        span = float(area.array.max() - area.array.min())
+        assert diff.mean() < 0.03 * span and np.median(diff) <= 0.01 * span
+
+
+def test_pillow_failure_falls_back_to_area() -> None:
+    # Pillow raises "broken data stream" on RG1 at reduce >= 2; the result must not change.
+    path = real("RG1_J2KR")
+    out = decode_file(path, "openjpeg", 2)
+    assert not out.native_reduce and "Pillow" in out.note
+    np.testing.assert_array_equal(out.array, decode(path, "pydicom", 2))
+
+
+@pytest.mark.parametrize(
+    ("arr", "r", "expected"),
+    [
+        (np.arange(16).reshape(4, 4), 1, [[2, 4], [10, 12]]),  # means 2.5 -> 2 (half to even)
+        (np.array([[1, 3, 5], [1, 3, 5], [7, 7, 9]]), 1, [[2, 5], [7, 9]]),  # partial blocks
+        (np.ones((5, 3)), 2, [[1], [1]]),
+        (np.array([[-4, -2], [0, 2]], dtype=np.int16), 1, [[-1]]),
+    ],
+)
+def test_area_downsample(arr: np.ndarray, r: int, expected: list) -> None:
+    out = area_downsample(arr, r)
+    assert out.dtype == arr.dtype
+    np.testing.assert_array_equal(out, np.array(expected))
+
+
+def test_to_stored_sign_extends_bits_stored() -> None:
+    h = read_header(real("J2K_pixelrep_mismatch"))  # 13 bits stored, signed
+    raw = np.array([[0, 4095, 4096, 8191]], dtype=np.uint16)
+    np.testing.assert_array_equal(to_stored(raw, h), [[0, 4095, -4096, -1]])
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+
+def bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    img = phantom(32, 24)
+    good_j2k = imagecodecs.jpeg2k_encode(img, level=0, codecformat="J2K", reversible=True,
+                                         bitspersample=12)  # fmt: skip
+    src = real("MR2_J2KR")
+    data = src.read_bytes()
+    out: dict[str, tuple[Path, str]] = {}
+    (tmp_path / "zero.dcm").write_bytes(b"")
+    out["zero"] = (tmp_path / "zero.dcm", "zero-byte")
+    (tmp_path / "trunc.dcm").write_bytes(data[: len(data) // 2])
+    out["truncated"] = (tmp_path / "trunc.dcm", "")
+    native = real("RG3_UNCR").read_bytes()
+    (tmp_path / "trunc_native.dcm").write_bytes(native[: len(native) - 5000])
+    out["truncated native"] = (tmp_path / "trunc_native.dcm", "")
+    (tmp_path / "text.dcm").write_bytes(b"patient_id,image_id\n1,2\n" * 20)
+    out["not dicom"] = (tmp_path / "text.dcm", "not a DICOM")
+    ds = make_dataset(img)
+    del ds.PixelData
+    out["no pixels"] = (write(ds, tmp_path / "nopix.dcm"), "PixelData")
+    ds.file_meta.TransferSyntaxUID = J2K
+    out["no pixels j2k"] = (write(ds, tmp_path / "nopix_j2k.dcm"), "PixelData")
+    ds = encapsulated(img, good_j2k, "1.2.840.10008.1.2.4.100", 12)  # MPEG2: not ours
+    out["syntax"] = (write(ds, tmp_path / "mpeg.dcm"), "transfer syntax")
+    corrupt = good_j2k[:60] + bytes(len(good_j2k) - 60)
+    out["corrupt j2k"] = (write(encapsulated(img, corrupt, J2K, 12), tmp_path / "bad.dcm"), "")
+    junk = b"\xff\xd8" + bytes(range(256)) * 4
+    out["corrupt ljpeg"] = (write(encapsulated(img, junk, LJPEG, 12), tmp_path / "badl.dcm"), "")
+    out["colour"] = (real("US1_J2KR"), "SamplesPerPixel=3")
+    out["missing"] = (tmp_path / "nope.dcm", "not found")
+    return out
+
+
+def test_bad_input_raises_dicom_error(tmp_path: Path) -> None:
+    for label, (path, reason) in bad_files(tmp_path).items():
+        if label == "colour":
+            path = Path(shutil.copy(path, tmp_path / "us1.dcm"))
+        for backend in ("auto", "pydicom", "dicomsdl"):
+            if label in ("no pixels", "truncated native") and backend == "dicomsdl":
+                backend = "pydicom"  # dicomsdl declares no uncompressed syntax
+            with pytest.raises(DicomError) as info:
+                decode(path, backend=backend)
+            assert info.value.path == str(path), label
+            assert reason in info.value.reason, (label, backend, info.value.reason)

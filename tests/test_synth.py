@@ -133,7 +133,9 @@ def test_headers_agree_with_tables_and_profiles(headers: list) -> None:
 
 
 def test_every_file_decodes_identically_with_pydicom_and_dicomsdl(synth_data: Path) -> None:
-    for split, row in _all_files(synth_data):
+    rows = _all_files(synth_data)
+    assert len(rows) == len(list(synth_data.rglob("*.dcm")))  # no orphan files
+    for split, row in rows:
         path = schema.image_path(synth_data, split, row.patient_id, row.image_id)
         ds = pydicom.dcmread(path)
         a = ds.pixel_array

@@ -277,7 +277,7 @@ def render(
     t = draw_markers(np.where(mask, t, air), mask, noise_rng)
     if canvas != shape:
         t = resample(t, shape)
-    t = t + noise_rng.normal(0.0, 0.005, shape).astype(np.float32)  # quantum noise, full resolution
+    t += 0.005 * noise_rng.standard_normal(shape, dtype=np.float32)  # quantum noise, full res
     if laterality == "R":
         t = t[:, ::-1]
     return np.clip(t, 0.0, 1.0).astype(np.float32)

@@ -10,6 +10,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 KAGGLE = Path(os.environ.get("KAGGLE_ROOT", "/kaggle"))
@@ -37,7 +38,9 @@ def install(dali: bool = False) -> None:
     wheels = find_input("rsna_pkg-*.whl")
     extra = "[dali]" if dali and any(wheels.glob("nvidia_dali*.whl")) else ""
     pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--find-links", str(wheels)]
+    start = time.perf_counter()
     subprocess.run([*pip, f"rsna_pkg{extra}"], check=True)
+    print(f"installed rsna_pkg{extra} from {wheels} in {time.perf_counter() - start:.1f} s")
 
 
 def rsna(*args: str) -> None:

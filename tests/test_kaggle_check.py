@@ -125,3 +125,28 @@ def test_title_must_resolve_to_slug(repo: Path) -> None:
     edit(repo / KERNELS_DIR / "eda" / "kernel-metadata.json", title="Some other title")
     found = problems(repo)
     assert any("eda/kernel-metadata.json: title: slugifies to" in p for p in found), found
+
+
+def test_push_dry_run_prints_the_commands_in_chain_order(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from rsna_pkg.kaggle import push as push_mod
+    from rsna_pkg.kaggle.build import BuildOptions
+
+    def no_cli(*args: object, **kwargs: object) -> int:
+        raise AssertionError("a dry run must not call the kaggle CLI")
+
+    monkeypatch.setattr(push_mod, "_run", no_cli)
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"weights")
+    opts = BuildOptions(python=f"{sys.version_info.major}.{sys.version_info.minor}", dali=False)
+    code = push_mod.push(REPO, load_config(REPO), opts, tmp_path / "stage", True, None, model, "v1")
+    out = capsys.readouterr().out
+    assert code == 0
+    order = [out.index(f"kaggle kernels push -p {REPO / KERNELS_DIR / k}")
+             for k in ("eda", "preprocess", "train", "inference")]  # fmt: skip
+    assert order == sorted(order)
+    assert "kaggle datasets create -p" in out and "rsna-pkg-wheels" in out
+    assert (tmp_path / "stage" / "rsna-pkg-model" / "model.pt").read_bytes() == b"weights"

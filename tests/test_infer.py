@@ -23,7 +23,9 @@ from rsna_pkg.preprocess import PreprocessConfig
 from rsna_pkg.train.config import TrainConfig
 
 
-def make_checkpoint(path: Path, train_csv: Path, size: tuple[int, int], seed: int) -> Path:
+def make_checkpoint(
+    path: Path, train_csv: Path, size: tuple[int, int], seed: int, reduce: bool = True
+) -> Path:
     """resnet18 at a tiny size, random init, with a metadata-only fallback model."""
     encoder = fit_metadata_encoder(pd.read_csv(train_csv))
     rng = np.random.default_rng(seed)
@@ -31,7 +33,7 @@ def make_checkpoint(path: Path, train_csv: Path, size: tuple[int, int], seed: in
         backbone="resnet18",
         height=size[0],
         width=size[1],
-        preprocess=PreprocessConfig(height=size[0], width=size[1]),
+        preprocess=PreprocessConfig(height=size[0], width=size[1], reduce=reduce),
         metadata_encoder=encoder.to_dict(),
         threshold=0.4 + 0.1 * seed,
         prevalence=0.02,
@@ -229,10 +231,24 @@ def test_dali_route_on_cpu_matches_preprocess_file(broken_data) -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_gpu_path_matches_cpu(synth_data, checkpoints, tmp_path) -> None:
-    cpu, gpu = tmp_path / "cpu.csv", tmp_path / "gpu.csv"
-    run_infer(synth_data, checkpoints, cpu, "--threshold", "none")
-    report = infer_main(["--data", str(synth_data), "--model", *map(str, checkpoints), "--out",
-                         str(gpu), "--threshold", "none", "--device", "cuda"])  # fmt: skip
-    assert report == 0
-    np.testing.assert_allclose(read_sub(gpu), read_sub(cpu), atol=2e-2)
+def test_gpu_paths_match_cpu(synth_data, tmp_path) -> None:
+    """CUDA + AMP on CPU-decoded images, and the DALI path, against the CPU run."""
+    ckpt = make_checkpoint(
+        tmp_path / "full.pt", synth_data / "train.csv", (64, 32), 0, reduce=False
+    )
+    runs = {}
+    for name, extra in {
+        "cpu": ("--device", "cpu"),
+        "cuda_cpu_decode": ("--device", "cuda", "--backend", "cpu"),
+        "cuda_dali": ("--device", "cuda", "--backend", "dali"),
+        "cuda_auto": ("--device", "cuda"),
+    }.items():
+        out = tmp_path / f"{name}.csv"
+        rc = infer_main(["--data", str(synth_data), "--model", str(ckpt), "--out", str(out),
+                         "--threshold", "none", "--report", str(out.with_suffix(".json")), *extra])  # fmt: skip
+        assert rc == 0
+        runs[name] = read_sub(out)
+    for name in ("cuda_cpu_decode", "cuda_dali", "cuda_auto"):
+        np.testing.assert_allclose(runs[name], runs["cpu"], atol=2e-2, err_msg=name)
+    auto = json.loads((tmp_path / "cuda_auto.json").read_text())
+    assert auto["settings"]["backend"] == "dali"  # reduce=False: DALI reproduces training

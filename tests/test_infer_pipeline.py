@@ -253,3 +253,16 @@ def test_settle_backend_prefers_exact_cpu_path_for_reduced_decoding() -> None:
     forced = Runtime(device="cuda", backend="dali")
     assert settle_backend(forced, [reduced]) is forced
     assert "reduced" in settle_backend(auto, [reduced]).describe()
+
+
+def test_command_import_is_light() -> None:
+    """`rsna --help` imports every command module: ours must not pull torch/pandas in."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, rsna_pkg.infer.command, rsna_pkg.infer.bench; "
+        "print(sorted(m for m in ('torch', 'pandas', 'nvidia.dali') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

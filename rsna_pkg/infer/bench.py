@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -93,11 +94,15 @@ def infer_in_subprocess(
     return result
 
 
-def model_only(model: Path, data: Path, batch: int, tta: str, images: int) -> dict[str, Any]:
-    """images/s of ``LoadedModel.forward`` alone on tensors decoded beforehand."""
+def model_only(
+    model: Path, data: Path, batch: int, tta: str, images: int, threads: int
+) -> dict[str, Any]:
+    """images/s of ``LoadedModel.forward`` alone on tensors decoded beforehand, with
+    ``threads`` torch threads (the count ``rsna infer`` gives the model)."""
     import torch
 
     from rsna_pkg.data.schema import image_path
+    from rsna_pkg.infer.devices import torch_threads
     from rsna_pkg.infer.pipeline import read_test_table
     from rsna_pkg.infer.stream import load_item
     from rsna_pkg.models.checkpoint import load_checkpoint
@@ -121,7 +126,7 @@ def model_only(model: Path, data: Path, batch: int, tta: str, images: int) -> di
         x = torch.cat([x, x.flip(-1)])
         meta = None if meta is None else torch.cat([meta, meta])
     n_batches = max(1, images // batch)
-    with torch.inference_mode():
+    with torch.inference_mode(), torch_threads(threads):
         loaded.forward(x, meta)  # warm-up
         start = time.perf_counter()
         for _ in range(n_batches):
@@ -131,14 +136,15 @@ def model_only(model: Path, data: Path, batch: int, tta: str, images: int) -> di
         "images": n_batches * batch,
         "seconds": seconds,
         "images_per_s": n_batches * batch / seconds,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": threads,
     }
 
 
 def run(args: argparse.Namespace) -> int:
-    from rsna_pkg.infer.devices import default_workers
+    from rsna_pkg.infer.devices import default_threads, default_workers
 
     workers = default_workers() if args.workers is None else args.workers
+    threads = default_threads(workers)
     with tempfile.TemporaryDirectory(prefix="rsna_bench_infer_") as tmp_name:
         tmp = Path(tmp_name)
         data = args.data
@@ -155,8 +161,11 @@ def run(args: argparse.Namespace) -> int:
             repeat_test_set(data, n, folder)
             runs[n] = infer_in_subprocess(folder, model, folder, args.batch_size, workers, args.tta)
             print(f"bench infer: {n} images done", file=sys.stderr, flush=True)
-        alone = model_only(model, data, args.batch_size, args.tta, max(args.sizes[0], 64))
+        n_alone = max(args.sizes[0], 64)
+        alone = model_only(model, data, args.batch_size, args.tta, n_alone, threads)
+        all_cores = model_only(model, data, args.batch_size, args.tta, n_alone, os.cpu_count() or 1)
     results = summarise(runs, alone, args, workers)
+    results["model_only_all_cores"] = all_cores
     print(json.dumps(results, indent=2))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -174,6 +183,7 @@ def summarise(
             "seconds": r["seconds"],
             "peak_rss_mb": r["peak_rss_mb"],
             "failed": r["images_failed"],
+            "decode_cpu_s_per_image": r["seconds"]["decode_cpu"] / max(1, r["images"]),
             "projected_seconds_35000_images": r["projected_seconds_35000_images"],
         }
         for n, r in runs.items()
@@ -186,6 +196,8 @@ def summarise(
             "size": list(args.size),
             "batch_size": args.batch_size,
             "workers": workers,
+            "model_threads": alone["torch_threads"],
+            "cpu_count": os.cpu_count(),
             "tta": args.tta,
         },
         "end_to_end": per_size,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from rsna_pkg.errors import RsnaError
 from rsna_pkg.kaggle import bootstrap, sandbox
 from rsna_pkg.kaggle.build import BuildOptions, _expand_platforms, build_dataset, target_tags
 from rsna_pkg.kaggle.image import build_farm, closure, image_packages
@@ -35,7 +36,10 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run_py(venv: Path, code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(sandbox.python(venv)), "-c", code],
-        capture_output=True, text=True, env=env or sandbox.clean_env(), cwd=venv.parent,
+        capture_output=True,
+        text=True,
+        env=env or sandbox.clean_env(),
+        cwd=venv.parent,
     )  # fmt: skip  (cwd: not the repo, whose rsna_pkg/ would be importable from "")
 
 
@@ -167,3 +171,36 @@ def test_check_submission(rows: str, problem: str | None, tmp_path: Path) -> Non
         assert found == []
     else:
         assert any(problem in p for p in found), found
+
+
+@pytest.mark.parametrize(
+    ("layout", "competition", "wheels"),
+    [
+        ("new", "competitions/rsna-breast-cancer-detection", "datasets/rsna-pkg/rsna-pkg-wheels"),
+        ("old", "rsna-breast-cancer-detection", "rsna-pkg-wheels"),
+    ],
+)
+def test_mount_follows_the_kernel_metadata(
+    layout: str, competition: str, wheels: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from rsna_pkg.kaggle.replay import mount
+
+    monkeypatch.delenv("RSNA_KAGGLE_OWNER", raising=False)
+    cfg = load_config(REPO)
+    meta = json.loads((REPO / "kaggle_kernels/train/kernel-metadata.json").read_text())
+    src = {n: tmp_path / n for n in ("data", "wheels", "prep")}
+    for folder in src.values():
+        folder.mkdir()
+    mounts = {"competition": src["data"], "dataset:rsna-pkg-wheels": src["wheels"],
+              "kernel:rsna-pkg-preprocess": src["prep"]}  # fmt: skip
+    mount(tmp_path / "kaggle", cfg, mounts, meta, layout)
+    inp = tmp_path / "kaggle" / "input"
+    assert (inp / competition).resolve() == src["data"]
+    assert (inp / wheels).resolve() == src["wheels"]
+    assert (inp / "rsna-pkg-preprocess").resolve() == src["prep"]
+    assert (tmp_path / "kaggle" / "working").is_dir()
+    without_prep = {k: v for k, v in mounts.items() if not k.startswith("kernel:")}
+    with pytest.raises(RsnaError, match="must run before"):
+        mount(tmp_path / "k2", cfg, without_prep, meta, layout)

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from rsna_pkg.dicom.backend import Decoded, get_backend
+from rsna_pkg.dicom.backend import Decoded
+from rsna_pkg.dicom.decode import decode_file
 from rsna_pkg.dicom.frames import (
     J2K_SYNTAXES,
     JPEG_LOSSLESS_SYNTAXES,
@@ -231,11 +232,9 @@ class DaliDecoder:
             for i, raw in zip(chunk, raws, strict=True):
                 results[i] = self._finish(raw, items[i])
                 sources[i] = "dali"
-        backend = get_backend(self.fallback)
         for i, item in enumerate(items):
             if results[i] is None:
-                assert item.header is not None
-                arr = backend.decode(item.path, item.header, 0).array
+                arr = decode_file(item.path, self.fallback, 0, header=item.header).array
                 results[i] = arr if self.device == "cpu" else self._to_device(arr)
         self.last_sources = sources
         return results, items

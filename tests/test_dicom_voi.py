@@ -1,0 +1,178 @@
+"""apply_voi against pydicom's apply_voi_lut(apply_modality_lut(...)) on a table of cases;
+the torch twin against apply_voi; the min-max fallback; the header fields."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import torch
+from dicom_cases import make_dataset, phantom, real, write
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+from rsna_pkg.dicom import apply_voi, apply_voi_torch, read_header
+from rsna_pkg.dicom.header import DicomHeader, header_from_dataset
+from rsna_pkg.dicom.voi import voi_plan
+from rsna_pkg.errors import DicomError
+
+
+def expected(ds: Dataset, stored: np.ndarray, index: int = 0) -> np.ndarray:
+    """pydicom's output rescaled from its output range to [0, 1], MONOCHROME1 inverted."""
+    out = apply_voi_lut(apply_modality_lut(stored, ds), ds, index).astype(np.float64)
+    if "VOILUTSequence" in ds:
+        lo, hi = 0.0, 2.0 ** ds.VOILUTSequence[index].LUTDescriptor[2] - 1
+    else:
+        bits = ds.BitsStored
+        lo, hi = (
+            (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+            if ds.PixelRepresentation
+            else (0, 2**bits - 1)
+        )
+        if "RescaleSlope" in ds:
+            lo, hi = (v * float(ds.RescaleSlope) + float(ds.RescaleIntercept) for v in (lo, hi))
+    y = (out - lo) / (hi - lo)
+    return 1.0 - y if ds.PhotometricInterpretation == "MONOCHROME1" else y
+
+
+def lut_item(first: int, bits: int, data: list[int]) -> Dataset:
+    item = Dataset()
+    item.LUTDescriptor = [len(data), first, bits]
+    item.LUTData = data
+    return item
+
+
+RAMP12 = np.arange(4096, dtype=np.uint16).reshape(64, 64)  # every 12-bit value
+SIGNED = np.arange(-2048, 2048, dtype=np.int16).reshape(64, 64)
+
+CASES: dict[str, tuple[np.ndarray, dict]] = {
+    "linear": (RAMP12, dict(WindowCenter=2000, WindowWidth=1500)),
+    "linear exact": (RAMP12, dict(WindowCenter=2000.5, WindowWidth=1499.5, VOILUTFunction="LINEAR_EXACT")),
+    "sigmoid": (RAMP12, dict(WindowCenter=1800, WindowWidth=900, VOILUTFunction="SIGMOID")),
+    "width 1": (RAMP12, dict(WindowCenter=1000, WindowWidth=1)),
+    "fractional window": (RAMP12, dict(WindowCenter=2047.37, WindowWidth=4093.9)),
+    "monochrome1": (RAMP12, dict(WindowCenter=2000, WindowWidth=1500, photometric="MONOCHROME1")),
+    "mono1 sigmoid": (RAMP12, dict(WindowCenter=1500, WindowWidth=3000, VOILUTFunction="SIGMOID", photometric="MONOCHROME1")),
+    "rescale": (RAMP12, dict(WindowCenter=40, WindowWidth=400, RescaleSlope=1, RescaleIntercept=-1024)),
+    "rescale slope 2": (RAMP12, dict(WindowCenter=3000, WindowWidth=5000, RescaleSlope=2, RescaleIntercept=-10)),
+    "signed": (SIGNED, dict(signed=True, WindowCenter=-100, WindowWidth=2500)),
+    "multi index0": (RAMP12, dict(WindowCenter=[2000, 1000], WindowWidth=[1500, 400])),
+    "multi index1": (RAMP12, dict(WindowCenter=[2000, 1000], WindowWidth=[1500, 400], index=1)),
+    "single, index 1": (RAMP12, dict(WindowCenter=2000, WindowWidth=1500, index=1)),
+    "lut": (RAMP12, dict(lut=(100, 12, list(range(0, 4096, 2))))),
+    # pydicom indexes an 8-bit LUT through a uint8 array (wraps above 255): keep inputs < 256
+    "lut 8 bit mono1": (RAMP12 // 16, dict(lut=(10, 8, [255 - v for v in range(200)]), photometric="MONOCHROME1")),
+    "lut over window": (RAMP12, dict(WindowCenter=5, WindowWidth=10, lut=(0, 16, list(range(0, 65536, 16))))),
+}  # fmt: skip
+
+
+def build(name: str) -> tuple[Dataset, np.ndarray, int]:
+    stored, spec = CASES[name]
+    spec = dict(spec)
+    index = spec.pop("index", 0)
+    lut = spec.pop("lut", None)
+    ds = make_dataset(stored, signed=spec.pop("signed", False), bits_stored=12,
+                      photometric=spec.pop("photometric", "MONOCHROME2"), **spec)  # fmt: skip
+    if lut is not None:
+        ds.VOILUTSequence = [lut_item(*lut)]
+    return ds, stored, index
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_apply_voi_matches_pydicom(name: str) -> None:
+    ds, stored, index = build(name)
+    header = header_from_dataset(ds, f"{name}.dcm")
+    got = apply_voi(stored, header, index)
+    assert got.dtype == np.float32 and got.shape == stored.shape
+    assert got.min() >= 0.0 and got.max() <= 1.0
+    np.testing.assert_allclose(got, expected(ds, stored, index), atol=2e-6, rtol=0)
+    twin = apply_voi_torch(torch.from_numpy(stored.astype(np.int32)), header, index)
+    assert twin.dtype == torch.float32
+    np.testing.assert_allclose(twin.numpy(), got, atol=2e-6, rtol=0)
+
+
+def test_vlut_file_from_header_alone() -> None:
+    path = real("vlut_04")
+    ds = pydicom.dcmread(path)
+    header = read_header(path)
+    assert header.has_voi_lut_sequence and voi_plan(header).kind == "lut"
+    got = apply_voi(ds.pixel_array, header)
+    np.testing.assert_allclose(got, expected(ds, ds.pixel_array), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["MR2_UNCR", "RG1_UNCR", "693_UNCR", "J2K_pixelrep_mismatch"])
+def test_real_files_match_pydicom(name: str) -> None:
+    ds = pydicom.dcmread(real(name))
+    header = read_header(real(name))
+    stored = ds.pixel_array
+    index = len(header.window_centers) - 1  # the last window, when there are several
+    np.testing.assert_allclose(apply_voi(stored, header, index), expected(ds, stored, index),
+                               atol=2e-6)  # fmt: skip
+
+
+def test_minmax_fallback_ignores_background_and_labels() -> None:
+    img = phantom(120, 80, bits=12).astype(np.uint16)
+    img[:, 60:] = 0  # flat background
+    img[0:4, 0:4] = 4095  # saturated label
+    ds = make_dataset(img)
+    header = header_from_dataset(ds, "x.dcm")
+    assert voi_plan(header).kind == "minmax"
+    out = apply_voi(img, header)
+    assert out.dtype == np.float32 and out.min() == 0.0 and out.max() == 1.0
+    assert np.all(out[:, 60:] == 0.0)
+    tissue = out[img > 1000]
+    assert 0.2 < float(np.median(tissue)) < 0.95  # window spread over the tissue, not the label
+    mono1 = header_from_dataset(make_dataset(img, photometric="MONOCHROME1"), "y.dcm")
+    np.testing.assert_allclose(apply_voi(img, mono1), 1.0 - out, atol=1e-7)
+    twin = apply_voi_torch(torch.from_numpy(img.astype(np.int32)), header)
+    np.testing.assert_allclose(twin.numpy(), out, atol=1e-5)
+
+
+def test_fallback_constant_image_is_zero() -> None:
+    img = np.full((16, 16), 700, dtype=np.uint16)
+    header = header_from_dataset(make_dataset(img), "c.dcm")
+    assert np.all(apply_voi(img, header) == 0.0)
+
+
+@pytest.mark.parametrize(
+    ("tags", "index", "reason"),
+    [
+        (dict(WindowCenter=[1, 2], WindowWidth=[10, 20]), 2, "no window number 2"),
+        (dict(WindowCenter=10, WindowWidth=0.5), 0, "width 0.5 < 1"),
+        (dict(WindowCenter=10, WindowWidth=0, VOILUTFunction="SIGMOID"), 0, "<= 0"),
+        (dict(WindowCenter=10, WindowWidth=5, VOILUTFunction="CUBIC"), 0, "CUBIC"),
+    ],
+)
+def test_bad_voi_raises(tags: dict, index: int, reason: str) -> None:
+    header = header_from_dataset(make_dataset(RAMP12, **tags), "bad.dcm")
+    with pytest.raises(DicomError, match=reason):
+        apply_voi(RAMP12, header, index)
+
+
+def test_header_fields_and_speed(tmp_path: Path) -> None:
+    ds = make_dataset(RAMP12, WindowCenter=[2000, 1000], WindowWidth=[1500, 400],
+                      WindowCenterWidthExplanation=["A", "B"], VOILUTFunction="SIGMOID",
+                      RescaleSlope=1, RescaleIntercept=0, ImageLaterality="R",
+                      ViewPosition="MLO", PatientID="10006")  # fmt: skip
+    path = write(ds, tmp_path / "462822612.dcm")
+    h = read_header(path)
+    assert isinstance(h, DicomHeader)
+    assert (h.rows, h.columns, h.bits_allocated, h.bits_stored) == (64, 64, 16, 12)
+    assert (h.pixel_representation, h.photometric) == (0, "MONOCHROME2")
+    assert h.window_centers == (2000.0, 1000.0) and h.window_widths == (1500.0, 400.0)
+    assert h.window_explanations == ("A", "B") and h.voi_lut_function == "SIGMOID"
+    assert not h.has_voi_lut_sequence and h.has_rescale
+    assert (h.laterality, h.view, h.patient_id, h.image_id) == ("R", "MLO", "10006", "462822612")
+    assert h.transfer_syntax_uid == "1.2.840.10008.1.2.1"
+    with pytest.raises(AttributeError):
+        h.rows = 5  # type: ignore[misc]
+    big = real("RG1_J2KR")
+    read_header(big)
+    start = time.perf_counter()
+    for _ in range(20):
+        read_header(big)
+    per_file = (time.perf_counter() - start) / 20
+    assert per_file < 0.01  # target 2 ms on an idle core; 10 ms bound for a busy CI box

@@ -45,7 +45,7 @@ def test_cpu_batch_bit_exact_with_fallbacks(tmp_path: Path, cpu_decoder: DaliDec
     ]  # fmt: skip
     arrays = cpu_decoder.decode_batch(files)
     sources = cpu_decoder.last_sources
-    for path, arr, src in zip(files, arrays, sources, strict=True):
+    for path, arr in zip(files, arrays, strict=True):
         ref = pydicom.dcmread(path).pixel_array
         assert isinstance(arr, np.ndarray) and arr.dtype == ref.dtype, path
         np.testing.assert_array_equal(arr, ref, err_msg=str(path))

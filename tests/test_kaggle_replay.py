@@ -17,8 +17,9 @@ REPO = find_repo(Path(__file__).parent)
 TINY = {
     **SMALL_SETTINGS,
     "eda": "--sample 1 --max-headers 20 --workers 1 --no-progress",
-    "train": "--size 128 64 --epochs 1 --batch-size 16 --backbone resnet18 --workers 0 "
-    "--threads 2 --device cpu --val-frac 0.3",
+    "preprocess": "--size 128 64 --workers 2 --quiet",
+    "train": "--backbone resnet18 --epochs 1 --batch-size 16 --workers 0 --threads 2 "
+    "--device cpu --val-frac 0.3",
 }
 
 pytestmark = pytest.mark.slow

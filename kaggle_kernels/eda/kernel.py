@@ -42,13 +42,16 @@ def install(dali: bool = False) -> None:
     print(f"installed rsna_pkg{extra} from {wheels} in {time.perf_counter() - start:.1f} s")
 
 
-def rsna(*args: str) -> None:
+def rsna(*args: str, ok: tuple[int, ...] = (0,)) -> None:
+    """Run ``python -m rsna_pkg ARGS``; an exit code outside ``ok`` fails the kernel."""
     print("+ rsna", *args, flush=True)
-    subprocess.run([sys.executable, "-m", "rsna_pkg", *args], check=True)
+    code = subprocess.run([sys.executable, "-m", "rsna_pkg", *args]).returncode
+    if code not in ok:
+        raise SystemExit(f"rsna {args[0]} failed with exit code {code}")
 
 
 # <<< bootstrap
 
 install()
 data = find_input("train.csv")
-rsna("eda", "--data", str(data), "--out", str(WORKING / "eda"), *settings("eda", ""))
+rsna("eda", "--data", str(data), "--out", str(WORKING / "eda"), *settings("eda", "--no-progress"))

@@ -4,6 +4,8 @@ Installs rsna_pkg offline from the wheel dataset, then calls the library; extra 
 come from $RSNA_TRAIN_ARGS when set (the local replay's small sizes).
 """
 
+import json
+
 # >>> bootstrap: copied from rsna_pkg/kaggle/bootstrap.py by `rsna kaggle render`; edit there.
 import os
 import shlex
@@ -42,9 +44,12 @@ def install(dali: bool = False) -> None:
     print(f"installed rsna_pkg{extra} from {wheels} in {time.perf_counter() - start:.1f} s")
 
 
-def rsna(*args: str) -> None:
+def rsna(*args: str, ok: tuple[int, ...] = (0,)) -> None:
+    """Run ``python -m rsna_pkg ARGS``; an exit code outside ``ok`` fails the kernel."""
     print("+ rsna", *args, flush=True)
-    subprocess.run([sys.executable, "-m", "rsna_pkg", *args], check=True)
+    code = subprocess.run([sys.executable, "-m", "rsna_pkg", *args]).returncode
+    if code not in ok:
+        raise SystemExit(f"rsna {args[0]} failed with exit code {code}")
 
 
 # <<< bootstrap
@@ -52,13 +57,9 @@ def rsna(*args: str) -> None:
 install()
 data = find_input("train.csv")
 images = find_input("manifest.csv")
-rsna(
-    "train",
-    "--data",
-    str(data),
-    "--images",
-    str(images),
-    "--out",
-    str(WORKING),
-    *settings("train", ""),
-)
+# Train at the size the preprocess kernel wrote (recorded beside its PNGs).
+pre = json.loads((images / "preprocess_config.json").read_text())
+size = [str(pre["height"]), str(pre["width"])]
+args = settings("train", "--backbone resnet18 --epochs 12 --workers 4")
+paths = ["--data", str(data), "--images", str(images), "--out", str(WORKING)]
+rsna("train", *paths, "--size", *size, *args)

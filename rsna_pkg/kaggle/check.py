@@ -271,9 +271,8 @@ def cross_check(
     for name in cfg.kernels:
         if name not in kernels:
             probs.append(Problem(repo / KERNELS_DIR / name, "(folder)", "in kaggle.toml, missing"))
-    for stale in out_of_sync(repo, cfg):
-        rel = stale.relative_to(repo)
-        probs.append(Problem(rel, "(content)", "differs from kaggle.toml: run rsna kaggle render"))
+    for stale, why in out_of_sync(repo, cfg):
+        probs.append(Problem(stale.relative_to(repo), "(content)", why))
     return probs
 
 

@@ -96,19 +96,24 @@ def rendered_files(repo: Path, cfg: KaggleConfig) -> dict[Path, str]:
         folder = kernel_dir(repo, name)
         files[folder / KERNEL_METADATA] = dumps(kernel_metadata(cfg, name))
         code = folder / CODE_FILE
-        if code.is_file():
-            files[code] = with_block(code.read_text(encoding="utf-8"), code)
+        if code.is_file() and BEGIN in (text := code.read_text(encoding="utf-8")):
+            files[code] = with_block(text, code)
     for name in cfg.datasets:
         files[dataset_dir(repo, name) / DATASET_METADATA] = dumps(dataset_metadata(cfg, name))
     return files
 
 
-def out_of_sync(repo: Path, cfg: KaggleConfig) -> list[Path]:
-    """Rendered files whose committed content differs (or that are missing)."""
+def out_of_sync(repo: Path, cfg: KaggleConfig) -> list[tuple[Path, str]]:
+    """(file, why) for rendered files whose committed content differs, is missing, or has
+    no bootstrap block to keep in sync."""
     stale = []
     for path, content in rendered_files(repo, cfg).items():
         if not path.is_file() or path.read_text(encoding="utf-8") != content:
-            stale.append(path)
+            stale.append((path, "differs from kaggle.toml/bootstrap.py: run rsna kaggle render"))
+    for name in cfg.kernels:
+        code = kernel_dir(repo, name) / CODE_FILE
+        if code.is_file() and BEGIN not in code.read_text(encoding="utf-8"):
+            stale.append((code, f"no '{BEGIN}' block"))
     return stale
 
 

@@ -28,12 +28,12 @@ from rsna_pkg.kaggle.paths import KERNEL_METADATA, KERNEL_ORDER, KaggleConfig, k
 MARKER = ".rsna_replay"  # a work folder holding this may be wiped by the next replay
 
 # Sizes that keep a replay on 2 CPU cores to a few minutes; Kaggle runs use the defaults
-# written in each kernel.py.
+# written in each kernel.py. The train kernel takes its --size from the preprocess output.
 SMALL_SETTINGS: dict[str, str] = {
     "eda": "--sample 2 --max-headers 40 --workers 2 --no-progress",
-    "preprocess": "--height 256 --width 128 --workers 2",
-    "train": "--size 256 128 --epochs 4 --batch-size 16 --backbone resnet18 --workers 0 "
-    "--threads 2 --device cpu --val-frac 0.3",
+    "preprocess": "--size 256 128 --workers 2 --quiet",
+    "train": "--backbone resnet18 --epochs 4 --batch-size 16 --workers 0 --threads 2 "
+    "--device cpu --val-frac 0.3",
     "inference": "--batch-size 8 --workers 1 --device cpu",
 }
 

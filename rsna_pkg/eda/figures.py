@@ -28,10 +28,11 @@ def pyplot() -> Any:
     return plt
 
 
-def save_png(fig: Any, path: Path) -> Path:
-    """Write ``fig`` as PNG and free it."""
+def save_png(fig: Any, path: Path, tight: bool = True) -> Path:
+    """Write ``fig`` as PNG and free it. ``tight=False`` skips the extra layout pass
+    (for figures that already called ``tight_layout``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight" if tight else None)
     pyplot().close(fig)
     return path
 

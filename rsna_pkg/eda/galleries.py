@@ -122,7 +122,7 @@ def render_group(task: GroupTask) -> list[dict[str, Any]]:
     from rsna_pkg.eda.figures import save_png
 
     tiles = [render_item(it) for it in task.items]
-    save_png(draw_gallery(task.title, tiles), Path(task.png))
+    save_png(draw_gallery(task.title, tiles), Path(task.png), tight=False)
     return [
         {"image_id": t.item.image_id, "reduce": t.reduce, "error": t.error, **t.info} for t in tiles
     ]

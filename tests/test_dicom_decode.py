@@ -126,12 +126,15 @@ def test_native_reduce_close_to_area_mean() -> None:
         assert diff.mean() < 0.03 * span and np.median(diff) <= 0.01 * span
 
 
-def test_pillow_failure_falls_back_to_area() -> None:
-    # Pillow raises "broken data stream" on RG1 at reduce >= 2; the result must not change.
+def test_pillow_failure_steps_down_a_level() -> None:
+    # Pillow raises "broken data stream" on RG1 at reduce 2 and 3 but not at 1: level 1 is
+    # decoded and area-downsampled the rest of the way.
     path = real("RG1_J2KR")
-    out = decode_file(path, "openjpeg", 2)
-    assert not out.native_reduce and "Pillow" in out.note
-    np.testing.assert_array_equal(out.array, decode(path, "pydicom", 2))
+    out = decode_file(path, "openjpeg", 3)
+    assert out.native_reduce and "Pillow reduce failed at 3" in out.note
+    level1 = decode_file(path, "openjpeg", 1)
+    assert level1.native_reduce and not level1.note
+    np.testing.assert_array_equal(out.array, area_downsample(level1.array, 2))
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,9 @@ A reduced decode reads only wavelet resolution level r (ISO 15444-1 B.5), the lo
 close to a 2**r box mean and many times cheaper than a full decode. Pillow exposes it
 (``im.reduce = r`` before ``load()``) but widens samples to 16 bits (``v << (16 - p)``) and
 offsets signed samples by ``2**(p-1)``: both are undone here. When Pillow cannot (it fails on
-some codestreams at deep levels, and a codestream whose signedness differs from the header
-has no meaningful low-pass band), the full decode is area-downsampled instead.
+some codestreams at some levels: the next shallower level that works is area-downsampled
+the rest of the way; a codestream whose signedness differs from the header has no
+meaningful low-pass band), the full decode is area-downsampled instead.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from rsna_pkg.dicom.backend import Decoded
 from rsna_pkg.dicom.frames import J2K_SYNTAXES, first_frame, j2k_info, sniff_codec
 from rsna_pkg.dicom.header import DicomHeader, read_dataset
-from rsna_pkg.dicom.pixels import reduced_shape, stored_dtype, to_stored
+from rsna_pkg.dicom.pixels import area_downsample, reduced_shape, stored_dtype, to_stored
 from rsna_pkg.errors import DicomError
 
 
@@ -78,13 +79,22 @@ class OpenjpegBackend:
         if reduce > 0:
             note = self._native_reduce_blocker(frame, header, reduce)
             if not note:
-                try:
-                    arr = decode_reduced(frame, reduce)
-                    if arr.shape == reduced_shape(header.rows, header.columns, reduce):
-                        return Decoded(self._clip(arr, header), reduced=True)
-                    note = f"reduced decode gave shape {arr.shape}"
-                except (OSError, ValueError) as exc:  # Pillow: "broken data stream"
-                    note = f"Pillow reduce failed ({exc})"
+                # Pillow fails ("broken data stream") at some levels of some codestreams
+                # and not at others: step down a level at a time, area-downsample the rest.
+                failures = []
+                for level in range(reduce, 0, -1):
+                    try:
+                        arr = decode_reduced(frame, level)
+                    except (OSError, ValueError) as exc:
+                        failures.append(f"{level}: {exc}")
+                        continue
+                    if arr.shape != reduced_shape(header.rows, header.columns, level):
+                        failures.append(f"{level}: shape {arr.shape}")
+                        continue
+                    out = area_downsample(self._clip(arr, header), reduce - level)
+                    note = f"Pillow reduce failed at {'; '.join(failures)}" if failures else ""
+                    return Decoded(out, reduced=True, note=note)
+                note = f"Pillow reduce failed at {'; '.join(failures)}"
             return Decoded(to_stored(decode_full(frame, self.numthreads), header), False, note)
         return Decoded(to_stored(decode_full(frame, self.numthreads), header), reduced=False)
 

@@ -1,0 +1,79 @@
+"""Decode, window, crop and resize a split's DICOMs to PNG (OUT/<patient_id>/<image_id>.png),
+with OUT/manifest.csv (one row per image, status ok|error and the reason),
+OUT/preprocess_config.json and OUT/preview.png. Resumable; exits 1 if any file failed.
+
+--neg-ratio R (train only) keeps every patient with a positive breast plus negative-only
+patients, drawn with --seed, until there are R negative breasts per positive breast.
+--shard I/N takes the patients with crc32(patient_id) % N == I and writes
+OUT/manifest.shard-I-of-N.csv; `--merge --out OUT` then joins the shards' manifests.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="competition folder (train.csv, train_images/ ...)")
+    parser.add_argument("--split", choices=("train", "test"), default="train")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--size", nargs=2, type=int, metavar=("H", "W"), default=(1024, 512))
+    parser.add_argument("--backend", default="auto", help="decode backend (rsna_pkg.dicom)")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--bits", type=int, choices=(8, 16), default=8)
+    parser.add_argument("--voi-index", type=int, default=0, help="which window / VOI LUT")
+    parser.add_argument("--no-reduce", action="store_true", help="always decode full resolution")
+    parser.add_argument("--no-crop", action="store_true", help="keep the whole image")
+    parser.add_argument("--neg-ratio", type=float, default=None, help="negatives per positive")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=None, help="first N images only")
+    parser.add_argument("--shard", default=None, help="I/N: this run's share of patients")
+    parser.add_argument("--merge", action="store_true", help="merge OUT's shard manifests")
+    parser.add_argument("--preview", type=int, default=6, help="images in preview.png (0: none)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rsna_pkg.data.schema import image_path
+    from rsna_pkg.errors import InputError
+    from rsna_pkg.preprocess.config import PreprocessConfig
+    from rsna_pkg.preprocess.preview import write_preview
+    from rsna_pkg.preprocess.runner import merge_manifests, run_preprocess
+    from rsna_pkg.preprocess.selection import parse_shard
+
+    if args.merge:
+        df = merge_manifests(args.out)
+        bad = int((df["status"] != "ok").sum())
+        print(f"merged {len(df)} rows into {Path(args.out) / 'manifest.csv'} ({bad} errors)")
+        return 1 if bad else 0
+    if not args.data:
+        raise InputError("--data is required (unless --merge)")
+    if args.workers < 1:
+        raise InputError(f"--workers must be >= 1, got {args.workers}")
+    cfg = PreprocessConfig(height=args.size[0], width=args.size[1], bits=args.bits,
+                           backend=args.backend, voi_index=args.voi_index,
+                           reduce=not args.no_reduce, crop=not args.no_crop)  # fmt: skip
+    shard = parse_shard(args.shard) if args.shard else None
+    summary = run_preprocess(args.data, args.split, args.out, cfg, workers=args.workers,
+                             neg_ratio=args.neg_ratio, seed=args.seed, limit=args.limit,
+                             shard=shard, progress=not args.quiet)  # fmt: skip
+    rows = summary.rows
+    done = len(rows) - summary.skipped
+    rate = done / summary.seconds if summary.seconds > 0 else 0.0
+    print(f"{len(rows)} images: {len(rows) - summary.errors} ok, {summary.errors} errors, "
+          f"{summary.skipped} already done; {done} processed in {summary.seconds:.1f}s "
+          f"({rate:.2f} img/s) -> {summary.manifest}")  # fmt: skip
+    if summary.errors:
+        reasons = rows.loc[rows["status"] == "error", "reason"].value_counts().head(5)
+        for reason, n in reasons.items():
+            print(f"  error x{n}: {reason}")
+    if args.preview > 0:
+        dicoms = {int(r.image_id): image_path(args.data, args.split, int(r.patient_id),
+                                              int(r.image_id))
+                  for r in rows.itertuples(index=False)}  # fmt: skip
+        path = write_preview(Path(args.out), rows, dicoms, args.preview, cfg.voi_index)
+        if path is not None:
+            print(f"preview: {path}")
+    return 1 if summary.errors else 0

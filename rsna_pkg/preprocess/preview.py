@@ -1,0 +1,64 @@
+"""OUT/preview.png: a few images before (windowed, breast box drawn) and after cropping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+TILE = 256  # tile height in the sheet
+
+
+def before_tile(dicom: Path, box: tuple[int, int, int, int], voi_index: int) -> np.ndarray:
+    """The windowed image at about TILE px with the box outlined (box in full-res pixels)."""
+    from PIL import Image, ImageDraw
+
+    from rsna_pkg.dicom import apply_voi, decode, read_header
+
+    header = read_header(dicom)
+    level = max(0, int(np.floor(np.log2(max(1.0, max(header.rows, header.columns) / TILE)))))
+    img = apply_voi(decode(dicom, reduce=level), header, voi_index)
+    im = Image.fromarray(np.rint(img * 255).astype(np.uint8)).convert("RGB")
+    y0, x0, y1, x1 = (v / 2**level for v in box)
+    ImageDraw.Draw(im).rectangle([x0, y0, x1 - 1, y1 - 1], outline=(255, 64, 64), width=2)
+    scale = TILE / im.height
+    return np.asarray(im.resize((max(1, round(im.width * scale)), TILE)))
+
+
+def after_tile(png: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(png) as im:
+        arr = np.asarray(im)
+    if arr.dtype != np.uint8:
+        arr = (arr.astype(np.float32) / 257).round().astype(np.uint8)
+    scale = TILE / arr.shape[0]
+    small = Image.fromarray(arr).resize((max(1, round(arr.shape[1] * scale)), TILE))
+    return np.asarray(small.convert("RGB"))
+
+
+def write_preview(out_dir: Path, manifest: pd.DataFrame, dicoms: dict[int, Path], count: int,
+                  voi_index: int = 0) -> Path | None:  # fmt: skip
+    """Rows of [before | after] for the first ``count`` ok images; None if there are none."""
+    from PIL import Image
+
+    ok = manifest[manifest["status"] == "ok"].head(count)
+    rows = []
+    for r in ok.to_dict("records"):
+        if r["box_y0"] == "" or int(r["image_id"]) not in dicoms:
+            continue  # a resumed row without its box
+        box = (int(r["box_y0"]), int(r["box_x0"]), int(r["box_y1"]), int(r["box_x1"]))
+        before = before_tile(dicoms[int(r["image_id"])], box, voi_index)
+        after = after_tile(out_dir / str(r["png"]))
+        gap = np.full((TILE, 8, 3), 255, dtype=np.uint8)
+        rows.append(np.concatenate([before, gap, after], axis=1))
+    if not rows:
+        return None
+    width = max(r.shape[1] for r in rows)
+    padded = [
+        np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows
+    ]
+    path = out_dir / "preview.png"
+    Image.fromarray(np.concatenate(padded, axis=0)).save(path)
+    return path

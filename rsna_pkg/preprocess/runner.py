@@ -1,0 +1,236 @@
+"""``rsna preprocess``: a dataset folder -> OUT/<patient_id>/<image_id>.png + manifest.
+
+A process pool runs :func:`preprocess_file` per image. Runs are resumable (a PNG of the
+right size is kept and not redone) and every file is written to a temporary name and
+renamed, so an interrupted run never leaves a half-written PNG or manifest. A file that
+fails becomes a manifest row with status "error" and the reason; the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rsna_pkg.data.schema import image_path, read_table
+from rsna_pkg.errors import DicomError, InputError
+from rsna_pkg.preprocess.config import PreprocessConfig
+from rsna_pkg.preprocess.selection import subsample_negatives, take_shard
+
+CONFIG_NAME = "preprocess_config.json"
+MANIFEST_NAME = "manifest.csv"
+MANIFEST_COLUMNS: tuple[str, ...] = (
+    "patient_id", "image_id", "laterality", "view", "status", "reason", "png", "syntax",
+    "box_y0", "box_x0", "box_y1", "box_x1", "reduce", "native_reduce", "flipped", "backend",
+    "seconds", "decode_seconds",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Job:
+    patient_id: int
+    image_id: int
+    laterality: str
+    view: str
+    dicom: Path
+    png: str  # relative to the output folder
+
+
+@dataclass
+class Summary:
+    rows: pd.DataFrame
+    seconds: float
+    skipped: int
+    manifest: Path
+    errors: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.errors = int((self.rows["status"] == "error").sum()) if len(self.rows) else 0
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def atomic_write_png(path: Path, image: np.ndarray) -> None:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", compress_level=1)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def png_is_valid(path: Path, cfg: PreprocessConfig) -> bool:
+    """A finished output: readable PNG header with the configured size and bit depth."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            mode_ok = im.mode == "L" if cfg.bits == 8 else im.mode.startswith("I;16")
+            return im.size == (cfg.width, cfg.height) and mode_ok
+    except (OSError, ValueError):
+        return False
+
+
+def make_jobs(table: pd.DataFrame, data_dir: Path, split: str) -> list[Job]:
+    return [
+        Job(
+            int(r.patient_id),
+            int(r.image_id),
+            str(r.laterality),
+            str(r.view),
+            image_path(data_dir, split, int(r.patient_id), int(r.image_id)),
+            f"{int(r.patient_id)}/{int(r.image_id)}.png",
+        )  # fmt: skip
+        for r in table.itertuples(index=False)
+    ]
+
+
+def base_row(job: Job) -> dict[str, Any]:
+    row: dict[str, Any] = {c: "" for c in MANIFEST_COLUMNS}
+    row.update(patient_id=job.patient_id, image_id=job.image_id, laterality=job.laterality,
+               view=job.view, png=job.png)  # fmt: skip
+    return row
+
+
+def process_job(job: Job, cfg: PreprocessConfig, out_dir: Path) -> dict[str, Any]:
+    """One image; never raises for a bad file (the reason goes in the row)."""
+    from rsna_pkg.preprocess.pipeline import preprocess_file
+
+    row = base_row(job)
+    start = time.perf_counter()
+    try:
+        res = preprocess_file(job.dicom, cfg)
+        target = out_dir / job.png
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_png(target, res.image)
+    except DicomError as exc:
+        row.update(status="error", reason=exc.reason, png="")
+    except Exception as exc:  # noqa: BLE001 - any library may fail on a hostile file
+        row.update(status="error", reason=f"{type(exc).__name__}: {exc}", png="")
+    else:
+        y0, x0, y1, x1 = res.box
+        row.update(status="ok", syntax=res.header.transfer_syntax_uid, box_y0=y0, box_x0=x0,
+                   box_y1=y1, box_x1=x1, reduce=res.reduce, native_reduce=res.native_reduce,
+                   flipped=res.flipped, backend=res.backend,
+                   decode_seconds=round(res.decode_seconds, 4))  # fmt: skip
+    row["seconds"] = round(time.perf_counter() - start, 4)
+    return row
+
+
+def _run_one(args: tuple[Job, PreprocessConfig, Path]) -> dict[str, Any]:
+    return process_job(*args)
+
+
+def run_jobs(jobs: list[Job], cfg: PreprocessConfig, out_dir: Path, workers: int,
+             progress: bool = True) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """Rows as they finish (inline when workers <= 1)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), unit="img", disable=not progress, desc="preprocess")
+    args = [(job, cfg, out_dir) for job in jobs]
+    if workers <= 1:
+        for a in args:
+            yield _run_one(a)
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for row in pool.map(_run_one, args, chunksize=2):
+                yield row
+                bar.update()
+    bar.close()
+
+
+def check_config(out_dir: Path, cfg: PreprocessConfig) -> None:
+    """Refuse to mix outputs of two configs in one folder; write the config otherwise."""
+    path = out_dir / CONFIG_NAME
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}: unreadable ({exc})") from exc
+        if old != cfg.to_dict():
+            raise InputError(f"{path}: {out_dir} holds images made with another config; "
+                             "use a new --out")  # fmt: skip
+    atomic_write_bytes(path, (json.dumps(cfg.to_dict(), indent=2) + "\n").encode())
+
+
+def manifest_name(shard: tuple[int, int] | None) -> str:
+    return MANIFEST_NAME if shard is None else f"manifest.shard-{shard[0]}-of-{shard[1]}.csv"
+
+
+def previous_rows(path: Path) -> dict[int, dict[str, Any]]:
+    if not path.is_file():
+        return {}
+    df = pd.read_csv(path, keep_default_na=False)
+    return {int(r["image_id"]): r for r in df.to_dict("records") if r.get("status") == "ok"}
+
+
+def select(table: pd.DataFrame, split: str, neg_ratio: float | None, seed: int,
+           shard: tuple[int, int] | None, limit: int | None) -> pd.DataFrame:  # fmt: skip
+    if neg_ratio is not None:
+        table = subsample_negatives(table, neg_ratio, np.random.default_rng(seed))
+    if shard is not None:
+        table = take_shard(table, *shard)
+    table = table.sort_values(["patient_id", "image_id"], kind="stable")
+    return table.head(limit) if limit is not None else table
+
+
+def run_preprocess(data_dir: str | Path, split: str, out_dir: str | Path, cfg: PreprocessConfig,
+                   workers: int = 1, neg_ratio: float | None = None, seed: int = 0,
+                   limit: int | None = None, shard: tuple[int, int] | None = None,
+                   progress: bool = True) -> Summary:  # fmt: skip
+    """Preprocess one split; returns the manifest rows (also written to OUT)."""
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    if split not in ("train", "test"):
+        raise InputError(f"--split must be train or test, got {split!r}")
+    if neg_ratio is not None and split != "train":
+        raise InputError("--neg-ratio only applies to --split train")
+    table = select(read_table(data_dir / f"{split}.csv", split), split, neg_ratio, seed, shard,
+                   limit)  # fmt: skip
+    out_dir.mkdir(parents=True, exist_ok=True)
+    check_config(out_dir, cfg)
+    manifest = out_dir / manifest_name(shard)
+    before = previous_rows(manifest)
+    start = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    todo: list[Job] = []
+    for job in make_jobs(table, data_dir, split):
+        if png_is_valid(out_dir / job.png, cfg):
+            old = before.get(job.image_id)
+            rows.append(old if old is not None else {**base_row(job), "status": "ok",
+                                                     "reason": "resumed"})  # fmt: skip
+        else:
+            todo.append(job)
+    skipped = len(rows)
+    rows.extend(run_jobs(todo, cfg, out_dir, workers, progress))
+    df = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)).sort_values(["patient_id", "image_id"])
+    atomic_write_bytes(manifest, df.to_csv(index=False).encode())
+    return Summary(df, time.perf_counter() - start, skipped, manifest)
+
+
+def merge_manifests(out_dir: str | Path) -> pd.DataFrame:
+    """Concatenate OUT/manifest.shard-*-of-N.csv into OUT/manifest.csv (one row per image;
+    a later shard file does not override an ok row with an error)."""
+    out_dir = Path(out_dir)
+    parts = sorted(out_dir.glob("manifest.shard-*-of-*.csv"))
+    if not parts:
+        raise InputError(f"{out_dir}: no manifest.shard-*-of-*.csv to merge")
+    df = pd.concat([pd.read_csv(p, keep_default_na=False) for p in parts], ignore_index=True)
+    df["_ok"] = df["status"] == "ok"
+    df = df.sort_values(["image_id", "_ok"]).drop_duplicates("image_id", keep="last")
+    df = df.drop(columns="_ok").sort_values(["patient_id", "image_id"])
+    atomic_write_bytes(out_dir / MANIFEST_NAME, df.to_csv(index=False).encode())
+    return df

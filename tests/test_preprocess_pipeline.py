@@ -1,0 +1,167 @@
+"""preprocess_file end to end, and the `rsna preprocess` runner on a small dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import imagecodecs
+import numpy as np
+import pandas as pd
+import pytest
+from dicom_cases import J2K, encapsulated, phantom, write
+from PIL import Image
+
+from rsna_pkg.dicom import read_header
+from rsna_pkg.errors import DicomError, InputError
+from rsna_pkg.preprocess import PreprocessConfig, preprocess_file
+from rsna_pkg.preprocess.runner import merge_manifests, run_preprocess
+
+SMALL = PreprocessConfig(height=64, width=32)
+
+
+def kinds(data: Path) -> list[Path]:
+    seen: dict[tuple, Path] = {}
+    for path in sorted(data.glob("train_images/*/*.dcm")):
+        h = read_header(path)
+        seen.setdefault((h.transfer_syntax_uid, h.photometric, h.bits_stored), path)
+    return list(seen.values())
+
+
+def test_synth_files_every_kind(synth_data: Path) -> None:
+    files = kinds(synth_data)
+    assert len(files) >= 4
+    for path in files:
+        res = preprocess_file(path, SMALL)
+        img = res.image
+        assert img.shape == (64, 32) and img.dtype == np.uint8
+        h = res.header
+        y0, x0, y1, x1 = res.box
+        assert 0 <= y0 < y1 <= h.rows and 0 <= x0 < x1 <= h.columns
+        assert img[:, :16].mean() > img[:, 16:].mean(), path  # breast on the left
+        assert img.max() > 100  # tissue is bright (MONOCHROME1 inverted)
+        if h.transfer_syntax_uid == J2K:
+            assert res.reduce >= 2 and res.native_reduce, path
+        full = preprocess_file(path, SMALL.with_(reduce=False))
+        assert full.reduce == 0 and not full.native_reduce
+        diff = np.abs(full.image.astype(int) - img.astype(int))
+        assert diff.mean() < 6, (path, diff.mean())  # reduce on/off: same picture
+        assert res.timings["total"] >= res.decode_seconds > 0
+
+
+def test_bits16_and_no_crop(synth_data: Path) -> None:
+    path = kinds(synth_data)[0]
+    a = preprocess_file(path, SMALL.with_(bits=16)).image
+    b = preprocess_file(path, SMALL).image
+    assert a.dtype == np.uint16 and np.abs(a / 257.0 - b).max() <= 1
+    whole = preprocess_file(path, SMALL.with_(crop=False))
+    h = whole.header
+    assert whole.box == (0, 0, h.rows, h.columns)
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+def test_right_breast_is_flipped_and_bright(tmp_path: Path, photometric: str) -> None:
+    img = phantom(256, 192, bits=12, side="right")
+    stored = 4095 - img if photometric == "MONOCHROME1" else img
+    frame = imagecodecs.jpeg2k_encode(stored, level=0, codecformat="JP2", reversible=True,
+                                      bitspersample=12)  # fmt: skip
+    ds = encapsulated(stored, frame, J2K, 12, photometric=photometric)
+    path = write(ds, tmp_path / "r.dcm")
+    res = preprocess_file(path, PreprocessConfig(height=64, width=48))
+    assert res.flipped
+    out = res.image.astype(float)
+    assert out[:, :8].mean() > 120 > out[:, -8:].mean()  # tissue against the left edge
+    assert res.box[3] == 192 and res.box[1] > 0  # box hugs the right side, label excluded
+
+
+def test_bad_file_raises(tmp_path: Path) -> None:
+    bad = tmp_path / "x.dcm"
+    bad.write_bytes(b"\x00" * 300)
+    with pytest.raises(DicomError):
+        preprocess_file(bad, SMALL)
+
+
+# -- runner -----------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def small_data(synth_data: Path, tmp_path: Path) -> Path:
+    """Six patients of the synthetic set (one with cancer), one image zero-byte, one missing."""
+    table = pd.read_csv(synth_data / "train.csv")
+    positive = sorted(table.loc[table["cancer"] == 1, "patient_id"].unique())[:1]
+    assert positive, "the synthetic set has a cancer patient"
+    pids = sorted(set(sorted(table["patient_id"].unique())[:5]) | set(positive))
+    sub = table[table["patient_id"].isin(pids)]
+    data = tmp_path / "data"
+    for pid in pids:
+        shutil.copytree(synth_data / "train_images" / str(pid), data / "train_images" / str(pid))
+    sub.to_csv(data / "train.csv", index=False)
+    first = sub.iloc[0]
+    (data / "train_images" / str(first.patient_id) / f"{first.image_id}.dcm").write_bytes(b"")
+    second = sub.iloc[1]
+    (data / "train_images" / str(second.patient_id) / f"{second.image_id}.dcm").unlink()
+    return data
+
+
+def run_cli(argv: list[str]) -> int:
+    import rsna_pkg.preprocess.command as command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    return command.run(parser.parse_args(argv))
+
+
+def test_command_writes_pngs_manifest_and_resumes(small_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    argv = ["--data", str(small_data), "--out", str(out), "--size", "64", "32", "--workers", "2",
+            "--quiet", "--preview", "2"]  # fmt: skip
+    assert run_cli(argv) == 1  # two bad files
+    table = pd.read_csv(small_data / "train.csv")
+    man = pd.read_csv(out / "manifest.csv", keep_default_na=False)
+    assert len(man) == len(table) and set(man["image_id"]) == set(table["image_id"])
+    errors = man[man["status"] == "error"]
+    assert sorted(errors["reason"]) == ["file not found", "zero-byte file"]
+    ok = man[man["status"] == "ok"]
+    for row in ok.itertuples():
+        with Image.open(out / row.png) as im:
+            assert im.size == (32, 64) and im.mode == "L"
+        assert row.png == f"{row.patient_id}/{row.image_id}.png"
+    cfg = json.loads((out / "preprocess_config.json").read_text())
+    assert PreprocessConfig.from_dict(cfg) == PreprocessConfig(height=64, width=32)
+    assert (out / "preview.png").is_file()
+    assert not list(out.rglob("*.tmp"))
+
+    first_png = out / ok.iloc[0]["png"]
+    stamp = first_png.stat().st_mtime_ns
+    summary = run_preprocess(small_data, "train", out, PreprocessConfig(height=64, width=32),
+                             progress=False)  # fmt: skip
+    assert summary.skipped == len(ok) and summary.errors == 2
+    assert first_png.stat().st_mtime_ns == stamp  # not redone
+    with pytest.raises(InputError, match="another config"):
+        run_preprocess(small_data, "train", out, PreprocessConfig(height=64, width=48))
+
+
+def test_shards_merge_to_the_whole(small_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sharded"
+    cfg = PreprocessConfig(height=32, width=16)
+    parts = [run_preprocess(small_data, "train", out, cfg, shard=(i, 2), progress=False)
+             for i in range(2)]  # fmt: skip
+    ids = [set(p.rows["patient_id"]) for p in parts]
+    assert not ids[0] & ids[1]
+    merged = merge_manifests(out)
+    assert set(merged["image_id"]) == set(pd.read_csv(small_data / "train.csv")["image_id"])
+    assert len(merged) == sum(len(p.rows) for p in parts)
+
+
+def test_neg_ratio_and_limit(small_data: Path, tmp_path: Path) -> None:
+    cfg = PreprocessConfig(height=32, width=16)
+    limited = run_preprocess(small_data, "train", tmp_path / "a", cfg, limit=3, progress=False)
+    assert len(limited.rows) == 3
+    sub = run_preprocess(small_data, "train", tmp_path / "b", cfg, neg_ratio=0.0, progress=False)
+    table = pd.read_csv(small_data / "train.csv")
+    positives = set(table.loc[table["cancer"] == 1, "patient_id"])
+    assert positives and set(sub.rows["patient_id"]) == positives
+    with pytest.raises(InputError, match="train"):
+        run_preprocess(small_data, "test", tmp_path / "c", cfg, neg_ratio=1.0)

@@ -266,3 +266,19 @@ def test_command_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_bench_repeats_rows_without_copying_images(fake_data: Path, tmp_path: Path) -> None:
+    from rsna_pkg.infer.bench import repeat_test_set
+
+    dest = tmp_path / "rep"
+    dest.mkdir()
+    repeat_test_set(fake_data, 19, dest)
+    table = pd.read_csv(dest / "test.csv")
+    src = pd.read_csv(fake_data / "test.csv")
+    assert len(table) == 19
+    assert table["image_id"].tolist() == (src["image_id"].tolist() * 3)[:19]
+    assert (dest / "test_images").is_symlink()
+    assert (dest / "test_images" / "1" / "11.dcm").read_bytes() == (
+        fake_data / "test_images" / "1" / "11.dcm"
+    ).read_bytes()

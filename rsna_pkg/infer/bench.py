@@ -154,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
             data = tmp / "synth"
             generate(data, SynthConfig(patients=args.patients, seed=0, test_frac=0.5, workers=2))
         model = args.model or build_checkpoint(tmp / "model.pt", args.backbone, *args.size)
+        n_alone = max(args.sizes[0], 64)
+        before = model_only(model, data, args.batch_size, args.tta, n_alone, threads)
         runs = {}
         for n in args.sizes:
             folder = tmp / f"n{n}"
@@ -161,9 +163,15 @@ def run(args: argparse.Namespace) -> int:
             repeat_test_set(data, n, folder)
             runs[n] = infer_in_subprocess(folder, model, folder, args.batch_size, workers, args.tta)
             print(f"bench infer: {n} images done", file=sys.stderr, flush=True)
-        n_alone = max(args.sizes[0], 64)
-        alone = model_only(model, data, args.batch_size, args.tta, n_alone, threads)
+        after = model_only(model, data, args.batch_size, args.tta, n_alone, threads)
         all_cores = model_only(model, data, args.batch_size, args.tta, n_alone, os.cpu_count() or 1)
+    # Timed before and after the end-to-end runs: on a shared machine the load drifts.
+    alone = {
+        "images_per_s": (before["images_per_s"] + after["images_per_s"]) / 2,
+        "before": before,
+        "after": after,
+        "torch_threads": threads,
+    }
     results = summarise(runs, alone, args, workers)
     results["model_only_all_cores"] = all_cores
     print(json.dumps(results, indent=2))
@@ -203,6 +211,8 @@ def summarise(
         "end_to_end": per_size,
         "model_only": alone,
         "e2e_over_model_only": largest["images_per_s"] / alone["images_per_s"],
+        # Share of the streaming time the model was busy (not waiting for decoded images).
+        "model_busy_fraction": 1 - largest["seconds"]["decode_wait"] / largest["seconds"]["stream"],
         "rss_main_ratio_largest_vs_smallest": largest["peak_rss_mb"]["main"]
         / smallest["peak_rss_mb"]["main"],
         "projected_hours_35000_images_cpu": largest["projected_seconds_35000_images"] / 3600,

@@ -3,8 +3,10 @@
 Randomness comes from torch's global generator, which the Dataset seeds per
 sample from (seed, epoch, index) (restoring its state afterwards); the same run
 therefore sees the same augmented pixels regardless of worker count or resume.
-Horizontal flips are off by default: preprocessing always puts the breast on the
-left, and inference never flips, so a flipped breast would be out of distribution.
+Defaults are mild: a crop or an erased patch can hide a small lesion and turn a
+positive into label noise. Horizontal flips are off by default: preprocessing
+always puts the breast on the left, and inference never flips, so a flipped
+breast would be out of distribution.
 """
 
 from __future__ import annotations
@@ -36,9 +38,9 @@ class AugmentConfig:
     contrast: float = 0.15
     gamma_min: float = 0.8
     gamma_max: float = 1.25
-    crop_p: float = 0.3
-    crop_scale_min: float = 0.6
-    erase_p: float = 0.2
+    crop_p: float = 0.2
+    crop_scale_min: float = 0.75
+    erase_p: float = 0.1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,5 +119,5 @@ def build_augment(cfg: AugmentConfig) -> Augment:
         steps.append(v2.ColorJitter(brightness=cfg.brightness, contrast=cfg.contrast))
     steps.append(RandomGamma(cfg.gamma_min, cfg.gamma_max))
     if cfg.erase_p > 0:
-        steps.append(v2.RandomErasing(p=cfg.erase_p, scale=(0.01, 0.05), value=0.0))
+        steps.append(v2.RandomErasing(p=cfg.erase_p, scale=(0.01, 0.03), value=0.0))
     return v2.Compose(steps)

@@ -131,6 +131,18 @@ def test_missing_column_stops_with_input_error(tmp_path: Path) -> None:
         run_eda(EdaConfig(tmp_path, tmp_path / "out", progress=False))
 
 
+def test_cli_reports_the_missing_column_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rsna_pkg.cli import main
+
+    tiny_train().drop(columns=["density"]).to_csv(tmp_path / "train.csv", index=False)
+    assert main(["eda", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "rsna eda: error:" in err and "density" in err and "train.csv" in err
+    assert not (tmp_path / "o" / "report.md").exists()
+
+
 def test_report_renders_markdown_and_self_contained_html(tmp_path: Path) -> None:
     png = tmp_path / "figures" / "a.png"
     png.parent.mkdir()

@@ -1,0 +1,225 @@
+"""Decode and preprocess throughput per backend, reduce on/off and worker count.
+
+Measures, on the DICOMs of a synthetic dataset (``rsna synth --scale full`` for the real
+figures): header read ms/file; full-decode images/s per backend; preprocess_file images/s
+to HxW with reduce on and off for 1 and 2 workers; the baseline "dicomsdl full decode +
+window + resize" for the reduce speed-up; the share of preprocess time that is not decoding;
+and how much the output changes between reduce on and off. Prints a table, writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="dataset folder (generated if empty)")
+    parser.add_argument("--scale", default="full", help="synth scale when generating --data")
+    parser.add_argument("--patients", type=int, default=4, help="synth patients when generating")
+    parser.add_argument("--files", type=int, default=12, help="DICOMs to time")
+    parser.add_argument("--size", nargs=2, type=int, default=(1024, 512), metavar=("H", "W"))
+    parser.add_argument("--workers", nargs="+", type=int, default=(1, 2))
+    parser.add_argument("--backends", nargs="*", default=None, help="default: all available")
+    parser.add_argument("--json", default="bench_decode.json", help="where to write results")
+
+
+def list_files(data: Path, count: int) -> list[Path]:
+    """Up to ``count`` DICOMs, round-robin over (syntax, photometric, size) kinds."""
+    from rsna_pkg.dicom import read_header
+
+    groups: dict[tuple, list[Path]] = {}
+    for path in sorted(data.glob("*_images/*/*.dcm")):
+        h = read_header(path)
+        groups.setdefault((h.transfer_syntax_uid, h.photometric, h.rows, h.columns), []).append(
+            path
+        )
+    files: list[Path] = []
+    while len(files) < count and any(groups.values()):
+        for paths in groups.values():
+            if paths and len(files) < count:
+                files.append(paths.pop(0))
+    return files
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def header_ms(files: Sequence[Path], repeat: int = 20) -> float:
+    from rsna_pkg.dicom import read_header
+
+    for f in files:
+        read_header(f)  # warm the page cache
+    per = [timed(lambda f=f: read_header(f)) for _ in range(repeat) for f in files]
+    return 1000 * statistics.median(per)
+
+
+def decode_rates(files: Sequence[Path], backends: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Full-resolution images/s per backend over the files it supports."""
+    from rsna_pkg.dicom import decode, read_header
+    from rsna_pkg.dicom.backend import get_backend
+
+    out: dict[str, dict[str, Any]] = {}
+    for name in backends:
+        backend = get_backend(name)
+        mine = [f for f in files if read_header(f).transfer_syntax_uid in backend.syntaxes()]
+        if not mine:
+            continue
+        if name == "dali":
+            from rsna_pkg.dicom.dali_backend import DaliDecoder
+
+            dec = DaliDecoder(batch_size=4)
+            dec.decode_batch(mine[:1])  # build the pipeline and probe outside the timing
+            seconds = timed(lambda dec=dec, mine=mine: dec.decode_batch(mine))
+            out[name] = {"device": dec.device, "sources": sorted(set(dec.last_sources))}
+        else:
+            decode(mine[0], backend=name)  # imports and first-call set-up
+            seconds = sum(timed(lambda f=f, n=name: decode(f, backend=n)) for f in mine)
+            out[name] = {}
+        out[name].update(files=len(mine), seconds=seconds, images_per_s=len(mine) / seconds)
+    return out
+
+
+def _baseline_one(path: Path, height: int, width: int) -> tuple[float, float]:
+    """dicomsdl full decode + window + resize (no crop): (total s, decode s)."""
+    from rsna_pkg.dicom import apply_voi, decode_file
+    from rsna_pkg.preprocess.resize import quantize, resize_pad
+
+    start = time.perf_counter()
+    d = decode_file(path, "dicomsdl")
+    quantize(resize_pad(apply_voi(d.array, d.header), height, width), 8)
+    return time.perf_counter() - start, d.seconds
+
+
+def _preprocess_one(path: Path, cfg_dict: dict[str, Any]) -> tuple[float, float, np.ndarray]:
+    from rsna_pkg.preprocess import PreprocessConfig, preprocess_file
+
+    start = time.perf_counter()
+    res = preprocess_file(path, PreprocessConfig.from_dict(cfg_dict))
+    return time.perf_counter() - start, res.decode_seconds, res.image
+
+
+def run_pool(fn: Callable[..., Any], files: Sequence[Path], workers: int,
+             *args: Any) -> tuple[float, list[Any]]:  # fmt: skip
+    """Wall seconds and results of fn(file, *args) over files with ``workers`` processes."""
+    if workers <= 1:
+        fn(files[0], *args)  # warm-up (imports) outside the timing
+        start = time.perf_counter()
+        results = [fn(f, *args) for f in files]
+        return time.perf_counter() - start, results
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(fn, files[:workers], *[[a] * workers for a in args]))  # warm every worker
+        start = time.perf_counter()
+        results = list(pool.map(fn, files, *[[a] * len(files) for a in args]))
+        return time.perf_counter() - start, results
+
+
+def measure(files: Sequence[Path], height: int, width: int, workers: Sequence[int],
+            backends: Sequence[str]) -> dict[str, Any]:  # fmt: skip
+    from rsna_pkg.preprocess import PreprocessConfig
+
+    n = len(files)
+    result: dict[str, Any] = {
+        "files": n,
+        "cpu_count": os.cpu_count(),
+        "load_before": os.getloadavg(),
+        "header_ms_per_file": header_ms(files),
+        "decode": decode_rates(files, backends),
+    }
+    pre: dict[str, Any] = {}
+    images: dict[bool, list[np.ndarray]] = {}
+    for reduce in (True, False):
+        cfg = PreprocessConfig(height=height, width=width, reduce=reduce).to_dict()
+        for w in workers:
+            wall, res = run_pool(_preprocess_one, files, w, cfg)
+            total = sum(r[0] for r in res)
+            decode_s = sum(r[1] for r in res)
+            pre[f"reduce={'on' if reduce else 'off'},workers={w}"] = {
+                "images_per_s": n / wall,
+                "wall_s": wall,
+                "non_decode_fraction": 1 - decode_s / total,
+            }
+            images[reduce] = [r[2] for r in res]
+    result["preprocess"] = pre
+    wall, res = run_pool(_baseline_one, files, 1, height, width)
+    result["baseline_dicomsdl_full_resize"] = {"images_per_s": n / wall, "wall_s": wall}
+    on = pre["reduce=on,workers=1"]["images_per_s"]
+    result["speedup_reduce_vs_baseline"] = (
+        on / result["baseline_dicomsdl_full_resize"]["images_per_s"]
+    )
+    result["speedup_reduce_on_vs_off"] = on / pre["reduce=off,workers=1"]["images_per_s"]
+    if 1 in workers and 2 in workers:
+        for mode in ("on", "off"):
+            one = pre[f"reduce={mode},workers=1"]["images_per_s"]
+            result[f"scaling_2_workers_reduce_{mode}"] = (
+                pre[f"reduce={mode},workers=2"]["images_per_s"] / one
+            )
+    diffs = [
+        np.abs(a.astype(np.int16) - b.astype(np.int16))
+        for a, b in zip(images[True], images[False], strict=True)
+    ]
+    result["reduce_on_vs_off_uint8"] = {
+        "mean_abs": float(np.mean([d.mean() for d in diffs])),
+        "p99_abs": float(np.mean([np.percentile(d, 99) for d in diffs])),
+        "max_abs": int(max(d.max() for d in diffs)),
+    }
+    result["load_after"] = os.getloadavg()
+    return result
+
+
+def print_table(r: dict[str, Any]) -> None:
+    print(f"files: {r['files']}  cpus: {r['cpu_count']}  load before/after: "
+          f"{r['load_before'][0]:.2f}/{r['load_after'][0]:.2f}")  # fmt: skip
+    print(f"header read: {r['header_ms_per_file']:.2f} ms/file")
+    print("full decode            files   img/s")
+    for name, d in r["decode"].items():
+        extra = f"  ({d['device']})" if "device" in d else ""
+        print(f"  {name:<20} {d['files']:>5}  {d['images_per_s']:6.2f}{extra}")
+    print("preprocess                     img/s   non-decode share")
+    for key, d in r["preprocess"].items():
+        print(f"  {key:<28} {d['images_per_s']:6.2f}   {100 * d['non_decode_fraction']:5.1f} %")
+    b = r["baseline_dicomsdl_full_resize"]
+    print(f"  baseline dicomsdl full+resize {b['images_per_s']:6.2f}")
+    print(f"speed-up reduce on vs baseline: {r['speedup_reduce_vs_baseline']:.2f}x, "
+          f"vs reduce off: {r['speedup_reduce_on_vs_off']:.2f}x")  # fmt: skip
+    for key in ("scaling_2_workers_reduce_on", "scaling_2_workers_reduce_off"):
+        if key in r:
+            print(f"{key}: {r[key]:.2f}x")
+    d = r["reduce_on_vs_off_uint8"]
+    print(f"reduce on vs off (uint8): mean |diff| {d['mean_abs']:.2f}, p99 {d['p99_abs']:.1f}, "
+          f"max {d['max_abs']}")  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    from rsna_pkg.dicom import available_backends
+    from rsna_pkg.errors import InputError
+
+    data = Path(args.data)
+    if not (data / "train.csv").is_file():
+        from rsna_pkg.data.synth import SynthConfig, generate
+
+        print(f"generating a synthetic dataset ({args.patients} patients, {args.scale}) in {data}")
+        generate(data, SynthConfig(patients=args.patients, scale=args.scale, seed=0, test_frac=0.0))
+    files = list_files(data, args.files)
+    if not files:
+        raise InputError(f"{data}: no DICOM files under *_images/")
+    backends = args.backends if args.backends else available_backends()
+    result = measure(files, args.size[0], args.size[1], args.workers, backends)
+    result["size"] = list(args.size)
+    result["data"] = str(data)
+    print_table(result)
+    Path(args.json).write_text(json.dumps(result, indent=2, default=float) + "\n")
+    print(f"wrote {args.json}")
+    return 0

@@ -16,6 +16,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ def header_ms(files: Sequence[Path], repeat: int = 20) -> float:
 
     for f in files:
         read_header(f)  # warm the page cache
-    per = [timed(lambda f=f: read_header(f)) for _ in range(repeat) for f in files]
+    per = [timed(partial(read_header, f)) for _ in range(repeat) for f in files]
     return 1000 * statistics.median(per)
 
 
@@ -82,11 +83,11 @@ def decode_rates(files: Sequence[Path], backends: Sequence[str]) -> dict[str, di
 
             dec = DaliDecoder(batch_size=4)
             dec.decode_batch(mine[:1])  # build the pipeline and probe outside the timing
-            seconds = timed(lambda dec=dec, mine=mine: dec.decode_batch(mine))
+            seconds = timed(partial(dec.decode_batch, mine))
             out[name] = {"device": dec.device, "sources": sorted(set(dec.last_sources))}
         else:
             decode(mine[0], backend=name)  # imports and first-call set-up
-            seconds = sum(timed(lambda f=f, n=name: decode(f, backend=n)) for f in mine)
+            seconds = sum(timed(partial(decode, f, backend=name)) for f in mine)
             out[name] = {}
         out[name].update(files=len(mine), seconds=seconds, images_per_s=len(mine) / seconds)
     return out

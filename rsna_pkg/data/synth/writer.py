@@ -64,13 +64,22 @@ def voi_for(stored: np.ndarray, t: np.ndarray, profile: MachineProfile) -> Voi |
     )
 
 
+def strip_jfif(jpeg: bytes) -> bytes:
+    """Drop libjpeg's JFIF APP0 segment: modality JPEG Lossless frames carry none (SOI is
+    followed directly by tables/SOF3), and some decoders treat JFIF as 8-bit colour."""
+    if jpeg[2:4] == b"\xff\xe0":
+        return jpeg[:2] + jpeg[4 + int.from_bytes(jpeg[4:6], "big") :]
+    return jpeg
+
+
 def encode_frame(stored: np.ndarray, profile: MachineProfile, threads: int = 1) -> bytes:
     """Lossless codestream of one frame in the machine's format."""
     bits = profile.bits_stored
     if profile.codec == "ljpeg":
-        return bytes(
+        jpeg = bytes(
             imagecodecs.jpeg8_encode(stored, lossless=True, predictor=1, bitspersample=bits)
         )
+        return strip_jfif(jpeg)
     return bytes(
         imagecodecs.jpeg2k_encode(
             stored, level=0, codecformat=profile.codec, reversible=True, bitspersample=bits,

@@ -32,7 +32,7 @@ MARKER = ".rsna_replay"  # a work folder holding this may be wiped by the next r
 SMALL_SETTINGS: dict[str, str] = {
     "eda": "--sample 2 --max-headers 40 --workers 2 --no-progress",
     "preprocess": "--size 256 128 --workers 2 --quiet",
-    "train": "--backbone resnet18 --epochs 4 --batch-size 16 --workers 0 --threads 2 "
+    "train": "--backbone resnet18 --epochs 3 --batch-size 16 --workers 0 --threads 2 "
     "--device cpu --val-frac 0.3",
     "inference": "--batch-size 8 --workers 1 --device cpu",
 }

@@ -55,15 +55,6 @@ def rsna(*args: str, ok: tuple[int, ...] = (0,)) -> None:
 
 install(dali=True)
 data = find_input("test.csv")
-model = Path(os.environ.get("RSNA_MODEL") or find_input("model.pt") / "model.pt")
-out = WORKING / "submission.csv"
-rsna(
-    "infer",
-    "--data",
-    str(data),
-    "--model",
-    str(model),
-    "--out",
-    str(out),
-    *settings("inference", ""),
-)
+model = find_input("model.pt") / "model.pt"  # the train kernel's output (or the model dataset)
+paths = ["--data", str(data), "--model", str(model), "--out", str(WORKING / "submission.csv")]
+rsna("infer", *paths, *settings("inference", ""))

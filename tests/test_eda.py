@@ -125,6 +125,19 @@ def test_gallery_display_scaling() -> None:
     assert not to_display(np.full((4, 4), 7)).any()  # flat image -> black, no NaN
 
 
+def test_header_cap_is_a_seeded_ordered_subset() -> None:
+    from rsna_pkg.eda.headers import SurveyItem
+    from rsna_pkg.eda.pipeline import cap_items
+
+    items = [SurveyItem(f"{i}.dcm", "train", 1, i, 49) for i in range(50)]
+    a = cap_items(items, 7, np.random.default_rng(3))
+    b = cap_items(items, 7, np.random.default_rng(3))
+    assert a == b and len(a) == 7 and len(set(a)) == 7
+    assert [it.image_id for it in a] == sorted(it.image_id for it in a)
+    assert cap_items(items, 0, np.random.default_rng(0)) == items
+    assert cap_items(items, 80, np.random.default_rng(0)) == items
+
+
 def test_missing_column_stops_with_input_error(tmp_path: Path) -> None:
     tiny_train().drop(columns=["machine_id"]).to_csv(tmp_path / "train.csv", index=False)
     with pytest.raises(InputError, match="machine_id"):

@@ -49,7 +49,7 @@ class Tiles:
 def pick_groups(
     df: pd.DataFrame, readable: set[str], n: int, rng: np.random.Generator
 ) -> dict[str, pd.DataFrame]:
-    """Up to ``n`` random rows per group, drawn only from readable files.
+    """Up to ``n`` random rows per group, drawn only from ``readable`` paths.
 
     ``df`` must carry a ``path`` column; groups with no candidates are left out.
     """

@@ -55,17 +55,20 @@ def load_tables(data_dir: Path) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def survey_items(
-    tables: dict[str, pd.DataFrame], cfg: EdaConfig, rng: np.random.Generator
-) -> list[headers.SurveyItem]:
-    items = [
-        it
-        for split, df in tables.items()
-        for it in headers.items_from_table(df, cfg.data_dir, split)
+def existing_items(tables: dict[str, pd.DataFrame], data_dir: Path) -> list[headers.SurveyItem]:
+    """One survey item per CSV row whose DICOM exists, train then test."""
+    return [
+        it for split, df in tables.items() for it in headers.items_from_table(df, data_dir, split)
     ]
-    if 0 < cfg.max_headers < len(items):
-        keep = np.sort(rng.choice(len(items), size=cfg.max_headers, replace=False))
-        items = [items[i] for i in keep]
+
+
+def cap_items(
+    items: list[headers.SurveyItem], cap: int, rng: np.random.Generator
+) -> list[headers.SurveyItem]:
+    """A seeded random subset of ``cap`` items (in their original order); all when cap <= 0."""
+    if 0 < cap < len(items):
+        keep = np.sort(rng.choice(len(items), size=cap, replace=False))
+        return [items[i] for i in keep]
     return items
 
 
@@ -171,14 +174,19 @@ def run_eda(cfg: EdaConfig) -> EdaResult:
     tables = load_tables(cfg.data_dir)
     meta = {s: metadata.table_summary(df, cfg.data_dir, s) for s, df in tables.items()}
     t_meta = time.perf_counter()
-    survey = headers.survey_headers(survey_items(tables, cfg, rng), cfg.workers, cfg.progress)
+    present = existing_items(tables, cfg.data_dir)
+    surveyed = cap_items(present, cfg.max_headers, rng)
+    survey = headers.survey_headers(surveyed, cfg.workers, cfg.progress)
     hdr = headers.survey_summary(survey)
     fw = FigureWriter(cfg.out_dir)
     metadata_figures(fw, meta["train"])
     header_figures(fw, hdr)
     t_fig = time.perf_counter()
-    readable = set(survey.table.loc[survey.table["error"] == "", "path"])
-    gal = gallery_figures(fw, tables["train"], readable, cfg, rng)
+    # Gallery candidates: every present file except those the survey found unreadable
+    # (files left out by --max-headers stay eligible).
+    unreadable = set(survey.table.loc[survey.table["error"] != "", "path"])
+    candidates = {it.path for it in present} - unreadable
+    gal = gallery_figures(fw, tables["train"], candidates, cfg, rng)
     t_gal = time.perf_counter()
     summary: dict[str, Any] = {
         "config": cfg.to_dict(),

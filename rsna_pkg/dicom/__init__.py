@@ -4,15 +4,22 @@ Heavy libraries (dicomsdl, imagecodecs, Pillow, DALI, torch) are imported inside
 functions that use them.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from rsna_pkg.dicom.backend import available_backends
 from rsna_pkg.dicom.decode import DecodeResult, decode, decode_file
 from rsna_pkg.dicom.header import DicomHeader, VoiLut, read_header
 from rsna_pkg.dicom.pixels import area_downsample, reduced_shape
 from rsna_pkg.dicom.voi import apply_voi, voi_plan
 
+if TYPE_CHECKING:
+    import torch
 
-def apply_voi_torch(stored, header, index=0):  # type: ignore[no-untyped-def]
-    """Torch twin of apply_voi (imports torch on first use)."""
+
+def apply_voi_torch(stored: torch.Tensor, header: DicomHeader, index: int = 0) -> torch.Tensor:
+    """Torch twin of apply_voi on any device (torch is imported on first use)."""
     from rsna_pkg.dicom.voi_torch import apply_voi_torch as impl
 
     return impl(stored, header, index)

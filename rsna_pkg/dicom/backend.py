@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from rsna_pkg.dicom.frames import J2K_SYNTAXES, JPEG_LOSSLESS_SYNTAXES, NATIVE_SYNTAXES
+from rsna_pkg.dicom.frames import J2K_SYNTAXES, NATIVE_SYNTAXES
 from rsna_pkg.dicom.header import DicomHeader
 
 
@@ -58,8 +58,6 @@ BACKEND_MODULES: dict[str, str] = {
 AUTO_FULL: tuple[str, ...] = ("dicomsdl", "openjpeg", "pydicom")
 AUTO_REDUCED_J2K: tuple[str, ...] = ("openjpeg", "dicomsdl", "pydicom")
 AUTO_NATIVE: tuple[str, ...] = ("pydicom", "dicomsdl")
-
-KNOWN_SYNTAXES = NATIVE_SYNTAXES | J2K_SYNTAXES | JPEG_LOSSLESS_SYNTAXES
 
 
 def get_backend(name: str) -> Backend:

@@ -19,7 +19,7 @@ import numpy as np
 
 from rsna_pkg.dicom.backend import Decoded
 from rsna_pkg.dicom.decode import check_decodable, decode_file, finish, resolve_backend
-from rsna_pkg.dicom.frames import J2K_SYNTAXES, first_frame
+from rsna_pkg.dicom.frames import J2K_SYNTAXES, first_frame, j2k_info
 from rsna_pkg.dicom.header import DicomHeader, header_from_dataset, read_dataset
 from rsna_pkg.dicom.pixels import area_downsample, reduced_shape
 from rsna_pkg.dicom.voi import apply_voi
@@ -81,6 +81,10 @@ def _j2k_native(path: Path, cfg: PreprocessConfig, timings: dict[str, float]) ->
     header = header_from_dataset(ds, path)
     check_decodable(header)
     frame = first_frame(ds, path)
+    try:
+        levels = min(MAX_REDUCE, j2k_info(frame).levels)
+    except (ValueError, IndexError) as exc:
+        raise DicomError(path, f"bad JPEG 2000 main header ({exc})") from exc
     timings["read"] = time.perf_counter() - t
 
     full: list[Decoded] = []  # a full decode, once Pillow has had to fall back to one
@@ -99,13 +103,13 @@ def _j2k_native(path: Path, cfg: PreprocessConfig, timings: dict[str, float]) ->
         return finish(out, header, r), out
 
     t = time.perf_counter()
-    rp = probe_level(header.rows, header.columns, cfg.probe_size)
+    rp = min(levels, probe_level(header.rows, header.columns, cfg.probe_size))
     probe, _ = level(rp)
     timings["decode_probe"] = time.perf_counter() - t
     t = time.perf_counter()
     pbox, flip = locate(apply_voi(probe, header, cfg.voi_index), cfg)
     full_box = pbox.scaled(2**rp, header.rows, header.columns)
-    r = deepest_reduce(full_box.height, full_box.width, cfg.height, cfg.width, MAX_REDUCE)
+    r = deepest_reduce(full_box.height, full_box.width, cfg.height, cfg.width, levels)
     timings["locate"] = time.perf_counter() - t
     t = time.perf_counter()
     stored = probe if r == rp else level(r)[0]

@@ -188,9 +188,11 @@ def run_kernel(
         try:
             code = proc.wait(timeout=opts.timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the kernel and the rsna process it started
-            proc.wait()
             code = -1
+        finally:  # timeout or Ctrl-C: stop the kernel and the rsna process it started
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
     seconds = time.perf_counter() - start
     tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
     if code != 0:

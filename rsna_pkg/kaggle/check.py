@@ -192,6 +192,10 @@ def _slug_syntax(api: Any, ref: str) -> None:
     api._validate_slug_syntax(slug)
 
 
+def _subfolders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
 def _load(path: Path) -> tuple[dict[str, Any] | None, Problem | None]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -210,14 +214,14 @@ def check_repo(repo: Path, cfg: KaggleConfig) -> list[Problem]:
     kernels: dict[str, dict[str, Any]] = {}
     datasets: dict[str, dict[str, Any]] = {}
     with offline_api() as api:
-        for folder in sorted(p for p in (repo / DATASETS_DIR).iterdir() if p.is_dir()):
+        for folder in _subfolders(repo / DATASETS_DIR):
             meta, prob = _load(folder / DATASET_METADATA)
             if meta is None:
                 probs.append(prob)  # type: ignore[arg-type]
                 continue
             datasets[folder.name] = meta
             probs += check_dataset(api, folder, meta)
-        for folder in sorted(p for p in (repo / KERNELS_DIR).iterdir() if p.is_dir()):
+        for folder in _subfolders(repo / KERNELS_DIR):
             meta, prob = _load(folder / KERNEL_METADATA)
             if meta is None:
                 probs.append(prob)  # type: ignore[arg-type]

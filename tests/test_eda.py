@@ -299,3 +299,22 @@ def test_header_pool_gives_the_same_table_as_one_process(eda_run: dict) -> None:
     assert pooled.workers == 2
     pd.testing.assert_frame_equal(inline.table, pooled.table)
     assert (inline.table["error"] != "").sum() == 2
+
+
+def test_a_failing_gallery_is_reported_and_the_others_finish(eda_run: dict, tmp_path: Path) -> None:
+    from rsna_pkg.eda import galleries
+
+    broken = set(eda_run["broken"])
+    path = next(
+        p for p in eda_run["data"].glob("train_images/*/*.dcm") if int(p.stem) not in broken
+    )
+    item = galleries.GalleryItem("g", str(path), int(path.stem), "label")
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("x")  # a file where the PNG's folder should be
+    good = galleries.GroupTask("good", "ok", (item,), str(tmp_path / "good.png"))
+    bad = galleries.GroupTask("bad", "bad", (item,), str(blocker / "bad.png"))
+    out = galleries.render_groups([bad, good], workers=1)
+    assert isinstance(out[0], str) and "not_a_dir" in out[0]
+    assert isinstance(out[1], list) and out[1][0]["error"] == ""
+    with PILImage.open(tmp_path / "good.png") as im:
+        im.verify()

@@ -128,13 +128,29 @@ def render_group(task: GroupTask) -> list[dict[str, Any]]:
     ]
 
 
-def render_groups(tasks: Sequence[GroupTask], workers: int) -> list[list[dict[str, Any]]]:
-    """Every gallery, one per task, in a spawned process pool when ``workers`` > 1."""
+def render_groups(tasks: Sequence[GroupTask], workers: int) -> list[list[dict[str, Any]] | str]:
+    """Every gallery, one per task, in a spawned process pool when ``workers`` > 1.
+
+    A task whose worker died (a decoder crash kills the process, not just the call)
+    yields its error message instead of per-image facts; the other galleries still finish.
+    """
+    out: list[list[dict[str, Any]] | str] = []
     if workers <= 1 or len(tasks) < 2:
-        return [render_group(t) for t in tasks]
+        for task in tasks:
+            try:
+                out.append(render_group(task))
+            except Exception as exc:  # noqa: BLE001 - e.g. the PNG cannot be written
+                out.append(f"{type(exc).__name__}: {exc}")
+        return out
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
-        return list(pool.map(render_group, tasks))
+        futures = [pool.submit(render_group, t) for t in tasks]
+        for fut in futures:
+            try:
+                out.append(fut.result())
+            except Exception as exc:  # noqa: BLE001 - BrokenProcessPool and the like
+                out.append(f"{type(exc).__name__}: {exc}")
+    return out
 
 
 def draw_gallery(title: str, tiles: Sequence[Tiles]) -> Any:

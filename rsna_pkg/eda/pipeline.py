@@ -138,7 +138,8 @@ def gallery_figures(
     readable: set[str],
     cfg: EdaConfig,
     rng: np.random.Generator,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Galleries per group; returns per-image facts and the groups whose worker died."""
     df = train.assign(
         path=[
             str(image_path(cfg.data_dir, "train", p, i))
@@ -146,7 +147,7 @@ def gallery_figures(
         ]
     )
     groups = galleries.pick_groups(df, readable, cfg.sample, rng)
-    tasks = []
+    tasks, rels = [], {}
     for name, g in groups.items():
         items = tuple(
             galleries.GalleryItem(
@@ -154,15 +155,19 @@ def gallery_figures(
             )
             for r in g.to_dict(orient="records")
         )
-        rel = f"{FIGURE_DIR}/gallery_{name}.png"
+        rels[name] = f"{FIGURE_DIR}/gallery_{name}.png"
         title = f"Gallery: {name.replace('_', ' ')}"
-        tasks.append(galleries.GroupTask(name, title, items, str(fw.out_dir / rel)))
+        tasks.append(galleries.GroupTask(name, title, items, str(fw.out_dir / rels[name])))
     (fw.out_dir / FIGURE_DIR).mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {}
+    failed: dict[str, str] = {}
     for task, data in zip(tasks, galleries.render_groups(tasks, cfg.workers), strict=True):
-        fw.record(f"gallery_{task.name}", task.title, f"{FIGURE_DIR}/gallery_{task.name}.png", data)
+        if isinstance(data, str):
+            failed[task.name] = data
+            continue
+        fw.record(f"gallery_{task.name}", task.title, rels[task.name], data)
         out[task.name] = data
-    return out
+    return out, failed
 
 
 def run_eda(cfg: EdaConfig) -> EdaResult:
@@ -186,13 +191,14 @@ def run_eda(cfg: EdaConfig) -> EdaResult:
     # (files left out by --max-headers stay eligible).
     unreadable = set(survey.table.loc[survey.table["error"] != "", "path"])
     candidates = {it.path for it in present} - unreadable
-    gal = gallery_figures(fw, tables["train"], candidates, cfg, rng)
+    gal, gal_failed = gallery_figures(fw, tables["train"], candidates, cfg, rng)
     t_gal = time.perf_counter()
     summary: dict[str, Any] = {
         "config": cfg.to_dict(),
         "metadata": meta,
         "headers": hdr,
         "galleries": gal,
+        "galleries_failed": gal_failed,
         "figures": fw.records,
         "timings_s": {
             "metadata": round(t_meta - t0, 3),

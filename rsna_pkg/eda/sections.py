@@ -179,6 +179,8 @@ def gallery_section(summary: dict[str, Any]) -> list[Block]:
         blocks += _figure(summary, f"gallery_{name}")
         if failed:
             blocks.append(Bullets(tuple(failed)))
+    for name, reason in summary.get("galleries_failed", {}).items():
+        blocks.append(Text(f"Gallery {name} failed: {reason}"))
     return blocks
 
 

@@ -76,11 +76,21 @@ def test_right_breast_is_flipped_and_bright(tmp_path: Path, photometric: str) ->
     assert res.box[3] == 192 and res.box[1] > 0  # box hugs the right side, label excluded
 
 
-def test_bad_file_raises(tmp_path: Path) -> None:
+def test_bad_files_raise(tmp_path: Path) -> None:
     bad = tmp_path / "x.dcm"
     bad.write_bytes(b"\x00" * 300)
-    with pytest.raises(DicomError):
+    with pytest.raises(DicomError, match="not a DICOM"):
         preprocess_file(bad, SMALL)
+    img = phantom(64, 48)
+    for name, frame in [
+        ("magic only", b"\xff\x4f\xff\x51" + bytes(20)),
+        ("cut", imagecodecs.jpeg2k_encode(img, level=0, reversible=True)[:90]),
+    ]:
+        path = write(encapsulated(img, frame, J2K, 12), tmp_path / "j.dcm")
+        for cfg in (SMALL, SMALL.with_(reduce=False)):
+            with pytest.raises(DicomError) as info:
+                preprocess_file(path, cfg)
+            assert info.value.path == str(path) and info.value.reason, name
 
 
 # -- runner -----------------------------------------------------------------------------

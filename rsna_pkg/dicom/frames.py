@@ -54,10 +54,11 @@ def first_frame(ds: Any, path: str | Path) -> bytes:
     return bytes(frame)
 
 
-def j2k_codestream(frame: bytes) -> bytes:
-    """The bare codestream: the frame itself, or the contents of the JP2 'jp2c' box."""
+def codestream_offset(frame: bytes) -> int:
+    """Where the bare codestream starts: 0, or the contents of the JP2 'jp2c' box (no copy:
+    frames are megabytes and only the main header is read here)."""
     if not frame.startswith(JP2_MAGIC):
-        return frame
+        return 0
     pos = 0
     while pos + 8 <= len(frame):
         length, kind = struct.unpack_from(">I4s", frame, pos)
@@ -68,7 +69,7 @@ def j2k_codestream(frame: bytes) -> bytes:
         elif length == 0:
             length = len(frame) - pos
         if kind == b"jp2c":
-            return frame[pos + header : pos + length]
+            return pos + header
         if length < header:
             break
         pos += length
@@ -89,18 +90,18 @@ class J2kInfo:
 
 def j2k_info(frame: bytes) -> J2kInfo:
     """Parse the main header of a J2K codestream (bare or JP2-wrapped)."""
-    cs = j2k_codestream(frame)
-    if not cs.startswith(J2K_MAGIC) or len(cs) < 45:
+    at = codestream_offset(frame)
+    if frame[at : at + 4] != J2K_MAGIC or len(frame) < at + 45:
         raise ValueError("not a JPEG 2000 codestream")
-    xsiz, ysiz, xo, yo = struct.unpack_from(">IIII", cs, 8)
-    (csiz,) = struct.unpack_from(">H", cs, 40)
-    ssiz = cs[42]
+    xsiz, ysiz, xo, yo = struct.unpack_from(">IIII", frame, at + 8)
+    (csiz,) = struct.unpack_from(">H", frame, at + 40)
+    ssiz = frame[at + 42]
     levels = -1
-    pos = 4 + struct.unpack_from(">H", cs, 4)[0]  # first marker after SIZ
-    while pos + 4 <= len(cs) and levels < 0:
-        marker, length = struct.unpack_from(">HH", cs, pos)
+    pos = at + 4 + struct.unpack_from(">H", frame, at + 4)[0]  # first marker after SIZ
+    while pos + 4 <= len(frame) and levels < 0:
+        marker, length = struct.unpack_from(">HH", frame, pos)
         if marker == 0xFF52:  # COD: Lcod, Scod, SGcod(4), then decomposition levels
-            levels = cs[pos + 9]
+            levels = frame[pos + 9]
         elif marker == 0xFF90:  # SOT: end of the main header
             break
         pos += 2 + length

@@ -83,7 +83,7 @@ def _j2k_native(path: Path, cfg: PreprocessConfig, timings: dict[str, float]) ->
     frame = first_frame(ds, path)
     try:
         levels = min(MAX_REDUCE, j2k_info(frame).levels)
-    except (ValueError, IndexError) as exc:
+    except Exception as exc:  # struct.error, IndexError, ValueError on a mangled header
         raise DicomError(path, f"bad JPEG 2000 main header ({exc})") from exc
     timings["read"] = time.perf_counter() - t
 

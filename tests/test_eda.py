@@ -103,7 +103,7 @@ def test_consistency_checks_list_every_problem(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("rows", "cols", "expected"),
-    [(300, 200, 0), (512, 400, 0), (1100, 900, 1), (3000, 2400, 2), (4096, 3328, 3)],
+    [(300, 200, 0), (512, 400, 0), (683, 555, 1), (1100, 900, 1), (3000, 2400, 3), (4096, 3328, 3)],
 )
 def test_gallery_reduce_keeps_the_long_side_at_least_a_tile(
     rows: int, cols: int, expected: int
@@ -119,7 +119,7 @@ def test_gallery_display_scaling() -> None:
     from rsna_pkg.eda.galleries import to_display
 
     img = np.arange(2000 * 10, dtype=np.uint16).reshape(2000, 10)
-    out = to_display(img, target=512)
+    out = to_display(img, target=512)  # step 4
     assert out.shape == (500, 3) and out.dtype == np.float32
     assert out.min() == 0.0 and out.max() == 1.0
     assert not to_display(np.full((4, 4), 7)).any()  # flat image -> black, no NaN
@@ -278,12 +278,17 @@ def test_every_figure_is_a_png_linked_from_both_reports(eda_run: dict) -> None:
 
 
 def test_galleries_sample_readable_images_only(eda_run: dict) -> None:
+    from rsna_pkg.eda.galleries import TILE
+
     gal = eda_run["summary"]["galleries"]
     broken = set(eda_run["broken"])
     for name, items in gal.items():
         assert 1 <= len(items) <= 2, name
         assert all(i["error"] == "" for i in items), items
         assert not broken & {i["image_id"] for i in items}
+    reduced = [i for items in gal.values() for i in items if i["reduce"] > 0]
+    assert reduced, "no gallery image was decoded at reduced resolution"
+    assert all(max(i["decoded_shape"]) < 2 * TILE for i in reduced)
 
 
 def test_header_pool_gives_the_same_table_as_one_process(eda_run: dict) -> None:

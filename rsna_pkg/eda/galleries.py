@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# Longest side of a gallery tile; decode reduce is chosen to land at or above it.
-TILE = 512
-# Size of the preprocessed crop shown (the contract's 2:1 aspect at a small size).
-CROP_HEIGHT, CROP_WIDTH = 512, 256
+# Longest side of a gallery tile (a gallery row is ~320 px tall at the figure's dpi);
+# decode reduce is chosen to land at or above it: a 3000-px mammogram decodes at 1/8.
+TILE = 320
+# Size of the preprocessed crop shown (the contract's 2:1 aspect at display size).
+CROP_HEIGHT, CROP_WIDTH = 384, 192
 
 
 @dataclass(frozen=True)

@@ -149,3 +149,16 @@ def test_warmup_cosine_schedule_shape() -> None:
     assert values[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
     assert all(a >= b for a, b in zip(values[4:], values[5:], strict=False))
     assert values[-1] < 0.05
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_amp_channels_last_path(tiny, tmp_path) -> None:
+    out = tmp_path / "cuda"
+    assert command.run(_args(*tiny, out, "--device", "cuda", "--ema", "0.9")) == 0
+    loaded = load_checkpoint(out / "model.pt", device="cuda")
+    assert next(loaded.model.parameters()).is_cuda
+    x = torch.zeros(2, 1, 64, 32)
+    meta = loaded.encode_metadata(load_image_table(*tiny).head(2))
+    logits = loaded.forward(x, meta)
+    assert logits.shape == (2,) and torch.isfinite(logits).all() and logits.device.type == "cpu"

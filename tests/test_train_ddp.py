@@ -1,4 +1,5 @@
-"""DDP on CPU: torchrun with 2 gloo processes trains a tiny model end to end."""
+"""DDP on CPU: torchrun with 2 gloo processes trains a tiny model end to end
+(with gradient accumulation, EMA and SGD, so those paths run too)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ def test_torchrun_two_gloo_processes(tmp_path) -> None:
         "-m", "rsna_pkg.train", "--data", str(data), "--images", str(images), "--out", str(out),
         "--size", "64", "32", "--epochs", "1", "--batch-size", "4", "--workers", "0",
         "--device", "cpu", "--backbone", "resnet18", "--seed", "2",
+        # the less common paths ride along: no_sync accumulation, EMA weights, SGD
+        "--accumulate", "2", "--ema", "0.5", "--optimizer", "sgd",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)

@@ -32,7 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", choices=("auto", "cpu", "dali"))
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument(
-        "--workers", type=int, default=None, help="decoding processes (default: cores - 1)"
+        "--workers",
+        type=int,
+        default=None,
+        help="decoding processes (default: half the cores, at most 8)",
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="CPU model threads (default: cores - workers)"

@@ -225,7 +225,9 @@ def test_plan_statistics_at_scale() -> None:
     assert 0.17 < sigmoid / sum(images.values()) < 0.27
     site1 = sum(n for m, n in images.items() if MACHINES[m].site_id == 1)
     assert 0.45 < site1 / sum(images.values()) < 0.65
-    assert 4.0 < len(image_ids) / 3000 < 4.3
+    assert 4.4 < len(image_ids) / 3000 < 4.8
+    others = sum(v not in ("CC", "MLO") for p in patients for _, _, v in p.images)
+    assert 0 < others < 0.005 * len(image_ids)
 
 
 @pytest.mark.parametrize(

@@ -217,7 +217,7 @@ def draw_implant(t: np.ndarray, geo: Geometry, rng: np.random.Generator) -> np.n
     """A silicone implant: bright, smooth, behind the tissue at the chest wall."""
     h, w = t.shape
     yy, xx = np.ogrid[0:h, 0:w]
-    ry, rx = geo.half_height * rng.uniform(0.55, 0.7), geo.depth * rng.uniform(0.4, 0.55)
+    ry, rx = geo.half_height * rng.uniform(0.45, 0.6), geo.depth * rng.uniform(0.3, 0.45)
     rr = np.hypot((yy - geo.yc) / ry, (xx - 0.05 * w) / rx)
     inside = np.clip((1 - rr) / 0.04, 0, 1)
     return np.maximum(

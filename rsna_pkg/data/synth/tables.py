@@ -112,7 +112,7 @@ def _label_breasts(patients: list[Patient], rate: float, rng: np.random.Generato
             elif rng.random() < 0.15 or (split == "train" and n_benign < 2 and i >= 2):
                 breast.lesion = _lesion(BENIGN_KINDS[n_benign % 2], rng)
                 n_benign += 1
-                breast.biopsy = int(rng.random() < 0.5)
+                breast.biopsy = int(rng.random() < 0.3)
                 breast.birads = float(rng.choice([0.0, 2.0], p=[0.6, 0.4]))
                 breast.difficult_negative = bool(rng.random() < 0.7)
             else:
@@ -142,9 +142,11 @@ def plan_patients(n: int, seed: int, cancer_rate: float, test_frac: float) -> li
             views += [("L", "AT"), ("R", "LM")]
         elif i == 2:
             views += [("L", "ML"), ("R", "LMO"), ("R", "CC")]
-        elif rng.random() < 0.05:
-            extra = str(rng.choice(EXTRA_VIEWS)) if rng.random() < 0.3 else "CC"
-            views.append((str(rng.choice(["L", "R"])), extra))
+        elif rng.random() < 0.35:  # the real set averages 4.6 images per patient
+            for _ in range(rng.choice([1, 2, 3, 4], p=[0.5, 0.3, 0.1, 0.1])):
+                rare = rng.random() < 0.01
+                view = str(rng.choice(EXTRA_VIEWS if rare else ("CC", "MLO")))
+                views.append((str(rng.choice(["L", "R"])), view))
         patients.append(
             Patient(
                 index=i,

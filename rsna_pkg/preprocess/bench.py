@@ -104,12 +104,12 @@ def _baseline_one(path: Path, height: int, width: int) -> tuple[float, float]:
     return time.perf_counter() - start, d.seconds
 
 
-def _preprocess_one(path: Path, cfg_dict: dict[str, Any]) -> tuple[float, float, np.ndarray]:
+def _preprocess_one(path: Path, cfg_dict: dict[str, Any]) -> tuple[float, float, np.ndarray, int]:
     from rsna_pkg.preprocess import PreprocessConfig, preprocess_file
 
     start = time.perf_counter()
     res = preprocess_file(path, PreprocessConfig.from_dict(cfg_dict))
-    return time.perf_counter() - start, res.decode_seconds, res.image
+    return time.perf_counter() - start, res.decode_seconds, res.image, res.reduce
 
 
 def run_pool(fn: Callable[..., Any], files: Sequence[Path], workers: int,
@@ -141,6 +141,7 @@ def measure(files: Sequence[Path], height: int, width: int, workers: Sequence[in
     }
     pre: dict[str, Any] = {}
     images: dict[bool, list[np.ndarray]] = {}
+    per_file: dict[str, list[Any]] = {}
     for reduce in (True, False):
         cfg = PreprocessConfig(height=height, width=width, reduce=reduce).to_dict()
         for w in workers:
@@ -153,9 +154,12 @@ def measure(files: Sequence[Path], height: int, width: int, workers: Sequence[in
                 "non_decode_fraction": 1 - decode_s / total,
             }
             images[reduce] = [r[2] for r in res]
+            if w == workers[0]:
+                per_file[f"reduce_{'on' if reduce else 'off'}"] = res
     result["preprocess"] = pre
     wall, res = run_pool(_baseline_one, files, 1, height, width)
     result["baseline_dicomsdl_full_resize"] = {"images_per_s": n / wall, "wall_s": wall}
+    result["per_syntax"] = per_syntax(files, per_file["reduce_on"], res)
     on = pre["reduce=on,workers=1"]["images_per_s"]
     result["speedup_reduce_vs_baseline"] = (
         on / result["baseline_dicomsdl_full_resize"]["images_per_s"]
@@ -180,6 +184,23 @@ def measure(files: Sequence[Path], height: int, width: int, workers: Sequence[in
     return result
 
 
+def per_syntax(files: Sequence[Path], reduced: list[Any], baseline: list[Any]) -> dict[str, Any]:
+    """Reduce-on preprocess vs the baseline, per transfer syntax (only J2K can reduce)."""
+    from rsna_pkg.dicom import read_header
+
+    groups: dict[str, dict[str, Any]] = {}
+    for path, red, base in zip(files, reduced, baseline, strict=True):
+        g = groups.setdefault(read_header(path).transfer_syntax_uid,
+                              {"files": 0, "reduced_s": 0.0, "baseline_s": 0.0, "levels": {}})  # fmt: skip
+        g["files"] += 1
+        g["reduced_s"] += red[0]
+        g["baseline_s"] += base[0]
+        g["levels"][str(red[3])] = g["levels"].get(str(red[3]), 0) + 1
+    for g in groups.values():
+        g["speedup"] = g["baseline_s"] / g["reduced_s"]
+    return groups
+
+
 def print_table(r: dict[str, Any]) -> None:
     print(f"files: {r['files']}  cpus: {r['cpu_count']}  load before/after: "
           f"{r['load_before'][0]:.2f}/{r['load_after'][0]:.2f}")  # fmt: skip
@@ -195,6 +216,9 @@ def print_table(r: dict[str, Any]) -> None:
     print(f"  baseline dicomsdl full+resize {b['images_per_s']:6.2f}")
     print(f"speed-up reduce on vs baseline: {r['speedup_reduce_vs_baseline']:.2f}x, "
           f"vs reduce off: {r['speedup_reduce_on_vs_off']:.2f}x")  # fmt: skip
+    for uid, g in r["per_syntax"].items():
+        print(f"  syntax {uid}: {g['files']} files, reduce levels {g['levels']}, "
+              f"speed-up vs baseline {g['speedup']:.2f}x")  # fmt: skip
     for key in ("scaling_2_workers_reduce_on", "scaling_2_workers_reduce_off"):
         if key in r:
             print(f"{key}: {r[key]:.2f}x")

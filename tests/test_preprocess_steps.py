@@ -56,6 +56,19 @@ def test_breast_box_excludes_marker(side: str) -> None:
     assert breast_on_right(img) == (side == "right")
 
 
+def test_breast_box_keeps_tissue_around_an_implant() -> None:
+    # grey background (a SIGMOID window), dim tissue, a very bright implant inside it:
+    # Otsu alone separates the implant and the box would hug it.
+    img = np.full((100, 80), 0.07, dtype=np.float32)
+    yy, xx = np.mgrid[0:100, 0:80]
+    img[np.hypot((yy - 50) / 45, xx / 60) < 1] = 0.3
+    img[np.hypot((yy - 50) / 20, xx / 25) < 1] = 0.95
+    img += np.random.default_rng(0).normal(0, 0.005, img.shape).astype(np.float32)
+    assert otsu_threshold(img) > 0.3  # the trap
+    box = breast_box(img, margin=0.0)
+    assert (box.y0, box.y1, box.x0) == (6, 95, 0) and box.x1 >= 59
+
+
 def test_breast_box_margin_and_blank() -> None:
     img = scene()
     tight, padded = breast_box(img, 0.0), breast_box(img, 0.05)

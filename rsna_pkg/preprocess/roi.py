@@ -1,4 +1,5 @@
-"""Where the breast is: Otsu threshold, largest connected component, its box, its side.
+"""Where the breast is: a foreground threshold (Otsu, lowered to just above the background
+when that is lower), largest connected component, its box, its side.
 
 Pure functions on windowed images (float in [0, 1], bright = tissue). Burned-in labels and
 markers are small separate components, so keeping the largest one leaves them outside.
@@ -60,6 +61,22 @@ def otsu_threshold(img: np.ndarray, bins: int = 256) -> float:
     return float(edges[int(np.argmax(between)) + 1])
 
 
+def background_threshold(img: np.ndarray, floor: float = 0.05) -> float:
+    """Just above the background: its level is taken as the 2nd percentile (air is the
+    darkest thing in a windowed mammogram and rarely under 2 % of it), plus
+    max(floor, 4 robust SDs of the pixels near that level)."""
+    level = float(np.percentile(img, 2))
+    near = img[np.abs(img - level) < 0.1]
+    spread = 1.4826 * float(np.median(np.abs(near - np.median(near)))) if near.size else 0.0
+    return level + max(floor, 4 * spread)
+
+
+def foreground_threshold(img: np.ndarray) -> float:
+    """Otsu, or lower when the background sits well below it. Otsu alone splits an implant
+    (very bright) from tissue and background together, and the box would hug the implant."""
+    return min(otsu_threshold(img), background_threshold(img))
+
+
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest 8-connected component of a boolean mask (all False if empty)."""
     from scipy import ndimage
@@ -72,10 +89,10 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 
 
 def breast_box(img: np.ndarray, margin: float = 0.02) -> Box:
-    """Box of the largest above-Otsu component, grown by ``margin`` x the longer side.
-    The whole image when nothing stands out (a blank image)."""
+    """Box of the largest component above :func:`foreground_threshold` (windowed image in
+    [0, 1]), grown by ``margin`` x the longer side. The whole image when nothing stands out."""
     rows, cols = img.shape
-    mask = largest_component(img > otsu_threshold(img))
+    mask = largest_component(img > foreground_threshold(img))
     if not mask.any():
         return Box(0, 0, rows, cols)
     ys = np.flatnonzero(mask.any(axis=1))

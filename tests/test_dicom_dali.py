@@ -12,7 +12,8 @@ import torch
 from dicom_cases import J2K, encapsulated, phantom, real, write
 
 from rsna_pkg.dicom import apply_voi, read_header
-from rsna_pkg.dicom.dali_backend import DaliDecoder, dali_importable
+from rsna_pkg.dicom.dali_backend import DaliDecoder, dali_importable, probe_frame
+from rsna_pkg.dicom.frames import first_frame, j2k_info, jpeg_precision
 from rsna_pkg.errors import DicomError
 
 pytestmark = pytest.mark.skipif(not dali_importable(), reason="nvidia-dali not installed")
@@ -90,6 +91,25 @@ def test_dali_failure_falls_back_per_batch(tmp_path: Path, monkeypatch: pytest.M
     assert all(s.startswith("fallback:dicomsdl: DALI failed") for s in dec.last_sources)
     np.testing.assert_array_equal(arrays[0], img)
     np.testing.assert_array_equal(arrays[1], pydicom.dcmread(real("MR2_J2KR")).pixel_array)
+
+
+@pytest.mark.parametrize(("codec", "bits"), [("jpeg", 8), ("jpeg", 12), ("jpeg", 16), ("j2k", 10),
+                                           ("j2k", 16)])  # fmt: skip
+def test_probe_frames_hold_the_full_range(codec: str, bits: int) -> None:
+    frame, truth = probe_frame(codec, bits)
+    assert truth.min() == 0 and truth.max() == (1 << bits) - 1
+    if codec == "jpeg":
+        assert jpeg_precision(frame) == bits
+        np.testing.assert_array_equal(imagecodecs.ljpeg_decode(frame), truth)
+    else:
+        assert j2k_info(frame).precision == bits
+        np.testing.assert_array_equal(imagecodecs.jpeg2k_decode(frame), truth)
+
+
+def test_jpeg_precision_of_real_files() -> None:
+    for name, bits in (("JPEG-LL", 16), ("JPGLosslessP14SV1_1s_1f_8b", 8)):
+        ds = pydicom.dcmread(real(name))
+        assert jpeg_precision(first_frame(ds, name)) == bits
 
 
 @pytest.mark.gpu

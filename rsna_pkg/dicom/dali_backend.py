@@ -27,6 +27,7 @@ from rsna_pkg.dicom.frames import (
     JPEG_LOSSLESS_SYNTAXES,
     first_frame,
     j2k_info,
+    jpeg_precision,
     sniff_codec,
 )
 from rsna_pkg.dicom.header import DicomHeader, header_from_dataset, read_dataset
@@ -113,7 +114,7 @@ class DaliDecoder:
                 return "signed, multi-component or >16-bit codestream"
             item.kind = ("j2k", info.precision)
         elif codec == "jpeg":
-            item.kind = ("jpeg", header.bits_stored)
+            item.kind = ("jpeg", jpeg_precision(item.frame))
         else:
             return f"unknown codestream (starts {item.frame[:8].hex()})"
         if self._scale(item.kind) is None:

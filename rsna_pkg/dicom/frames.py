@@ -113,3 +113,20 @@ def j2k_info(frame: bytes) -> J2kInfo:
         components=csiz,
         levels=max(levels, 0),
     )
+
+
+def jpeg_precision(frame: bytes) -> int:
+    """Sample precision P of a JPEG frame header SOFn (ITU T.81 B.2.2)."""
+    pos = 2
+    while pos + 5 <= len(frame):
+        if frame[pos] != 0xFF:
+            raise ValueError(f"JPEG marker expected at byte {pos}")
+        marker = frame[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return frame[pos + 4]
+        (length,) = struct.unpack_from(">H", frame, pos + 2)
+        pos += 2 + length
+    raise ValueError("no JPEG frame header (SOF) found")

@@ -125,12 +125,20 @@ def apply_plan(stored: np.ndarray, plan: VoiPlan) -> np.ndarray:
         else:  # LINEAR with width 1: a step at c
             out = (x > c).astype(np.float32)
     elif plan.kind == "SIGMOID":
+        x -= np.float32(plan.center)
+        x *= np.float32(-4.0 / plan.width)
         with np.errstate(over="ignore"):  # exp -> inf gives exactly 0, as it should
-            z = np.exp(np.float32(-4.0 / plan.width) * (x - np.float32(plan.center)))
-        out = 1.0 / (1.0 + z)
+            np.exp(x, out=x)
+        x += np.float32(1.0)
+        out = np.reciprocal(x, out=x)
     else:
         lo, hi = robust_range(x)
-        out = np.clip((x - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(x)
+        if hi > lo:
+            x -= np.float32(lo)
+            x *= np.float32(1.0 / (hi - lo))
+            out = np.clip(x, 0.0, 1.0, out=x)
+        else:
+            out = np.zeros_like(x)
     if plan.invert:
         out = np.subtract(1.0, out, out=out) if out.dtype == np.float32 else 1.0 - out
     return out.astype(np.float32, copy=False)

@@ -6,6 +6,9 @@ provides, then runs eda, preprocess, train and inference exactly as pushed: each
 process and simulated /kaggle (input read-only, outputs chained through kernel_sources,
 internet off per metadata, rsna_pkg installed with pip --no-index). Ends by checking
 submission.csv against test.csv and printing the time of each kernel.
+
+With --data on the real competition set, keep preprocessing short, e.g.
+--set 'preprocess=--size 256 128 --workers 2 --neg-ratio 1 --limit 800 --quiet'.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--set", action="append", default=[], metavar="KERNEL=ARGS",
-        help="replace a kernel's replay arguments, e.g. --set 'train=--epochs 1 --size 128 64'",
+        help="replace a kernel's replay arguments, e.g. --set 'preprocess=--size 128 64 --quiet'",
     )  # fmt: skip
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per kernel")
     parser.add_argument("--repo", type=Path, help="repository root (default: found from cwd)")

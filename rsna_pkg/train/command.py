@@ -25,7 +25,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--size", nargs=2, type=int, default=[512, 256], metavar=("H", "W"))
     p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")

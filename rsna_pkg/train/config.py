@@ -48,7 +48,7 @@ class TrainConfig:
     fallback_intercept: float = 0.0
     # optimisation
     epochs: int = 12
-    batch_size: int = 16
+    batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4
     optimizer: str = "adamw"

@@ -68,31 +68,36 @@ def header_ms(files: Sequence[Path], repeat: int = 20) -> float:
 
 
 def decode_rates(files: Sequence[Path], backends: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Full-resolution images/s per backend over the files it supports."""
+    """Full-resolution images/s per backend and transfer syntax ("dicomsdl .90" ...)."""
     from rsna_pkg.dicom import decode, read_header
     from rsna_pkg.dicom.backend import get_backend
 
+    by_syntax: dict[str, list[Path]] = {}
+    for f in files:
+        by_syntax.setdefault(read_header(f).transfer_syntax_uid, []).append(f)
     out: dict[str, dict[str, Any]] = {}
     for name in backends:
         backend = get_backend(name)
-        mine = [f for f in files if read_header(f).transfer_syntax_uid in backend.syntaxes()]
-        if not mine:
-            continue
-        cpu0 = time.process_time()
-        if name == "dali":
-            from rsna_pkg.dicom.dali_backend import DaliDecoder
+        for uid, mine in sorted(by_syntax.items()):
+            if uid not in backend.syntaxes():
+                continue
+            row: dict[str, Any] = {}
+            if name == "dali":
+                from rsna_pkg.dicom.dali_backend import DaliDecoder
 
-            dec = DaliDecoder(batch_size=4)
-            dec.decode_batch(mine[:1])  # build the pipeline and probe outside the timing
-            seconds = timed(partial(dec.decode_batch, mine))
-            out[name] = {"device": dec.device, "sources": sorted(set(dec.last_sources))}
-        else:
-            decode(mine[0], backend=name)  # imports and first-call set-up
-            seconds = sum(timed(partial(decode, f, backend=name)) for f in mine)
-            out[name] = {}
-        cpu = time.process_time() - cpu0
-        out[name].update(files=len(mine), seconds=seconds, images_per_s=len(mine) / seconds,
-                         cpu_s_per_image=cpu / len(mine))  # fmt: skip
+                dec = DaliDecoder(batch_size=4)
+                dec.decode_batch(mine[:1])  # build the pipeline and probe outside the timing
+                cpu0 = time.process_time()
+                seconds = timed(partial(dec.decode_batch, mine))
+                row = {"device": dec.device, "sources": sorted({s[:40] for s in dec.last_sources})}
+            else:
+                decode(mine[0], backend=name)  # imports and first-call set-up
+                cpu0 = time.process_time()
+                seconds = sum(timed(partial(decode, f, backend=name)) for f in mine)
+            cpu = time.process_time() - cpu0
+            row.update(files=len(mine), seconds=seconds, images_per_s=len(mine) / seconds,
+                       cpu_s_per_image=cpu / len(mine))  # fmt: skip
+            out[f"{name} .{uid.rsplit('.', 1)[-1]}"] = row
     return out
 
 

@@ -31,6 +31,7 @@ setup(
         "imagecodecs>=2023.3",
         "pillow>=10.0",
         "scikit-learn>=1.2",
+        "scipy>=1.9",
         "tqdm>=4.64",
         "matplotlib>=3.6",
         # Lower bounds only: Kaggle's preinstalled torch satisfies them, so an

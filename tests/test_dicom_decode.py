@@ -152,6 +152,16 @@ def test_area_downsample(arr: np.ndarray, r: int, expected: list) -> None:
     np.testing.assert_array_equal(out, np.array(expected))
 
 
+def test_area_downsample_matches_block_means() -> None:
+    rng = np.random.default_rng(3)
+    for rows, cols, r in [(37, 23, 1), (37, 23, 2), (64, 9, 3), (5, 70, 4)]:
+        arr = rng.integers(-3000, 60000, (rows, cols)).astype(np.int32)
+        f = 2**r
+        naive = [[np.rint(arr[y : y + f, x : x + f].mean()) for x in range(0, cols, f)]
+                 for y in range(0, rows, f)]  # fmt: skip
+        np.testing.assert_array_equal(area_downsample(arr, r), np.array(naive))
+
+
 def test_to_stored_sign_extends_bits_stored() -> None:
     h = read_header(real("J2K_pixelrep_mismatch"))  # 13 bits stored, signed
     raw = np.array([[0, 4095, 4096, 8191]], dtype=np.uint16)

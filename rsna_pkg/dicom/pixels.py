@@ -28,8 +28,8 @@ def area_downsample(arr: np.ndarray, reduce: int) -> np.ndarray:
     rows, cols = arr.shape
     h, w = reduced_shape(rows, cols, reduce)
     # int32 holds a block sum of 16-bit values for blocks up to 128 x 128.
-    acc = np.int32 if arr.dtype.itemsize <= 2 and f <= 128 else np.int64
-    sums = arr.astype(acc)
+    acc: type[np.signedinteger] = np.int32 if arr.dtype.itemsize <= 2 and f <= 128 else np.int64
+    sums: np.ndarray = arr.astype(acc)
     for _ in range(reduce):  # 2x2 sums, level by level: ~2x faster than one reshape-sum
         if sums.shape[0] % 2:
             sums = np.concatenate([sums, np.zeros((1, sums.shape[1]), acc)], axis=0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 
 BENCHES: dict[str, tuple[str, str]] = {
     "decode": ("rsna_pkg.preprocess.bench", "decode and preprocess throughput per backend"),
@@ -13,15 +12,12 @@ BENCHES: dict[str, tuple[str, str]] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="bench", metavar="BENCH")
-    sub.required = True
-    for name, (module_name, help_text) in BENCHES.items():
-        module = importlib.import_module(module_name)
-        cmd = sub.add_parser(name, help=help_text, description=module.__doc__ or help_text)
-        module.add_arguments(cmd)
-        cmd.set_defaults(_run=module.run)
+    from rsna_pkg.cli import add_command_table
+
+    add_command_table(parser, BENCHES, dest="bench", metavar="BENCH")
 
 
 def run(args: argparse.Namespace) -> int:
-    # argparse already routed to the bench's own run via set_defaults.
-    return int(args._run(args) or 0)
+    # Never reached through the CLI: the chosen bench's set_defaults(_run=...) overrides
+    # this module's, so argparse routes straight to the bench's own run.
+    raise RuntimeError("rsna bench: no benchmark chosen")

@@ -21,10 +21,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eda": ("rsna_pkg.eda.command", "metadata and image report with figures"),
     "preprocess": ("rsna_pkg.preprocess.command", "decode, window, crop and resize DICOMs to PNG"),
     "train": ("rsna_pkg.train.command", "train an image(+metadata) classifier"),
-    "compare": ("rsna_pkg.train.compare_command", "train several backbones on one split and rank them"),
+    "compare": (
+        "rsna_pkg.train.compare_command",
+        "train several backbones on one split and rank them",
+    ),
     "infer": ("rsna_pkg.infer.command", "offline inference to a per-breast submission.csv"),
-    "replicate": ("rsna_pkg.kaggle.replicate_command", "replay the four Kaggle kernels locally (main job)"),
-    "kaggle": ("rsna_pkg.kaggle.command", "build the wheel dataset, check metadata, push to Kaggle"),
+    "replicate": (
+        "rsna_pkg.kaggle.replicate_command",
+        "replay the four Kaggle kernels locally (main job)",
+    ),
+    "kaggle": (
+        "rsna_pkg.kaggle.command",
+        "build the wheel dataset, check metadata, push to Kaggle",
+    ),
     "bench": ("rsna_pkg.bench_command", "benchmarks: decode, train, infer"),
 }
 
@@ -36,14 +45,22 @@ def build_parser() -> argparse.ArgumentParser:
         "offline inference and Kaggle packaging.",
     )
     parser.add_argument("--version", action="version", version=f"rsna_pkg {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_command_table(parser, COMMANDS, dest="command", metavar="COMMAND")
+    return parser
+
+
+def add_command_table(
+    parser: argparse.ArgumentParser, table: dict[str, tuple[str, str]], dest: str, metavar: str
+) -> None:
+    """Add one subparser per table entry; each module fills its own arguments and
+    registers its ``run`` as ``args._run``."""
+    sub = parser.add_subparsers(dest=dest, metavar=metavar)
     sub.required = True
-    for name, (module_name, help_text) in COMMANDS.items():
+    for name, (module_name, help_text) in table.items():
         module = importlib.import_module(module_name)
         cmd = sub.add_parser(name, help=help_text, description=module.__doc__ or help_text)
         module.add_arguments(cmd)
         cmd.set_defaults(_run=module.run)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

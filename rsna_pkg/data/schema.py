@@ -78,6 +78,6 @@ def read_table(path: str | Path, split: str) -> pd.DataFrame:
         raise InputError(f"{path}: column laterality has values {bad_lat}, expected L or R")
     if split == "test" and "prediction_id" not in df.columns:
         df["prediction_id"] = [
-            prediction_id(p, lat) for p, lat in zip(df["patient_id"], df["laterality"])
+            prediction_id(p, lat) for p, lat in zip(df["patient_id"], df["laterality"], strict=True)
         ]
     return df

@@ -1,0 +1,48 @@
+"""The `rsna` entry point: every subcommand documents itself, the parser is light,
+and expected errors become one line and exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from rsna_pkg.bench_command import BENCHES
+from rsna_pkg.cli import COMMANDS, main
+
+
+@pytest.mark.parametrize("argv", [[name] for name in COMMANDS] + [["bench", b] for b in BENCHES])
+def test_every_subcommand_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: rsna {' '.join(argv)}")
+
+
+def test_building_the_parser_imports_no_heavy_library() -> None:
+    code = (
+        "import sys; from rsna_pkg.cli import build_parser; build_parser(); "
+        "heavy = [m for m in ('torch', 'matplotlib', 'nvidia.dali', 'sklearn') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_input_error_is_one_line_and_exit_2(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nowhere"
+    code = main(["infer", "--data", str(missing), "--model", str(tmp_path / "m.pt"),
+                 "--out", str(tmp_path / "s.csv")])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("rsna infer: error:")
+    assert "nowhere" in err[-1] or "m.pt" in err[-1]
+
+
+def test_module_entry_point_prints_version() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "rsna_pkg", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.startswith("rsna_pkg ")

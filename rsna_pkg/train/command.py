@@ -51,10 +51,20 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pretrained", default=None, help="local torchvision state_dict file")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument(
+        "--workers", type=int, default=None,
+        help="loader processes (default: cores - 1, at most 4, so the model keeps a core)",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     p.add_argument("--no-amp", action="store_true")
     p.add_argument("--no-augment", action="store_true")
+
+
+def default_workers() -> int:
+    """Loader processes that leave the model a core: cores - 1, between 0 and 4."""
+    import os
+
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,6 +88,7 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
     if args.no_augment:
         aug = AugmentConfig(vflip=0, affine_p=0, brightness=0, contrast=0, gamma_min=1,
                             gamma_max=1, crop_p=0, erase_p=0)  # fmt: skip
+    workers = default_workers() if args.workers is None else args.workers
     return TrainConfig(
         backbone=backbone, height=args.size[0], width=args.size[1],
         use_metadata=not args.no_metadata, freeze=freeze, pretrained=args.pretrained,
@@ -86,7 +97,7 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
         warmup_epochs=args.warmup_epochs, accumulate=args.accumulate, ema=args.ema,
         balance=args.balance, pos_fraction=args.pos_fraction, augment=aug.to_dict(),
         monitor=args.monitor, patience=args.patience, amp=not args.no_amp, seed=args.seed,
-        val_frac=args.val_frac, folds=args.folds, fold=args.fold, workers=args.workers,
+        val_frac=args.val_frac, folds=args.folds, fold=args.fold, workers=workers,
         threads=args.threads, device=args.device,
     ).validated()  # fmt: skip
 

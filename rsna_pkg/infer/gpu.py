@@ -32,15 +32,9 @@ _DONE = object()
 
 def finish_decoded(stored: np.ndarray, header: Any, cfg: Any) -> np.ndarray:
     """``preprocess``'s full-decode route applied to stored values decoded elsewhere."""
-    from rsna_pkg.dicom.pixels import area_downsample
-    from rsna_pkg.dicom.voi import apply_voi
-    from rsna_pkg.preprocess.pipeline import finish_image, locate, probe_level
+    from rsna_pkg.preprocess.pipeline import preprocess_stored
 
-    level = probe_level(header.rows, header.columns, cfg.probe_size)
-    small = area_downsample(stored, level)
-    probe_box, flip = locate(apply_voi(small, header, cfg.voi_index), cfg)
-    box = probe_box.scaled(2**level, header.rows, header.columns)
-    return finish_image(stored, header, box, flip, cfg, {})
+    return preprocess_stored(stored, header, cfg, {})[0]
 
 
 def _finish_one(index: int, stored: Any, header: Any, cfg: Any, path: Path) -> ImageItem:

@@ -128,14 +128,22 @@ def _full_decode(path: Path, cfg: PreprocessConfig, timings: dict[str, float]) -
     decoded = decode_file(path, cfg.backend, 0)
     header, stored = decoded.header, decoded.array
     timings["decode"] = decoded.seconds
+    image, box, flip = preprocess_stored(stored, header, cfg, timings)
+    return PreprocessResult(image, box.as_tuple(), 0, flip, header, decoded.backend, False, timings)
+
+
+def preprocess_stored(
+    stored: np.ndarray, header: DicomHeader, cfg: PreprocessConfig, timings: dict[str, float]
+) -> tuple[np.ndarray, Box, bool]:
+    """The full-resolution route on stored values however they were decoded (CPU backend or
+    DALI): box from an area-downsampled copy, then window, orient, crop, resize."""
     t = time.perf_counter()
     rp = probe_level(header.rows, header.columns, cfg.probe_size)
     small = area_downsample(stored, rp)
     pbox, flip = locate(apply_voi(small, header, cfg.voi_index), cfg)
     box = pbox.scaled(2**rp, header.rows, header.columns)
     timings["locate"] = time.perf_counter() - t
-    image = finish_image(stored, header, box, flip, cfg, timings)
-    return PreprocessResult(image, box.as_tuple(), 0, flip, header, decoded.backend, False, timings)
+    return finish_image(stored, header, box, flip, cfg, timings), box, flip
 
 
 def uses_native_reduce(header: DicomHeader, cfg: PreprocessConfig) -> bool:

@@ -26,3 +26,30 @@ def test_bench_decode_small(synth_data: Path, tmp_path: Path, capsys) -> None:  
     assert all(v["images_per_s"] > 0 and 0 <= v["non_decode_fraction"] < 1 for v in pre.values())
     assert result["speedup_reduce_vs_baseline"] > 0
     assert "header read" in capsys.readouterr().out
+
+
+def test_bench_pool_keeps_fastest_pass_and_orders_largest_first(tmp_path: Path) -> None:
+    files = []
+    for i, size in enumerate([10, 300, 50]):
+        f = tmp_path / f"{i}.dcm"
+        f.write_bytes(b"x" * size)
+        files.append(f)
+    assert bench.largest_first(files) == [files[1], files[2], files[0]]
+    calls: list[Path] = []
+    wall, results = bench.run_pool(_record(calls), files, 1, repeats=3)
+    assert wall >= 0 and results == [f.name for f in files]
+    assert len(calls) == 2 + 3 * len(files)  # two warm-up calls, then three timed passes
+    wall, results = bench.run_pool(_name, files, 2, repeats=2)
+    assert results == [f.name for f in files]  # pool.map keeps the input order
+
+
+def _name(path: Path) -> str:
+    return path.name
+
+
+def _record(calls: list[Path]):  # type: ignore[no-untyped-def]
+    def fn(path: Path) -> str:
+        calls.append(path)
+        return path.name
+
+    return fn

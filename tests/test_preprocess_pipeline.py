@@ -175,3 +175,15 @@ def test_neg_ratio_and_limit(small_data: Path, tmp_path: Path) -> None:
     assert positives and set(sub.rows["patient_id"]) == positives
     with pytest.raises(InputError, match="train"):
         run_preprocess(small_data, "test", tmp_path / "c", cfg, neg_ratio=1.0)
+
+
+def test_runner_starts_with_the_largest_files(tmp_path: Path) -> None:
+    from rsna_pkg.preprocess.runner import Job, largest_first
+
+    jobs = []
+    for i, size in enumerate([5, 0, 40]):
+        path = tmp_path / f"{i}.dcm"
+        if size:
+            path.write_bytes(b"x" * size)
+        jobs.append(Job(1, i, "L", "CC", path, f"1/{i}.png"))  # job 1's file is missing
+    assert [j.image_id for j in largest_first(jobs)] == [2, 0, 1]

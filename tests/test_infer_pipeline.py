@@ -177,6 +177,54 @@ def test_ensemble_averages_and_decodes_once_per_config(fake_data: Path, monkeypa
     assert by_id(res)["1_R"] == pytest.approx((p_img(102, 102) + p_img(153, 153)) / 2)
 
 
+class FlakyModel(FakeModel):
+    """Raises on any batch holding an image whose left column is ``bad``; NaN for ``nan``."""
+
+    def __init__(self, pre: FakePre, bad: int | None, nan: int | None = None, **kw: Any):
+        super().__init__(pre, **kw)
+        self.bad, self.nan = bad, nan
+
+    def forward(self, images: torch.Tensor, meta: torch.Tensor | None) -> torch.Tensor:
+        left = (images[:, 0, :, 0].mean(-1) * 255).round()
+        if self.bad is not None and bool((left == self.bad).any()):
+            raise RuntimeError("simulated kernel failure")
+        out = super().forward(images, meta)
+        return torch.where(left == self.nan, torch.nan, out) if self.nan is not None else out
+
+
+def test_model_failure_costs_one_image_not_the_run(fake_data: Path) -> None:
+    # 51 = image 12 of breast 1_L; 204 = image 21, the only usable image of 2_R
+    model = FlakyModel(FakePre(), bad=51, nan=204, meta=0.9)
+    res = infer(opts(fake_data, batch_size=8), CPU, [model], lambda m: None)
+    got = by_id(res)
+    assert len(got) == 5
+    assert got["1_L"] == pytest.approx(p_img(255, 0))  # batch retried per image: 11 kept
+    assert got["1_R"] == pytest.approx(p_img(102, 102))
+    assert got["2_R"] == pytest.approx(0.9)  # its one image gave NaN: metadata fallback
+    reasons = {f["image_id"]: f["reason"] for f in res.failures}
+    assert reasons[12] == "model 0 failed: RuntimeError: simulated kernel failure"
+    assert reasons[21] == "model 0 gave a non-finite probability"
+    assert sorted(res.fallback_breasts) == ["2_R", "3_L"]
+    # in an ensemble, the healthy member still scores the image the other one fails on
+    pair = [FlakyModel(FakePre(), bad=51), FakeModel(FakePre(), w=2.0)]
+    res = infer(opts(fake_data, batch_size=8), CPU, pair, lambda m: None)
+    expect_12 = p_img(51, 255, w=2.0)
+    expect_11 = (p_img(255, 0) + p_img(255, 0, w=2.0)) / 2
+    assert by_id(res)["1_L"] == pytest.approx((expect_11 + expect_12) / 2)
+    assert [f["predicted_by_other_config"] for f in res.failures if f["image_id"] == 12] == [True]
+
+
+def test_model_that_always_fails_still_writes_every_row(fake_data: Path) -> None:
+    class OutOfMemory(FakeModel):
+        def forward(self, images: torch.Tensor, meta: torch.Tensor | None) -> torch.Tensor:
+            raise MemoryError("out of memory")
+
+    model = OutOfMemory(FakePre(), meta=0.7)
+    res = infer(opts(fake_data), CPU, [model], lambda m: None)
+    assert by_id(res) == pytest.approx({k: 0.7 for k in ["1_L", "1_R", "2_R", "3_L", "3_R"]})
+    assert sum("out of memory" in f["reason"] for f in res.failures) == 5
+
+
 def test_sample_submission_order_and_determinism(fake_data: Path) -> None:
     order = ["3_R", "9_L", "1_R", "2_R", "1_L"]
     pd.DataFrame({"prediction_id": order, "cancer": 0.5}).to_csv(

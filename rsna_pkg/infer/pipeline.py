@@ -200,7 +200,10 @@ def run_inference(
             for idx, reason in batch.failures:
                 failures.setdefault(idx, reason)
             tick = time.perf_counter()
-            score_batch(batch, table, member_models, opts.tta, prob_sum, prob_count)
+            for idx, reason in score_batch(
+                batch, table, member_models, opts.tta, prob_sum, prob_count
+            ):
+                failures.setdefault(idx, reason)
             model_s += time.perf_counter() - tick
             if (b + 1) % 100 == 0:
                 log(f"infer: {min((b + 1) * opts.batch_size, n)}/{n} images")
@@ -227,16 +230,35 @@ def score_batch(
     tta: str,
     prob_sum: np.ndarray,
     prob_count: np.ndarray,
-) -> None:
-    """Add each model's probabilities for the batch's decoded rows to the running sums."""
+) -> list[tuple[int, str]]:
+    """Add each model's probabilities for the batch's decoded rows to the running sums.
+
+    A model that raises on the batch (a shape it cannot take, out of memory, a bug) is
+    retried one image at a time, so one bad input costs one image; images it still fails
+    on are returned as (row, reason) and get no probability from that model, which
+    leaves them to the ensemble's other models or to their breast's fallback."""
     if len(batch.indices) == 0:
-        return
+        return []
     rows = table.iloc[batch.indices]
-    for loaded in members:
-        probs = model_probabilities(loaded, batch.images, rows, tta)
-        ok = np.isfinite(probs)
-        prob_sum[batch.indices[ok]] += probs[ok]
-        prob_count[batch.indices[ok]] += 1
+    failed: list[tuple[int, str]] = []
+    for m, loaded in enumerate(members):
+        try:
+            parts = [(batch.indices, model_probabilities(loaded, batch.images, rows, tta))]
+        except Exception:  # noqa: BLE001 - isolate the image(s) below, never stop the run
+            parts = []
+            for j, idx in enumerate(batch.indices):
+                try:
+                    one = model_probabilities(loaded, batch.images[j : j + 1], rows.iloc[[j]], tta)
+                except Exception as exc:  # noqa: BLE001
+                    failed.append((int(idx), f"model {m} failed: {type(exc).__name__}: {exc}"))
+                else:
+                    parts.append((batch.indices[j : j + 1], one))
+        for indices, probs in parts:
+            ok = np.isfinite(probs)
+            failed += [(int(i), f"model {m} gave a non-finite probability") for i in indices[~ok]]
+            prob_sum[indices[ok]] += probs[ok]
+            prob_count[indices[ok]] += 1
+    return failed
 
 
 def assemble_submission(

@@ -8,6 +8,7 @@ on that epoch's per-breast predictions.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -45,9 +46,14 @@ def run_training(
     config.json,split.csv}; return the best epoch's metrics."""
     cfg.validated()
     ctx = ddp.setup(cfg.device)
+    # Denormal floats (tiny gradients late in training) take a slow path on x86 CPUs; flushing
+    # them to zero changes nothing a model can use and saves a few percent of CPU step time.
+    flushing = ctx.device.type == "cpu" and torch.set_flush_denormal(True)
     try:
         return _run(ctx, cfg, Path(data_dir), Path(images_dir), Path(out_dir), resume)
     finally:
+        if flushing:
+            torch.set_flush_denormal(False)
         ddp.cleanup(ctx)
 
 
@@ -177,9 +183,13 @@ def _loaders(
 
 def worker_init(worker_id: int) -> None:
     """One thread per loader worker (the main process owns the cores for the
-    model); numpy seeded from torch's per-worker seed. Augmentation itself is
-    seeded per sample by MammoDataset."""
+    model), at a lower CPU priority: where loaders and the model share cores, a
+    loader that preempts one of the model's threads stalls the whole parallel op,
+    while a niced one fills the gaps between ops. Numpy is seeded from torch's
+    per-worker seed; augmentation itself is seeded per sample by MammoDataset."""
     torch.set_num_threads(1)
+    with contextlib.suppress(OSError):  # not permitted here: run at normal priority
+        os.nice(10)
     np.random.seed(torch.initial_seed() % 2**32)
 
 

@@ -60,6 +60,8 @@ def test_train_writes_every_output_and_a_usable_checkpoint(tiny, trained) -> Non
     assert set(m["per_image"]) == {"auc", "pf1", "pf1_best", "threshold"}
     history = pd.read_csv(trained / "history.csv")
     assert history["epoch"].tolist() == [1, 2]
+    elapsed = history["elapsed_seconds"].to_numpy()
+    assert (elapsed > 0).all() and elapsed[1] >= elapsed[0] + history["seconds"].iloc[1] - 0.5
     # the bright-disc positives are trivially separable: the model must find them
     assert history["val_auc"].max() >= 0.9
     split = pd.read_csv(trained / "split.csv")

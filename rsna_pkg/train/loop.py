@@ -26,6 +26,7 @@ from rsna_pkg.errors import InputError
 from rsna_pkg.models.checkpoint import build_model, read_checkpoint, save_checkpoint
 from rsna_pkg.train import ddp
 from rsna_pkg.train.config import TrainConfig
+from rsna_pkg.train.cpu_tuning import cpu_training_settings
 from rsna_pkg.train.data import Prepared, prepare
 from rsna_pkg.train.evaluate import gather_predictions, predict, score
 from rsna_pkg.train.optim import make_trainer
@@ -45,20 +46,23 @@ def run_training(
     """Train, write OUT/{model.pt,last.pt,metrics.json,history.csv,curves.png,
     config.json,split.csv}; return the best epoch's metrics."""
     cfg.validated()
+    started = time.perf_counter()
     ctx = ddp.setup(cfg.device)
-    # Denormal floats (tiny gradients late in training) take a slow path on x86 CPUs; flushing
-    # them to zero changes nothing a model can use and saves a few percent of CPU step time.
-    flushing = ctx.device.type == "cpu" and torch.set_flush_denormal(True)
     try:
-        return _run(ctx, cfg, Path(data_dir), Path(images_dir), Path(out_dir), resume)
+        with cpu_training_settings(ctx.device.type == "cpu"):
+            return _run(ctx, cfg, Path(data_dir), Path(images_dir), Path(out_dir), resume, started)
     finally:
-        if flushing:
-            torch.set_flush_denormal(False)
         ddp.cleanup(ctx)
 
 
 def _run(
-    ctx: ddp.DistContext, cfg: TrainConfig, data: Path, images: Path, out: Path, resume: bool
+    ctx: ddp.DistContext,
+    cfg: TrainConfig,
+    data: Path,
+    images: Path,
+    out: Path,
+    resume: bool,
+    started: float,
 ) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     if ctx.device.type == "cpu":
@@ -98,6 +102,8 @@ def _run(
         seconds = time.perf_counter() - t0
         row = {"epoch": epoch + 1, "train_loss": loss, "lr": trainer.lr(), **metrics}
         row["seconds"] = round(seconds, 2)
+        # wall time since this call began (set-up included): when each metric was reached
+        row["elapsed_seconds"] = round(time.perf_counter() - started, 1)
         history.append(row)
         value = metrics["val_auc"] if cfg.monitor == "auc" else metrics["val_pf1_best"]
         value = -math.inf if value is None or math.isnan(value) else float(value)

@@ -211,7 +211,7 @@ def test_model_failure_costs_one_image_not_the_run(fake_data: Path) -> None:
     expect_12 = p_img(51, 255, w=2.0)
     expect_11 = (p_img(255, 0) + p_img(255, 0, w=2.0)) / 2
     assert by_id(res)["1_L"] == pytest.approx((expect_11 + expect_12) / 2)
-    assert [f["predicted_by_other_config"] for f in res.failures if f["image_id"] == 12] == [True]
+    assert [f["scored_by_another_model"] for f in res.failures if f["image_id"] == 12] == [True]
 
 
 def test_model_that_always_fails_still_writes_every_row(fake_data: Path) -> None:

@@ -288,7 +288,7 @@ def assemble_submission(
             "image_id": int(table.at[i, "image_id"]),
             "path": str(paths[i]),
             "reason": failures[i],
-            "predicted_by_other_config": bool(np.isfinite(image_probs[i])),
+            "scored_by_another_model": bool(np.isfinite(image_probs[i])),
         }
         for i in sorted(failures)
     ]

@@ -16,6 +16,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -126,31 +127,28 @@ def _preprocess_one(path: Path, cfg_dict: dict[str, Any]) -> tuple[Any, ...]:
 
 def largest_first(files: Sequence[Path]) -> list[Path]:
     """Biggest files first, so no long decode is left for the end while the other worker idles
-    (the runner orders its jobs the same way)."""
-    return sorted(files, key=lambda f: -f.stat().st_size)
+    (the runner orders its jobs by the same size)."""
+    from rsna_pkg.preprocess.runner import file_size
+
+    return sorted(files, key=lambda f: -file_size(f))
 
 
 def run_pool(fn: Callable[..., Any], files: Sequence[Path], workers: int, *args: Any,
              repeats: int = 1) -> tuple[float, list[Any]]:  # fmt: skip
     """Fastest wall seconds of ``repeats`` passes of fn(file, *args) over files with ``workers``
-    processes, and that pass's results. Every worker is warmed first (imports, allocator,
-    page cache), so the figure is the steady state of a long run, not its start-up."""
-    if workers <= 1:
-        for f in files[:2]:
-            fn(f, *args)
+    processes (inline for one), and that pass's results. Every worker is warmed first
+    (imports, allocator, page cache), so the figure is the steady state of a long run, not
+    its start-up."""
+    with ExitStack() as stack:
+        mapper: Callable[..., Any] = map
+        if workers > 1:
+            mapper = stack.enter_context(ProcessPoolExecutor(max_workers=workers)).map
+        warm = files[: 2 * max(1, workers)]
+        list(mapper(fn, warm, *[[a] * len(warm) for a in args]))
         passes = []
         for _ in range(max(1, repeats)):
             start = time.perf_counter()
-            results = [fn(f, *args) for f in files]
-            passes.append((time.perf_counter() - start, results))
-        return min(passes, key=lambda p: p[0])
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        warm = files[: 2 * workers]
-        list(pool.map(fn, warm, *[[a] * len(warm) for a in args]))
-        passes = []
-        for _ in range(max(1, repeats)):
-            start = time.perf_counter()
-            results = list(pool.map(fn, files, *[[a] * len(files) for a in args]))
+            results = list(mapper(fn, files, *[[a] * len(files) for a in args]))
             passes.append((time.perf_counter() - start, results))
         return min(passes, key=lambda p: p[0])
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from rsna_pkg import __version__
-from rsna_pkg.errors import RsnaError
+from rsna_pkg.errors import RsnaError, one_line
 
 # name -> (module, one-line help). Order is the order shown in --help.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -63,17 +65,39 @@ def add_command_table(
         cmd.set_defaults(_run=module.run)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def absolute_paths(args: argparse.Namespace) -> argparse.Namespace:
+    """Every path option made absolute against the cwd the user typed it in, once, here:
+    subcommands start processes in other folders (a kernel runs in its working/), where a
+    relative path would name something else."""
+    for key, value in vars(args).items():
+        if isinstance(value, Path):
+            setattr(args, key, Path(os.path.abspath(value)))
+        elif isinstance(value, list | tuple) and value and all(isinstance(v, Path) for v in value):
+            setattr(args, key, type(value)(Path(os.path.abspath(v)) for v in value))
+    return args
+
+
+def run_command(name: str, run: Callable[[], int | None]) -> int:
+    """Run a subcommand; expected failures become one line on stderr, never a traceback:
+    bad input (RsnaError) and the environment (OSError: disk full, permissions; memory)
+    exit 2, Ctrl-C exits 130."""
     try:
-        return int(args._run(args) or 0)
-    except RsnaError as exc:
-        print(f"rsna {args.command}: error: {exc}", file=sys.stderr)
+        return int(run() or 0)
+    except (RsnaError, OSError) as exc:
+        print(f"rsna {name}: error: {one_line(exc, 1000)}", file=sys.stderr)
+        return 2
+    except MemoryError as exc:
+        print(f"rsna {name}: error: out of memory ({one_line(exc)})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = absolute_paths(parser.parse_args(argv))
+    return run_command(args.command, lambda: args._run(args))
 
 
 if __name__ == "__main__":

@@ -86,3 +86,43 @@ def phantom(rows: int = 96, cols: int = 64, bits: int = 12, seed: int = 0,
     lx = cols - 6 if side == "left" else 2
     img[2:6, lx : lx + 4] = top  # burned-in marker, opposite side
     return np.clip(np.rint(img), 0, top).astype(np.uint16)
+
+
+def j2k_file(tmp_path: Path, name: str, img: np.ndarray, bits: int, signed_header: bool = False,
+             photometric: str = "MONOCHROME2", fmt: str = "JP2") -> Path:  # fmt: skip
+    """A J2K (JP2-wrapped or bare) DICOM of ``img`` with a LINEAR window."""
+    import imagecodecs
+
+    frame = imagecodecs.jpeg2k_encode(img, level=0, codecformat=fmt, reversible=True,
+                                      bitspersample=bits)  # fmt: skip
+    signed = signed_header or img.dtype.kind == "i"
+    ds = encapsulated(img, frame, J2K, bits, signed=signed, photometric=photometric)
+    ds.WindowCenter, ds.WindowWidth = 1 << (bits - 1), 1 << (bits - 2)
+    return write(ds, tmp_path / f"{name}.dcm")
+
+
+def good_and_cut_j2k(tmp_path: Path) -> tuple[np.ndarray, Path, Path]:
+    """A 12-bit image, a good J2K file of it, and one whose main header is intact (a batch decoder takes it
+    by design) but whose body is cut, so it decodes nowhere."""
+    import imagecodecs
+
+    img = phantom(24, 24, bits=12)
+    good = j2k_file(tmp_path, "good", img, 12)
+    frame = imagecodecs.jpeg2k_encode(img, level=0, codecformat="J2K", reversible=True,
+                                      bitspersample=12)  # fmt: skip
+    cut = write(encapsulated(img, frame[: len(frame) // 3], J2K, 12), tmp_path / "cut.dcm")
+    return img, good, cut
+
+
+def assert_windowed_equals_apply_voi(decoder: object, files: list[Path]) -> None:
+    """A batch decoder's ``decode_windowed`` equals pydicom's pixels through apply_voi."""
+    import pydicom
+    import torch
+
+    from rsna_pkg.dicom import apply_voi, read_header
+
+    out = decoder.decode_windowed(files)  # type: ignore[attr-defined]
+    for path, t in zip(files, out, strict=True):
+        assert isinstance(t, torch.Tensor) and t.dtype == torch.float32
+        ref = apply_voi(pydicom.dcmread(path).pixel_array, read_header(path))
+        np.testing.assert_allclose(t.numpy(), ref, atol=1e-5)

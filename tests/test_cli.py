@@ -46,3 +46,24 @@ def test_module_entry_point_prints_version() -> None:
         [sys.executable, "-m", "rsna_pkg", "--version"], capture_output=True, text=True, check=True
     )
     assert out.stdout.startswith("rsna_pkg ")
+
+
+def test_ctrl_c_during_a_held_block_is_raised_when_it_ends() -> None:
+    """A Ctrl-C that arrives while pyplot is imported (training's first curves.png comes
+    right after epoch 1) waits for the import to finish: raised inside, it became
+    ``ImportError: initialization failed`` from ft2font, a traceback and exit 1."""
+    import os
+    import signal
+
+    from rsna_pkg.plotting import interrupts_held
+
+    finished = False
+    with pytest.raises(KeyboardInterrupt), interrupts_held():
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):  # the handler has run by now; the block still finishes
+            pass
+        finished = True
+    assert finished
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with interrupts_held():  # nothing received: nothing raised
+        pass

@@ -9,7 +9,13 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from dicom_cases import J2K, encapsulated, phantom, real, write
+from dicom_cases import (
+    assert_windowed_equals_apply_voi,
+    good_and_cut_j2k,
+    j2k_file,
+    phantom,
+    real,
+)
 
 from rsna_pkg.dicom import apply_voi, read_header
 from rsna_pkg.dicom.dali_backend import DaliDecoder, dali_importable, probe_frame
@@ -17,15 +23,6 @@ from rsna_pkg.dicom.frames import first_frame, j2k_info, jpeg_precision
 from rsna_pkg.errors import DicomError
 
 pytestmark = pytest.mark.skipif(not dali_importable(), reason="nvidia-dali not installed")
-
-
-def j2k_file(tmp_path: Path, name: str, img: np.ndarray, bits: int, signed_header: bool = False,
-             photometric: str = "MONOCHROME2", fmt: str = "JP2") -> Path:  # fmt: skip
-    frame = imagecodecs.jpeg2k_encode(img, level=0, codecformat=fmt, reversible=True,
-                                      bitspersample=bits)  # fmt: skip
-    ds = encapsulated(img, frame, J2K, bits, signed=signed_header, photometric=photometric)
-    ds.WindowCenter, ds.WindowWidth = 1 << (bits - 1), 1 << (bits - 2)
-    return write(ds, tmp_path / f"{name}.dcm")
 
 
 @pytest.fixture(scope="module")
@@ -62,20 +59,11 @@ def test_windowed_equals_apply_voi(tmp_path: Path, cpu_decoder: DaliDecoder) -> 
         j2k_file(tmp_path, "w12", phantom(40, 32, bits=12), 12, photometric="MONOCHROME1"),
         real("RG3_J2KR"),
     ]
-    out = cpu_decoder.decode_windowed(files)
-    for path, t in zip(files, out, strict=True):
-        assert isinstance(t, torch.Tensor) and t.dtype == torch.float32
-        ref = apply_voi(pydicom.dcmread(path).pixel_array, read_header(path))
-        np.testing.assert_allclose(t.numpy(), ref, atol=1e-5)
+    assert_windowed_equals_apply_voi(cpu_decoder, files)
 
 
 def test_dali_failure_falls_back_per_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    img = phantom(24, 24, bits=12)
-    good = j2k_file(tmp_path, "good", img, 12)
-    frame = imagecodecs.jpeg2k_encode(img, level=0, codecformat="J2K", reversible=True,
-                                      bitspersample=12)  # fmt: skip
-    # a codestream whose main header is fine (DALI takes it by design) but whose body is cut
-    broken = write(encapsulated(img, frame[: len(frame) // 3], J2K, 12), tmp_path / "cut.dcm")
+    img, good, broken = good_and_cut_j2k(tmp_path)  # the cut one decodes nowhere
     dec = DaliDecoder(batch_size=2, device="cpu")
     with pytest.raises(DicomError, match="dicomsdl decode failed"):  # the fallback fails too
         dec.decode_batch([good, broken])

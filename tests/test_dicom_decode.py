@@ -18,6 +18,7 @@ from rsna_pkg.dicom.pixels import area_downsample, to_stored
 from rsna_pkg.errors import DicomError
 
 BACKENDS = available_backends()
+NVIMGCODEC = ("nvimgcodec",) if "nvimgcodec" in BACKENDS else ()
 
 
 def supported(name: str, path: Path) -> bool:
@@ -34,7 +35,7 @@ REAL_PAIRS = [(f, b) for f in REAL_FILES for b in BACKENDS if supported(b, real(
 
 
 def test_backends_present() -> None:
-    assert {"pydicom", "dicomsdl", "openjpeg", "dali"} <= set(BACKENDS)
+    assert {"pydicom", "dicomsdl", "openjpeg", "dali", "nvimgcodec"} <= set(BACKENDS)
     assert set(BACKENDS) <= set(BACKEND_MODULES)
 
 
@@ -207,9 +208,9 @@ def test_bad_input_raises_dicom_error(tmp_path: Path) -> None:
     for label, (path, reason) in bad_files(tmp_path).items():
         if label == "colour":
             path = Path(shutil.copy(path, tmp_path / "us1.dcm"))
-        for backend in ("auto", "pydicom", "dicomsdl"):
-            if label in ("no pixels", "truncated native") and backend == "dicomsdl":
-                backend = "pydicom"  # dicomsdl declares no uncompressed syntax
+        for backend in ("auto", "pydicom", "dicomsdl", *NVIMGCODEC):
+            if label in ("no pixels", "truncated native") and backend != "auto":
+                backend = "pydicom"  # dicomsdl and nvimgcodec declare no uncompressed syntax
             with pytest.raises(DicomError) as info:
                 decode(path, backend=backend)
             assert info.value.path == str(path), label

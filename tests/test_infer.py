@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,8 +20,8 @@ import torch
 from rsna_pkg.data.metadata import fit_metadata_encoder
 from rsna_pkg.infer.command import main as infer_main
 from rsna_pkg.models.checkpoint import build_model, load_checkpoint, save_checkpoint
+from rsna_pkg.models.config import ModelConfig
 from rsna_pkg.preprocess import PreprocessConfig
-from rsna_pkg.train.config import TrainConfig
 
 
 def make_checkpoint(
@@ -29,15 +30,13 @@ def make_checkpoint(
     """resnet18 at a tiny size, random init, with a metadata-only fallback model."""
     encoder = fit_metadata_encoder(pd.read_csv(train_csv))
     rng = np.random.default_rng(seed)
-    config = TrainConfig(
+    config = ModelConfig(
         backbone="resnet18",
-        height=size[0],
-        width=size[1],
         preprocess=PreprocessConfig(height=size[0], width=size[1], reduce=reduce),
-        metadata_encoder=encoder.to_dict(),
+        metadata=encoder,
         threshold=0.4 + 0.1 * seed,
         prevalence=0.02,
-        fallback_coef=rng.normal(0, 0.5, encoder.width).tolist(),
+        fallback_coef=tuple(rng.normal(0, 0.5, encoder.width).tolist()),
         fallback_intercept=-1.0,
     )
     with torch.random.fork_rng():
@@ -204,29 +203,62 @@ def test_bad_test_csv_exits_2_before_loading(synth_data, tmp_path, capsys, bad) 
     assert not (tmp_path / "o.csv").exists()
 
 
-def test_dali_route_on_cpu_matches_preprocess_file(broken_data) -> None:
-    """The GPU path's code (DALI decode + preprocess's CPU steps), run with DALI on the CPU:
-    identical images to preprocess_file for a full-resolution config, same failures."""
-    pytest.importorskip("nvidia.dali")
+def assert_batches_match_cpu_path(data: Path, broken: Any, batches: Any) -> list[Path]:
+    """``batches(paths, cfg)`` (a GPU decoder's route, run on the CPU) gives the CPU path's
+    images, indices and failures for a full-resolution config; returns the paths."""
     from rsna_pkg.data.schema import image_path
-    from rsna_pkg.infer.gpu import iterate_dali_batches
     from rsna_pkg.infer.stream import iterate_batches
 
-    data, broken = broken_data
     test = pd.read_csv(data / "test.csv")
     paths = [
         image_path(data, "test", p, i) for p, i in zip(test.patient_id, test.image_id, strict=True)
     ]
     cfg = PreprocessConfig(height=64, width=32, reduce=False)
-    dali = list(iterate_dali_batches(paths, cfg, 8, 2, dali_device="cpu"))
+    got = list(batches(paths, cfg))
     cpu = list(iterate_batches(paths, cfg, 8, 0))
-    assert len(dali) == len(cpu) == -(-len(paths) // 8)
-    for d, c in zip(dali, cpu, strict=True):
+    assert len(got) == len(cpu) == -(-len(paths) // 8)
+    for d, c in zip(got, cpu, strict=True):
         np.testing.assert_array_equal(d.indices, c.indices)
         np.testing.assert_array_equal(d.images, c.images)
         assert [i for i, _ in d.failures] == [i for i, _ in c.failures]
-    failed = {int(test.image_id[i]) for b in dali for i, _ in b.failures}
+    failed = {int(test.image_id[i]) for b in got for i, _ in b.failures}
     assert failed == set(broken)
+    return paths
+
+
+def test_dali_route_on_cpu_matches_preprocess_file(broken_data) -> None:
+    """The GPU path's code (DALI decode + preprocess's CPU steps), run with DALI on the CPU:
+    identical images to preprocess_file for a full-resolution config, same failures."""
+    pytest.importorskip("nvidia.dali")
+    from rsna_pkg.infer.gpu import iterate_dali_batches
+
+    assert_batches_match_cpu_path(
+        *broken_data, lambda paths, cfg: iterate_dali_batches(paths, cfg, 8, 2, dali_device="cpu")
+    )
+
+
+def test_nvimgcodec_route_on_cpu_matches_preprocess_file(synth_data, broken_data, tmp_path) -> None:
+    """The GPU path with nvImageCodec, run through its CPU codecs (and their per-file
+    fallback for the .70 files they cannot decode): identical images to preprocess_file for
+    a full-resolution config, same failures; and ``rsna infer --backend nvimgcodec``
+    writes the same submission as the CPU decode path."""
+    pytest.importorskip("nvidia.nvimgcodec")
+    from rsna_pkg.infer.gpu import iterate_nvimgcodec_batches
+
+    data, broken = broken_data
+    assert_batches_match_cpu_path(
+        data, broken, lambda paths, cfg: iterate_nvimgcodec_batches(paths, cfg, 8, 2, device="cpu")
+    )
+    ckpt = make_checkpoint(tmp_path / "full.pt", synth_data / "train.csv", (64, 32), 0,
+                           reduce=False)  # fmt: skip
+    runs = {}
+    for backend in ("cpu", "nvimgcodec"):
+        out = tmp_path / f"{backend}.csv"
+        report = run_infer(data, [ckpt], out, "--backend", backend, "--threshold", "none")
+        assert report["settings"]["backend"] == backend
+        runs[backend] = (read_sub(out), sorted(f["image_id"] for f in report["failures"]))
+    np.testing.assert_allclose(runs["nvimgcodec"][0], runs["cpu"][0], atol=1e-6)
+    assert runs["nvimgcodec"][1] == runs["cpu"][1] == sorted(broken)
 
 
 @pytest.mark.gpu
@@ -241,6 +273,7 @@ def test_gpu_paths_match_cpu(synth_data, tmp_path) -> None:
         "cpu": ("--device", "cpu"),
         "cuda_cpu_decode": ("--device", "cuda", "--backend", "cpu"),
         "cuda_dali": ("--device", "cuda", "--backend", "dali"),
+        "cuda_nvimgcodec": ("--device", "cuda", "--backend", "nvimgcodec"),
         "cuda_auto": ("--device", "cuda"),
     }.items():
         out = tmp_path / f"{name}.csv"
@@ -248,7 +281,7 @@ def test_gpu_paths_match_cpu(synth_data, tmp_path) -> None:
                          "--threshold", "none", "--report", str(out.with_suffix(".json")), *extra])  # fmt: skip
         assert rc == 0
         runs[name] = read_sub(out)
-    for name in ("cuda_cpu_decode", "cuda_dali", "cuda_auto"):
+    for name in ("cuda_cpu_decode", "cuda_dali", "cuda_nvimgcodec", "cuda_auto"):
         np.testing.assert_allclose(runs[name], runs["cpu"], atol=2e-2, err_msg=name)
     auto = json.loads((tmp_path / "cuda_auto.json").read_text())
     assert auto["settings"]["backend"] == "dali"  # reduce=False: DALI reproduces training

@@ -292,15 +292,37 @@ def test_no_network_guard_blocks_internet_and_restores() -> None:
 
 
 def test_settle_backend_prefers_exact_cpu_path_for_reduced_decoding() -> None:
-    from rsna_pkg.infer.devices import settle_backend
+    from rsna_pkg.infer.devices import gpu_decoder, settle_backend
 
     auto = Runtime(device="cuda", backend="auto")
     reduced, full = SimpleNamespace(reduce=True), SimpleNamespace(reduce=False)
     assert settle_backend(auto, [full, reduced]).backend == "cpu"
-    assert settle_backend(auto, [full]).backend == "dali"
+    assert settle_backend(auto, [full]).backend == gpu_decoder()
     forced = Runtime(device="cuda", backend="dali")
     assert settle_backend(forced, [reduced]) is forced
     assert "reduced" in settle_backend(auto, [reduced]).describe()
+
+
+def test_auto_prefers_dali_then_nvimgcodec(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``auto`` on CUDA: DALI when installed, else nvImageCodec, else the CPU path."""
+    from rsna_pkg.infer import devices
+
+    monkeypatch.setattr(devices, "cuda_available", lambda: True)
+    full = SimpleNamespace(reduce=False)
+    for dali, nvimg, expected in [(True, True, "dali"), (False, True, "nvimgcodec"),
+                                  (False, False, "cpu")]:  # fmt: skip
+        monkeypatch.setattr(devices, "dali_available", lambda d=dali: d)
+        monkeypatch.setattr(devices, "nvimgcodec_available", lambda n=nvimg: n)
+        runtime = devices.resolve_runtime("auto", "auto")
+        assert devices.settle_backend(runtime, [full]).backend == expected
+    monkeypatch.setattr(devices, "cuda_available", lambda: False)
+    assert devices.resolve_runtime("auto", "auto").backend == "cpu"
+    with pytest.raises(InputError, match="not installed"):
+        devices.resolve_runtime("cpu", "nvimgcodec")  # nvimgcodec_available is False here
+    monkeypatch.setattr(devices, "nvimgcodec_available", lambda: True)
+    cpu_nv = devices.resolve_runtime("cpu", "nvimgcodec")
+    assert (cpu_nv.device, cpu_nv.backend) == ("cpu", "nvimgcodec")
+    assert "nvImageCodec decode on CPU" in cpu_nv.describe()
 
 
 def test_command_import_is_light() -> None:
@@ -309,7 +331,7 @@ def test_command_import_is_light() -> None:
     import sys
 
     code = (
-        "import sys, rsna_pkg.infer.command, rsna_pkg.infer.bench; "
+        "import sys, rsna_pkg.infer.command, rsna_pkg.bench_command; "
         "print(sorted(m for m in ('torch', 'pandas', 'nvidia.dali') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -317,7 +339,9 @@ def test_command_import_is_light() -> None:
 
 
 def test_bench_repeats_rows_without_copying_images(fake_data: Path, tmp_path: Path) -> None:
-    from rsna_pkg.infer.bench import repeat_test_set
+    from rsna_pkg.bench_command import load
+
+    repeat_test_set = load("infer").repeat_test_set
 
     dest = tmp_path / "rep"
     dest.mkdir()

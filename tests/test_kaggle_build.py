@@ -12,8 +12,10 @@ import pytest
 
 from rsna_pkg.errors import RsnaError
 from rsna_pkg.kaggle import bootstrap, sandbox
-from rsna_pkg.kaggle.build import BuildOptions, _expand_platforms, build_dataset, target_tags
-from rsna_pkg.kaggle.image import build_farm, closure, image_packages
+from rsna_pkg.kaggle.build import BuildOptions, build_dataset
+from rsna_pkg.kaggle.bundle_check import check_bundle
+from rsna_pkg.kaggle.image import build_farm, stand_ins
+from rsna_pkg.kaggle.manifest import load_manifest
 from rsna_pkg.kaggle.paths import find_repo, load_config
 from rsna_pkg.kaggle.replay import check_submission
 
@@ -22,8 +24,9 @@ PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
 @pytest.fixture(scope="module")
-def image_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return sandbox.make_image_env(tmp_path_factory.mktemp("image"))
+def image_env() -> Path:
+    """The cached image (~/.cache/rsna_pkg/kaggle-image): built once per machine."""
+    return sandbox.make_image_env(load_manifest(), log=lambda msg: None)
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +54,46 @@ def test_image_env_sees_only_the_image(image_env: Path) -> None:
         assert res.returncode != 0 and "ModuleNotFoundError" in res.stderr, hidden
 
 
+def test_image_env_has_the_manifest_versions_not_this_machines(image_env: Path) -> None:
+    """The replay's packages are the image's pins, whatever the running venv holds."""
+    image = load_manifest()
+    code = ("import importlib.metadata as md; print(' '.join(md.version(n) for n in "
+            "('numpy', 'pandas', 'packaging', 'scikit-learn', 'pip')))")  # fmt: skip
+    res = run_py(image_env, code)
+    assert res.returncode == 0, res.stderr
+    pins = [image.pins[n] for n in ("numpy", "pandas", "packaging", "scikit-learn", "pip")]
+    assert res.stdout.split() == pins
+    import packaging
+
+    here = packaging.__version__
+    print(f"packaging here {here}, in the image env {pins[2]}")
+
+
+def test_image_env_is_cached_and_a_kernel_copy_cannot_alter_it(
+    image_env: Path, tmp_path: Path
+) -> None:
+    said: list[str] = []
+    assert sandbox.make_image_env(load_manifest(), log=said.append) == image_env
+    assert any("cached in" in line for line in said)
+    copy = sandbox.fresh_copy(image_env, tmp_path / "image")
+    (copy.parent / "site" / "six.py").unlink()  # hard links: the cache keeps its file
+    assert run_py(copy, "import six").returncode != 0
+    assert run_py(image_env, "import six").returncode == 0
+
+
+def test_stand_ins_link_torch_and_warn_on_versions() -> None:
+    import importlib.metadata as md
+
+    linked, notes = stand_ins(load_manifest())
+    assert "torch" in linked and "numpy" not in linked
+    here = md.version("torch")
+    if here != load_manifest().pins["torch"]:
+        assert any(f"torch {here} (image {load_manifest().pins['torch']})" in n for n in notes)
+
+
 def test_farm_splits_shared_namespace_folders(tmp_path: Path) -> None:
     """nvidia/ holds torch's CUDA libraries and DALI: only the former may appear."""
-    build_farm(tmp_path, closure(image_packages()))
+    build_farm(tmp_path, stand_ins(load_manifest())[0])
     assert (tmp_path / "torch").is_symlink()
     assert not (tmp_path / "pydicom").exists()
     if (tmp_path / "nvidia").exists():
@@ -140,13 +180,14 @@ def test_settings_come_from_env_else_default(monkeypatch: pytest.MonkeyPatch) ->
     assert bootstrap.settings("train", "--epochs 12") == ["--epochs", "1", "--size", "64", "32"]
 
 
-def test_platform_tags() -> None:
-    plats = _expand_platforms(("manylinux2014_x86_64",))
-    assert "manylinux_2_17_x86_64" in plats and "manylinux1_x86_64" in plats
-    assert "manylinux_2_28_x86_64" not in plats
-    tags = target_tags(BuildOptions(python="3.11", platforms=("manylinux_2_28_x86_64",)))
-    assert "cp311-cp311-manylinux_2_28_x86_64" in tags and "py3-none-any" in tags
-    assert "cp312-cp312-manylinux_2_28_x86_64" not in tags
+def test_replay_bundle_fits_the_pins_but_not_the_images_python(wheels: Path) -> None:
+    """Built for this interpreter (the replay's), its Requires-Dist all meet the image's pins;
+    checked against the image's own Python 3.12, its compiled wheels are named."""
+    image = load_manifest()
+    assert check_bundle(wheels, image, BuildOptions(python=PY).target(image)) == []
+    if image.python_minor != PY:
+        found = [str(p) for p in check_bundle(wheels, image, BuildOptions().target(image))]
+        assert any(p.startswith("dicomsdl-") and f"cp{PY.replace('.', '')}" in p for p in found)
 
 
 @pytest.mark.parametrize(

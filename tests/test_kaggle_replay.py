@@ -76,6 +76,6 @@ def test_kernel_writing_into_input_fails(replayed, tmp_path: Path) -> None:
     cfg = load_config(REPO)
     opts = ReplayOptions(work=tmp_path / "work")
     mounts = {"competition": data, f"dataset:{cfg.datasets['wheels'].slug}": tmp_path}
-    venv = replayed.work / "image" / "venv"
+    venv = replayed.image
     with pytest.raises(RsnaError, match="changed its read-only input"):
         run_kernel(bad, cfg, "eda", opts, venv, mounts, log=lambda msg: None)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,9 +19,10 @@ from rsna_pkg.data.dataset import image_to_tensor
 from rsna_pkg.data.metadata import fit_metadata_encoder
 from rsna_pkg.errors import InputError
 from rsna_pkg.models.checkpoint import build_model, load_checkpoint, save_checkpoint
+from rsna_pkg.models.config import ModelConfig
 from rsna_pkg.models.fusion import CancerClassifier, apply_freeze
 from rsna_pkg.models.zoo import BACKBONES, build_backbone
-from rsna_pkg.train.config import TrainConfig
+from rsna_pkg.preprocess import PreprocessConfig
 
 
 @pytest.mark.parametrize("name", BACKBONES)
@@ -126,11 +133,11 @@ def test_frozen_batchnorm_statistics_stay_fixed() -> None:
     assert torch.equal(model.body.bn1.running_mean, mean)
 
 
-def _config(df: pd.DataFrame, **kw) -> TrainConfig:
+def _config(df: pd.DataFrame, **kw) -> ModelConfig:
     enc = fit_metadata_encoder(df)
-    return TrainConfig(
-        backbone="resnet18", height=64, width=32, metadata_encoder=enc.to_dict(),
-        fallback_coef=[0.1] * enc.width, fallback_intercept=-1.0, threshold=0.37,
+    return ModelConfig(
+        backbone="resnet18", preprocess=PreprocessConfig(height=64, width=32), metadata=enc,
+        fallback_coef=(0.1,) * enc.width, fallback_intercept=-1.0, threshold=0.37,
         prevalence=0.2, **kw,
     )  # fmt: skip
 
@@ -143,7 +150,8 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path) -> None:
     path = tmp_path / "model.pt"
     save_checkpoint(path, model, cfg)
     raw = torch.load(path, weights_only=True)  # plain dict of primitives + tensors
-    assert raw["config"]["threshold"] == pytest.approx(0.37)
+    assert raw["model"]["threshold"] == pytest.approx(0.37)
+    assert set(raw["model"]) == {f.name for f in dataclasses.fields(ModelConfig)}  # no run keys
     loaded = load_checkpoint(path)
     assert loaded.config == cfg
     assert not loaded.model.training
@@ -151,7 +159,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path) -> None:
     images = torch.stack([loaded.image_tensor(img)] * len(df))
     assert images.shape == (len(df), 1, 64, 32)
     meta = loaded.encode_metadata(df)
-    assert meta is not None and meta.shape == (len(df), len(cfg.metadata_encoder["feature_names"]))
+    assert meta is not None and meta.shape == (len(df), cfg.metadata.width)
     with torch.no_grad():
         expected = model(images, meta)
     torch.testing.assert_close(loaded.forward(images, meta), expected)
@@ -189,3 +197,33 @@ def test_image_to_tensor_scales_by_dtype_and_normalises() -> None:
         image_to_tensor(np.zeros((2, 2, 3), np.uint8), 0.5, 0.25)
     with pytest.raises(InputError):
         image_to_tensor(np.zeros((2, 2), np.float32), 0.5, 0.25)
+
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_format_1_checkpoint_made_before_model_config_still_loads() -> None:
+    """tests/data/checkpoint_v1.pt was written by the code of commit 191636d (a flat
+    TrainConfig under "config"); its logits then are in checkpoint_v1.json."""
+    expected = json.loads((DATA / "checkpoint_v1.json").read_text())
+    raw = torch.load(DATA / "checkpoint_v1.pt", weights_only=True)
+    assert raw["format"] == "rsna_pkg.checkpoint/1" and "lr" in raw["config"]
+    loaded = load_checkpoint(DATA / "checkpoint_v1.pt")
+    cfg = loaded.config
+    assert (cfg.backbone, cfg.height, cfg.width, cfg.threshold) == ("squeezenet1_1", 64, 32, 0.37)
+    df = pd.DataFrame({"age": [50.0, 61.0], "view": ["CC", "MLO"], "laterality": ["L", "R"],
+                       "implant": [0, 0], "site_id": [1, 2], "machine_id": [49, 21]})  # fmt: skip
+    x = torch.rand(2, 1, 64, 32, generator=torch.Generator().manual_seed(0))
+    logits = loaded.forward(x, loaded.encode_metadata(df))
+    torch.testing.assert_close(logits, torch.tensor(expected["logits"]))
+    fallback = loaded.metadata_only_proba(df)
+    assert fallback is not None
+    np.testing.assert_allclose(fallback, expected["metadata_only"], rtol=1e-12)
+
+
+def test_models_never_import_train() -> None:
+    """The checkpoint knows ModelConfig only: no import runs from models to train."""
+    code = ("import sys, rsna_pkg.models.checkpoint, rsna_pkg.models.config; "
+            "print([m for m in sys.modules if m.startswith('rsna_pkg.train')])")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

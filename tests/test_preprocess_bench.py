@@ -6,7 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from rsna_pkg.preprocess import bench
+from rsna_pkg.bench_command import load
+
+bench = load("decode")
 
 
 def test_bench_decode_small(synth_data: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

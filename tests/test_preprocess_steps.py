@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -13,7 +15,6 @@ from rsna_pkg.preprocess.roi import (
     breast_box,
     breast_on_right,
     crop,
-    flip_box,
     largest_component,
     otsu_threshold,
 )
@@ -76,13 +77,28 @@ def test_breast_box_margin_and_blank() -> None:
     assert breast_box(np.zeros((10, 12))) == Box(0, 0, 10, 12)
 
 
-def test_box_scaling_and_flip() -> None:
+def test_box_scaling() -> None:
     box = Box(3, 5, 10, 11)
     assert box.scaled(4, 100, 40) == Box(12, 20, 40, 40)
     assert box.scaled(0.5, 100, 100) == Box(1, 2, 5, 6)
-    assert flip_box(box, 20) == Box(3, 9, 10, 15)
-    img = np.arange(200).reshape(10, 20)
-    np.testing.assert_array_equal(crop(img[:, ::-1], flip_box(box, 20)), crop(img, box)[:, ::-1])
+
+
+@pytest.mark.parametrize(
+    ("ratio", "limit", "level"),
+    [(0.5, None, 0), (1.0, None, 0), (1.99, None, 0), (2.0, None, 1), (7.9, None, 2),
+     (8.0, None, 3), (1024.0, 5, 5), (3000 / 256, None, 3)],
+)  # fmt: skip
+def test_halvings_is_the_one_power_of_two_rule(ratio: float, limit: int | None, level: int) -> None:
+    from rsna_pkg.eda.galleries import choose_reduce
+    from rsna_pkg.preprocess.pipeline import probe_level
+    from rsna_pkg.preprocess.resize import halvings
+
+    assert halvings(ratio, limit) == level
+    if limit is None:
+        assert choose_reduce(round(ratio * 256), 10, target=256) == halvings(
+            round(ratio * 256) / 256
+        )
+        assert probe_level(round(ratio * 256), 10, 256) == min(5, level)
 
 
 @pytest.mark.parametrize(
@@ -131,7 +147,7 @@ def test_config_round_trip_and_errors() -> None:
     cfg = PreprocessConfig(height=512, width=256, bits=16, reduce=False)
     assert PreprocessConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.with_(bits=8).bits == 8
-    with pytest.raises(InputError, match="unknown PreprocessConfig key"):
+    with pytest.raises(InputError, match=r"PreprocessConfig: unknown key\(s\)"):
         PreprocessConfig.from_dict({**cfg.to_dict(), "gamma": 2})
     with pytest.raises(InputError, match="bits"):
         PreprocessConfig(bits=12)
@@ -168,3 +184,20 @@ def test_subsample_negatives_keeps_positives_grouped() -> None:
     assert kept.equals(again)
     with pytest.raises(InputError):
         subsample_negatives(table.drop(columns="cancer"), 1.0, np.random.default_rng(0))
+
+
+def test_preprocessing_uses_only_the_dicom_package_api() -> None:
+    """preprocess/ imports rsna_pkg.dicom's public names, never its modules' internals
+    (decode helpers, frame parsing, a backend object): one route, no backend knowledge."""
+    import ast
+
+    import rsna_pkg.dicom as dicom
+
+    root = Path(dicom.__file__).parents[1] / "preprocess"
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "rsna_pkg.dicom"
+            ):
+                assert node.module == "rsna_pkg.dicom", f"{path.name} imports {node.module}"
+                assert {a.name for a in node.names} <= set(dicom.__all__), path.name

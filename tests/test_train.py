@@ -69,7 +69,7 @@ def test_train_writes_every_output_and_a_usable_checkpoint(tiny, trained) -> Non
 
     loaded = load_checkpoint(trained / "model.pt")
     cfg = json.loads((trained / "config.json").read_text())
-    assert loaded.config.backbone == cfg["backbone"] == "resnet18"
+    assert loaded.config.backbone == cfg["model"]["backbone"] == "resnet18"
     assert loaded.config.threshold == pytest.approx(m["threshold"])
     assert loaded.config.preprocess is not None and loaded.config.preprocess.height == 64
     # inference path reproduces the validation AUC of the saved epoch
@@ -77,7 +77,7 @@ def test_train_writes_every_output_and_a_usable_checkpoint(tiny, trained) -> Non
     val_ids = set(split.loc[split["split"] == "val", "patient_id"])
     val = table[table["patient_id"].isin(val_ids)].reset_index(drop=True)
     images = torch.stack([loaded.image_tensor(read_png(p)) for p in val["path"]])
-    probs = loaded.predict_proba(images, loaded.encode_metadata(val))
+    probs = torch.sigmoid(loaded.forward(images, loaded.encode_metadata(val))).numpy()
     from rsna_pkg.metrics import aggregate_per_breast, roc_auc
 
     breast = aggregate_per_breast(val["prediction_id"], probs)

@@ -33,11 +33,15 @@ def settings(name: str, default: str) -> list[str]:
     return shlex.split(os.environ.get(f"RSNA_{name.upper()}_ARGS", default))
 
 
-def install(dali: bool = False) -> None:
+def install(gpu: bool = False) -> None:
     """pip install rsna_pkg offline from the wheel dataset, exactly as a Kaggle rerun must;
-    with ``dali`` also DALI (GPU decoding) when the dataset bundles it."""
+    with ``gpu`` also the GPU decoder the dataset bundles: DALI, else nvImageCodec."""
     wheels = find_input("rsna_pkg-*.whl")
-    extra = "[dali]" if dali and any(wheels.glob("nvidia_dali*.whl")) else ""
+    extra = ""
+    if gpu and any(wheels.glob("nvidia_dali*.whl")):
+        extra = "[dali]"
+    elif gpu and any(wheels.glob("nvidia_nvimgcodec*.whl")):
+        extra = "[nvimgcodec]"
     pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--find-links", str(wheels)]
     start = time.perf_counter()
     subprocess.run([*pip, f"rsna_pkg{extra}"], check=True)

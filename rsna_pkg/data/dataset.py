@@ -7,7 +7,8 @@ both call it, so normalisation cannot drift between them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +16,17 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from rsna_pkg.data.augment import Augment
-from rsna_pkg.data.schema import prediction_id, read_table
+from rsna_pkg.data.augment import Augmenter
+from rsna_pkg.data.schema import check_columns, prediction_ids, read_table
 from rsna_pkg.errors import InputError
-
-MANIFEST_COLUMNS: tuple[str, ...] = ("patient_id", "image_id", "status", "png")
+from rsna_pkg.outputs import MANIFEST_NAME, MANIFEST_REQUIRED
 
 
 def image_to_tensor(
-    img: np.ndarray, mean: float, std: float, augment: Augment | None = None
+    img: np.ndarray,
+    mean: float,
+    std: float,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """(H, W) uint8/uint16 image -> [1, H, W] float32, scaled to [0, 1] by the
     dtype's range, optionally augmented (in [0, 1]), then (x - mean) / std."""
@@ -63,13 +66,11 @@ def load_image_table(data_dir: str | Path, images_dir: str | Path) -> pd.DataFra
     """
     images_dir = Path(images_dir)
     table = read_table(Path(data_dir) / "train.csv", "train")
-    manifest_path = images_dir / "manifest.csv"
+    manifest_path = images_dir / MANIFEST_NAME
     if not manifest_path.is_file():
         raise InputError(f"{manifest_path}: not found; run `rsna preprocess` first")
     manifest = pd.read_csv(manifest_path)
-    missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
-    if missing:
-        raise InputError(f"{manifest_path}: missing column(s) {', '.join(missing)}")
+    check_columns(manifest, MANIFEST_REQUIRED, manifest_path)
     ok = manifest["status"].astype(str) == "ok"
     if (~ok).sum():
         print(f"skipping {int((~ok).sum())} image(s) the manifest marks as errors")
@@ -87,9 +88,7 @@ def load_image_table(data_dir: str | Path, images_dir: str | Path) -> pd.DataFra
     if df.empty:
         raise InputError(f"{images_dir}: no usable preprocessed image matches {data_dir}/train.csv")
     df = df.drop(columns=["png"]).reset_index(drop=True)
-    df["prediction_id"] = [
-        prediction_id(p, s) for p, s in zip(df["patient_id"], df["laterality"], strict=True)
-    ]
+    df["prediction_id"] = prediction_ids(df)
     return df
 
 
@@ -107,7 +106,7 @@ class MammoDataset(Dataset):
         meta: np.ndarray | None,
         mean: float,
         std: float,
-        augment: Augment | None = None,
+        augment: Augmenter | None = None,
         seed: int = 0,
         size: tuple[int, int] | None = None,
     ) -> None:
@@ -129,13 +128,9 @@ class MammoDataset(Dataset):
             )
         if self.augment is None:
             x = image_to_tensor(img, self.mean, self.std)
-        else:
-            saved = torch.get_rng_state()  # keep the caller's RNG stream untouched
-            torch.manual_seed(sample_seed(self.seed, epoch, row))
-            try:
-                x = image_to_tensor(img, self.mean, self.std, self.augment)
-            finally:
-                torch.set_rng_state(saved)
+        else:  # this sample's own generator: the same pixels in any worker, on any resume
+            g = torch.Generator().manual_seed(sample_seed(self.seed, epoch, row))
+            x = image_to_tensor(img, self.mean, self.std, partial(self.augment, generator=g))
         meta = self.meta[row] if self.meta is not None else torch.zeros(0)
         return x, meta, float(self.labels[row]), row
 

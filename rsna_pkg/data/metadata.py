@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rsna_pkg.data.schema import LATERALITIES
-from rsna_pkg.errors import InputError
+from rsna_pkg.data.schema import LATERALITIES, check_columns
+from rsna_pkg.dataclass_io import known_fields
 
 METADATA_COLUMNS: tuple[str, ...] = (
     "age", "view", "laterality", "implant", "site_id", "machine_id",
@@ -49,17 +49,13 @@ class MetadataEncoder:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MetadataEncoder:
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise InputError(f"metadata encoder: unknown key(s) {sorted(unknown)}")
+        d = known_fields(cls, d, "metadata encoder")
         kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         return cls(**kw)
 
     def transform(self, df: pd.DataFrame) -> np.ndarray:
         """(N, width) float32 features; NaN age is imputed and flagged."""
-        missing = [c for c in METADATA_COLUMNS if c not in df.columns]
-        if missing:
-            raise InputError(f"metadata: missing column(s) {', '.join(missing)}")
+        check_columns(df, METADATA_COLUMNS, "metadata")
         age = pd.to_numeric(df["age"], errors="coerce").to_numpy(dtype=np.float64)
         age_missing = np.isnan(age)
         age = np.where(age_missing, self.age_fill, age)

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rsna_pkg.data.schema import check_columns
 from rsna_pkg.errors import InputError
+from rsna_pkg.outputs import atomic_write_text
 
 SPLIT_COLUMNS: tuple[str, ...] = ("patient_id", "fold")
 
@@ -24,9 +26,7 @@ def patient_folds(df: pd.DataFrame, folds: int, seed: int) -> pd.DataFrame:
     (1 if any image of the patient is positive)."""
     if folds < 2:
         raise InputError(f"--folds {folds}: need at least 2 folds")
-    for col in ("patient_id", "cancer"):
-        if col not in df.columns:
-            raise InputError(f"split: table has no column {col}")
+    check_columns(df, ("patient_id", "cancer"), "split")
     patients = df.groupby("patient_id", sort=True)["cancer"].max().astype(int).reset_index()
     if len(patients) < folds:
         raise InputError(f"split: {len(patients)} patient(s) cannot fill {folds} folds")
@@ -75,7 +75,7 @@ def check_split(df: pd.DataFrame, split: pd.Series) -> None:
 
 def save_split(path: str | Path, folds: pd.DataFrame, val_fold: int) -> None:
     out = folds.assign(split=np.where(folds["fold"] == val_fold, "val", "train"))
-    out.to_csv(path, index=False)
+    atomic_write_text(path, out.to_csv(index=False))
 
 
 def load_split(path: str | Path) -> pd.DataFrame:
@@ -83,7 +83,5 @@ def load_split(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(f"{path}: split file not found")
     folds = pd.read_csv(path)
-    missing = [c for c in SPLIT_COLUMNS if c not in folds.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
+    check_columns(folds, SPLIT_COLUMNS, path)
     return folds

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from rsna_pkg.dicom.backend import available_backends
 from rsna_pkg.dicom.decode import DecodeResult, decode, decode_file
 from rsna_pkg.dicom.header import DicomHeader, VoiLut, read_header
+from rsna_pkg.dicom.image import MAX_REDUCE, DicomImage, Level, open_image
 from rsna_pkg.dicom.pixels import area_downsample, reduced_shape
 from rsna_pkg.dicom.voi import apply_voi, voi_plan
 
@@ -26,8 +27,11 @@ def apply_voi_torch(stored: torch.Tensor, header: DicomHeader, index: int = 0) -
 
 
 __all__ = [
+    "MAX_REDUCE",
     "DecodeResult",
     "DicomHeader",
+    "DicomImage",
+    "Level",
     "VoiLut",
     "apply_voi",
     "apply_voi_torch",
@@ -35,6 +39,7 @@ __all__ = [
     "available_backends",
     "decode",
     "decode_file",
+    "open_image",
     "read_header",
     "reduced_shape",
     "voi_plan",

@@ -50,11 +50,13 @@ BACKEND_MODULES: dict[str, str] = {
     "openjpeg": "rsna_pkg.dicom.openjpeg_backend",
     "pydicom": "rsna_pkg.dicom.pydicom_backend",
     "dali": "rsna_pkg.dicom.dali_backend",
+    "nvimgcodec": "rsna_pkg.dicom.nvimgcodec_backend",
 }
 
 # "auto" picks the first available backend of these that supports the syntax. Measured in
 # `rsna bench decode`: dicomsdl is the fastest full decode of J2K and JPEG lossless; a
 # reduced J2K decode straight from the resolution levels (openjpeg) beats any full decode.
+# The batch GPU decoders (dali, nvimgcodec) are chosen by inference's runtime, never per file.
 AUTO_FULL: tuple[str, ...] = ("dicomsdl", "openjpeg", "pydicom")
 AUTO_REDUCED_J2K: tuple[str, ...] = ("openjpeg", "dicomsdl", "pydicom")
 AUTO_NATIVE: tuple[str, ...] = ("pydicom", "dicomsdl")
@@ -67,7 +69,8 @@ def get_backend(name: str) -> Backend:
 
 
 def available_backends() -> list[str]:
-    """Names of the backends whose libraries import here (dali only with nvidia-dali)."""
+    """Names of the backends whose libraries import here (dali only with nvidia-dali,
+    nvimgcodec only with nvidia-nvimgcodec)."""
     return [name for name in BACKEND_MODULES if get_backend(name).available()]
 
 

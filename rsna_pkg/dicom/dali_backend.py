@@ -13,7 +13,6 @@ signedness and MONOCHROME1 come from the header; files DALI cannot take by desig
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,19 +20,19 @@ from typing import Any
 import numpy as np
 
 from rsna_pkg.dicom.backend import Decoded
+from rsna_pkg.dicom.batch import BatchDecoder, Item, pick_device, probe_frame, to_header_values
 from rsna_pkg.dicom.decode import decode_file
 from rsna_pkg.dicom.frames import (
     J2K_SYNTAXES,
     JPEG_LOSSLESS_SYNTAXES,
-    first_frame,
     j2k_info,
     jpeg_precision,
     sniff_codec,
 )
-from rsna_pkg.dicom.header import DicomHeader, header_from_dataset, read_dataset
+from rsna_pkg.dicom.header import DicomHeader
 from rsna_pkg.dicom.pixels import stored_dtype
 
-PROBE_SHAPE = (8, 16)
+__all__ = ["DaliDecoder", "Item", "dali_importable", "probe_frame"]
 
 
 def dali_importable() -> bool:
@@ -44,38 +43,7 @@ def dali_importable() -> bool:
     return True
 
 
-def cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
-
-
-def probe_frame(codec: str, precision: int) -> tuple[bytes, np.ndarray]:
-    """A tiny lossless codestream holding 0 .. 2**p - 1 (and a ramp between)."""
-    import imagecodecs
-
-    top = (1 << precision) - 1
-    values = np.linspace(0, top, num=PROBE_SHAPE[0] * PROBE_SHAPE[1]).round()
-    img = values.astype(np.uint16 if precision > 8 else np.uint8).reshape(PROBE_SHAPE)
-    if codec == "jpeg":
-        return bytes(imagecodecs.ljpeg_encode(img, bitspersample=precision)), img
-    frame = imagecodecs.jpeg2k_encode(img, level=0, codecformat="J2K", reversible=True,
-                                       bitspersample=precision)  # fmt: skip
-    return bytes(frame), img
-
-
-@dataclass
-class Item:
-    path: Path
-    header: DicomHeader | None = None
-    frame: bytes = b""
-    kind: tuple[str, int] = ("", 0)  # (codec, precision)
-    error: Exception | None = None
-
-
-class DaliDecoder:
+class DaliDecoder(BatchDecoder):
     """``decode_batch(paths)`` -> stored values per file (np.ndarray on "cpu", int32-safe
     torch CUDA tensors in the header's dtype on "mixed"); ``decode_windowed(paths)`` ->
     float32 [0, 1] tensors on that device. ``last_sources[i]`` says who decoded file i
@@ -84,11 +52,7 @@ class DaliDecoder:
 
     def __init__(self, batch_size: int = 8, device: str = "auto", device_id: int | None = None,
                  num_threads: int = 2, fallback: str = "dicomsdl") -> None:  # fmt: skip
-        if device == "auto":
-            device = "mixed" if cuda_available() else "cpu"
-        if device not in ("mixed", "cpu"):
-            raise ValueError(f"device must be 'mixed', 'cpu' or 'auto', got {device!r}")
-        self.device = device
+        self.device = device = pick_device(device, "mixed")
         self.device_id = (device_id or 0) if device == "mixed" else None
         self.batch_size = batch_size
         self.num_threads = num_threads
@@ -186,44 +150,14 @@ class DaliDecoder:
 
     def _finish(self, raw: Any, item: Item) -> Any:
         """Undo DALI's scaling, apply the header's signedness, cast to the header dtype."""
-        header = item.header
-        assert header is not None
-        scale = self._scales[item.kind] or 1.0
-        dtype = stored_dtype(header)
-        bits = header.bits_stored
-        if isinstance(raw, np.ndarray):
-            v = raw.astype(np.int64) if scale == 1.0 else np.rint(raw / scale).astype(np.int64)
-            if header.signed:
-                sign = 1 << (bits - 1)
-                v = ((v & ((1 << bits) - 1)) ^ sign) - sign
-            return v.astype(dtype)
-        import torch
-
-        t = raw.to(torch.int64) if scale == 1.0 else torch.round(raw.double() / scale).long()
-        if header.signed:
-            sign = 1 << (bits - 1)
-            t = ((t & ((1 << bits) - 1)) ^ sign) - sign
-        tdtype = {1: torch.int8, 2: torch.int16, 4: torch.int32}.get(dtype.itemsize, torch.int64)
-        # unsigned 16-bit values do not fit int16: keep them in int32 on the GPU.
-        return t.to(torch.int32 if dtype.kind == "u" and dtype.itemsize >= 2 else tdtype)
+        assert item.header is not None
+        return to_header_values(raw, item.header, self._scales[item.kind] or 1.0)
 
     # -- public --------------------------------------------------------------------------
     def decode_items(self, paths: Sequence[str | Path]) -> tuple[list[Any], list[Item]]:
-        items = [Item(Path(p)) for p in paths]
+        items, sources, todo = self.plan(paths)
         results: list[Any] = [None] * len(items)
-        sources = [""] * len(items)
-        todo: list[int] = []
-        for i, item in enumerate(items):
-            ds = read_dataset(item.path, pixels=True)
-            item.header = header_from_dataset(ds, item.path)
-            item.frame = first_frame(ds, item.path)
-            reason = self._unsupported(item)
-            if reason:
-                sources[i] = f"fallback:{self.fallback}: {reason}"
-            else:
-                todo.append(i)
-        for start in range(0, len(todo), self.batch_size):
-            chunk = todo[start : start + self.batch_size]
+        for chunk in self.chunks(todo):
             try:
                 raws = self._run([items[i].frame for i in chunk])
             except Exception as exc:
@@ -239,30 +173,6 @@ class DaliDecoder:
                 results[i] = arr if self.device == "cpu" else self._to_device(arr)
         self.last_sources = sources
         return results, items
-
-    def _to_device(self, arr: np.ndarray) -> Any:
-        import torch
-
-        wide = arr.astype(np.int32) if arr.dtype == np.uint16 else arr
-        return torch.from_numpy(np.ascontiguousarray(wide)).to(f"cuda:{self.device_id}")
-
-    def decode_batch(self, paths: Sequence[str | Path]) -> list[Any]:
-        """Stored values per file (full resolution)."""
-        return self.decode_items(paths)[0]
-
-    def decode_windowed(self, paths: Sequence[str | Path], voi_index: int = 0) -> list[Any]:
-        """float32 [0, 1] torch tensors on the decode device, windowed as apply_voi does."""
-        import torch
-
-        from rsna_pkg.dicom.voi_torch import apply_voi_torch
-
-        arrays, items = self.decode_items(paths)
-        out = []
-        for arr, item in zip(arrays, items, strict=True):
-            assert item.header is not None
-            t = torch.from_numpy(arr.astype(np.int32)) if isinstance(arr, np.ndarray) else arr
-            out.append(apply_voi_torch(t, item.header, voi_index))
-        return out
 
 
 @cache

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from rsna_pkg.dicom.backend import Backend, Decoded, choose_backend, get_backend
-from rsna_pkg.dicom.header import DicomHeader, read_header
+from rsna_pkg.dicom.frames import NATIVE_SYNTAXES, first_frame, frame_mismatch
+from rsna_pkg.dicom.header import DicomHeader, read_dataset, read_header
 from rsna_pkg.dicom.pixels import area_downsample, reduced_shape
-from rsna_pkg.errors import DicomError
+from rsna_pkg.errors import DicomError, describe
 
 
 @dataclass
@@ -48,14 +49,65 @@ def resolve_backend(header: DicomHeader, backend: str, reduce: int) -> Backend:
     return chosen
 
 
-def check_decodable(header: DicomHeader) -> None:
-    """Grayscale single-frame images only: all a mammogram is."""
-    if header.samples_per_pixel != 1:
-        raise DicomError(header.path, f"SamplesPerPixel={header.samples_per_pixel}, expected 1")
+# The largest image decoded. The biggest RSNA mammograms are 5355 x 4915 (26 Mpx); a
+# header claiming more than 2**26 pixels (or a side over 16384) is refused before any
+# decoder sizes a buffer from it (a 60000 x 60000 header asks for 13 GiB).
+MAX_SIDE = 16384
+MAX_PIXELS = 2**26
+BITS_ALLOCATED = (8, 16, 32)
+
+
+def header_problem(header: DicomHeader) -> str:
+    """Why the header does not describe an image this package decodes ('' when it does):
+    one grayscale frame (PS3.3 C.7.6.3.1: MONOCHROME1/2, SamplesPerPixel 1) of a sane size,
+    with 1 <= BitsStored <= BitsAllocated in (8, 16, 32) and PixelRepresentation 0 or 1.
+
+    Multi-frame images (NumberOfFrames > 1, e.g. breast tomosynthesis) are refused, not cut
+    to their first frame: frame 0 of a DBT stack is one thin slice, not a mammogram."""
+    rows, cols = header.rows, header.columns
     if header.number_of_frames != 1:
-        raise DicomError(header.path, f"NumberOfFrames={header.number_of_frames}, expected 1")
+        return (f"NumberOfFrames={header.number_of_frames}: multi-frame images (e.g. "
+                "tomosynthesis) are not decoded, expected 1")  # fmt: skip
+    if header.samples_per_pixel != 1:
+        return (f"SamplesPerPixel={header.samples_per_pixel} (photometric "
+                f"{header.photometric}): not a grayscale image, expected 1")  # fmt: skip
     if header.photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise DicomError(header.path, f"photometric {header.photometric} is not grayscale")
+        return f"photometric {header.photometric} is not grayscale (MONOCHROME1/2 expected)"
+    if rows < 1 or cols < 1:
+        return f"Rows x Columns = {rows}x{cols}: empty image"
+    if max(rows, cols) > MAX_SIDE or rows * cols > MAX_PIXELS:
+        return (f"Rows x Columns = {rows}x{cols} exceeds the {MAX_SIDE} px side / "
+                f"{MAX_PIXELS} px limit (refused before decoding)")  # fmt: skip
+    if header.bits_allocated not in BITS_ALLOCATED:
+        return f"BitsAllocated={header.bits_allocated}, expected 8, 16 or 32"
+    if not 1 <= header.bits_stored <= header.bits_allocated:
+        return (f"BitsStored={header.bits_stored} outside 1..BitsAllocated="
+                f"{header.bits_allocated}")  # fmt: skip
+    if header.pixel_representation not in (0, 1):
+        return f"PixelRepresentation={header.pixel_representation}, expected 0 or 1"
+    return ""
+
+
+def check_decodable(header: DicomHeader) -> None:
+    """Raise DicomError(path, reason) unless :func:`header_problem` finds nothing."""
+    problem = header_problem(header)
+    if problem:
+        raise DicomError(header.path, problem)
+
+
+def check_frame(header: DicomHeader, frame: bytes) -> None:
+    """Raise DicomError when the codestream's own header contradicts the DICOM header."""
+    problem = frame_mismatch(frame, header)
+    if problem:
+        raise DicomError(header.path, problem)
+
+
+def check_file_frame(path: Path, header: DicomHeader) -> None:
+    """For an encapsulated (compressed) file: read frame 0 and :func:`check_frame` it
+    before a backend that trusts the header (dicomsdl, DALI) decodes it."""
+    if header.transfer_syntax_uid in NATIVE_SYNTAXES:
+        return  # pydicom checks the PixelData length of native files itself
+    check_frame(header, first_frame(read_dataset(path, pixels=True), path))
 
 
 def finish(out: Decoded, header: DicomHeader, reduce: int) -> np.ndarray:
@@ -83,14 +135,13 @@ def decode_file(
     header = header or read_header(path)
     check_decodable(header)
     chosen = resolve_backend(header, backend, reduce)
+    check_file_frame(path, header)
     try:
         out = chosen.decode(path, header, reduce)
     except DicomError:
         raise
     except Exception as exc:  # a corrupt codestream fails differently in every library
-        raise DicomError(
-            path, f"{chosen.name} decode failed ({type(exc).__name__}: {exc})"
-        ) from exc
+        raise DicomError(path, f"{chosen.name} decode failed ({describe(exc)})") from exc
     arr = finish(out, header, reduce)
     return DecodeResult(
         array=arr,

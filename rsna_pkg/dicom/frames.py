@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rsna_pkg.dicom.header import DicomHeader
 from rsna_pkg.errors import DicomError
 
 JP2_MAGIC = b"\x00\x00\x00\x0cjP  "
@@ -115,8 +116,22 @@ def j2k_info(frame: bytes) -> J2kInfo:
     )
 
 
-def jpeg_precision(frame: bytes) -> int:
-    """Sample precision P of a JPEG frame header SOFn (ITU T.81 B.2.2)."""
+@dataclass(frozen=True)
+class JpegInfo:
+    """From the frame header SOFn of a JPEG (ITU T.81 B.2.2) or JPEG-LS (T.87 C.2.2) frame."""
+
+    height: int  # 0: defined later by a DNL marker
+    width: int
+    precision: int
+    components: int
+
+
+# SOFn markers: C0-CF except DHT (C4), JPG (C8) and DAC (CC); F7 is JPEG-LS's SOF55.
+SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC} | {0xF7}
+
+
+def jpeg_info(frame: bytes) -> JpegInfo:
+    """Parse the markers up to the first SOF of a JPEG / JPEG-LS codestream."""
     pos = 2
     while pos + 5 <= len(frame):
         if frame[pos] != 0xFF:
@@ -125,8 +140,57 @@ def jpeg_precision(frame: bytes) -> int:
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return frame[pos + 4]
+        if marker in SOF_MARKERS:
+            if pos + 10 > len(frame):
+                break
+            precision = frame[pos + 4]
+            height, width = struct.unpack_from(">HH", frame, pos + 5)
+            return JpegInfo(height, width, precision, frame[pos + 9])
         (length,) = struct.unpack_from(">H", frame, pos + 2)
         pos += 2 + length
     raise ValueError("no JPEG frame header (SOF) found")
+
+
+def jpeg_precision(frame: bytes) -> int:
+    """Sample precision P of a JPEG frame header SOFn (ITU T.81 B.2.2)."""
+    return jpeg_info(frame).precision
+
+
+def frame_geometry(frame: bytes) -> tuple[int, int, int, int] | None:
+    """(rows, columns, precision, components) the codestream itself declares; None for a
+    codec whose header is not parsed here (RLE, unknown). Raises ValueError when the
+    header of a recognised codec is mangled."""
+    codec = sniff_codec(frame)
+    if codec in ("jp2", "j2k"):
+        info = j2k_info(frame)
+        return info.height, info.width, info.precision, info.components
+    if codec == "jpeg":
+        jinfo = jpeg_info(frame)
+        return jinfo.height, jinfo.width, jinfo.precision, jinfo.components
+    return None
+
+
+def frame_mismatch(frame: bytes, header: DicomHeader) -> str:
+    """Why the codestream cannot be the image the header describes ('' when it can).
+
+    Decoders size their output from one and fill it from the other: a header smaller than
+    the codestream has crashed dicomsdl (heap corruption), a larger one has come back as a
+    silently padded image. PS3.5 8.2 asks both to agree.
+    """
+    try:
+        geometry = frame_geometry(frame)
+    except (ValueError, IndexError, struct.error) as exc:
+        return f"mangled codestream header ({exc})"
+    if geometry is None:
+        return ""
+    height, width, precision, components = geometry
+    rows, columns = header.rows, header.columns
+    if height not in (0, rows) or width != columns:
+        return (f"codestream is {height}x{width} pixels but the header says "
+                f"Rows x Columns = {rows}x{columns}")  # fmt: skip
+    if components != header.samples_per_pixel:
+        return (f"codestream has {components} components, header SamplesPerPixel="
+                f"{header.samples_per_pixel}")  # fmt: skip
+    if precision > header.bits_allocated:
+        return f"codestream precision {precision} bits > BitsAllocated={header.bits_allocated}"
+    return ""

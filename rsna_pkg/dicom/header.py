@@ -12,7 +12,7 @@ from pathlib import Path
 from struct import unpack_from
 from typing import Any
 
-from rsna_pkg.errors import DicomError
+from rsna_pkg.errors import DicomError, describe
 
 # Keywords read by read_header (besides the file meta, which pydicom always reads).
 HEADER_TAGS: tuple[str, ...] = (
@@ -26,11 +26,16 @@ HEADER_TAGS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class VoiLut:
-    """One item of the VOI LUT Sequence: LUT Descriptor (entries, first mapped, bits) + data."""
+    """One item of the VOI LUT Sequence: LUT Descriptor (entries, first mapped, bits) + data.
+
+    ``entries`` is what the descriptor declares (0 read as 2**16, C.11.2.1.1); ``data`` is
+    what LUT Data holds, which a damaged file can make shorter or longer (checked by
+    :func:`rsna_pkg.dicom.voi.voi_plan`). -1: not given (a LUT built in code)."""
 
     first_mapped: int
     bits: int
     data: tuple[int, ...]
+    entries: int = -1
 
 
 @dataclass(frozen=True)
@@ -102,10 +107,13 @@ def _voi_luts(ds: Any, little_endian: bool) -> tuple[VoiLut, ...]:
             continue
         entries, first, bits = int(desc[0]) or 2**16, int(desc[1]), int(desc[2])
         if isinstance(data, (bytes, bytearray)):
-            values = unpack_from(f"{'<' if little_endian else '>'}{entries}H", data)
+            count = len(data) // 2  # 16-bit words (OW), however many the descriptor claims
+            values = unpack_from(f"{'<' if little_endian else '>'}{count}H", data)
+            if count > entries:  # padding after the declared entries
+                values = values[:entries]
         else:
             values = tuple(int(v) for v in (data if hasattr(data, "__len__") else [data]))
-        luts.append(VoiLut(first_mapped=first, bits=bits, data=tuple(values)))
+        luts.append(VoiLut(first_mapped=first, bits=bits, data=tuple(values), entries=entries))
     return tuple(luts)
 
 
@@ -166,7 +174,7 @@ def read_dataset(path: str | Path, *, pixels: bool) -> Any:
     except InvalidDicomError as exc:
         raise DicomError(path, f"not a DICOM file ({exc})") from exc
     except Exception as exc:  # truncated or garbled files fail in many ways inside pydicom
-        raise DicomError(path, f"unreadable DICOM ({type(exc).__name__}: {exc})") from exc
+        raise DicomError(path, f"unreadable DICOM ({describe(exc)})") from exc
 
 
 def read_header(path: str | Path) -> DicomHeader:
@@ -177,4 +185,4 @@ def read_header(path: str | Path) -> DicomHeader:
     except DicomError:
         raise
     except Exception as exc:  # a present but malformed value (e.g. Rows = "abc")
-        raise DicomError(path, f"malformed header ({type(exc).__name__}: {exc})") from exc
+        raise DicomError(path, f"malformed header ({describe(exc)})") from exc

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from rsna_pkg.dicom.header import DicomHeader
+from rsna_pkg.dicom.header import DicomHeader, VoiLut
 from rsna_pkg.errors import DicomError
 
 FALLBACK_PERCENTILES = (0.5, 99.5)
@@ -51,10 +51,15 @@ def voi_plan(header: DicomHeader, index: int = 0) -> VoiPlan:
         "has_rescale": header.has_rescale,
         "invert": header.monochrome1,
     }
+    if not (math.isfinite(header.rescale_slope) and math.isfinite(header.rescale_intercept)):
+        raise DicomError(header.path, "RescaleSlope/Intercept not finite")
     if header.voi_luts:
         if index >= len(header.voi_luts):
             raise DicomError(header.path, f"no VOI LUT number {index}")
         lut = header.voi_luts[index]
+        problem = lut_problem(lut)
+        if problem:
+            raise DicomError(header.path, f"VOI LUT {index}: {problem}")
         return VoiPlan("lut", lut=lut.data, lut_first=lut.first_mapped,
                        lut_max=float(2**lut.bits - 1), **base)  # fmt: skip
     centers, widths = header.window_centers, header.window_widths
@@ -65,6 +70,8 @@ def voi_plan(header: DicomHeader, index: int = 0) -> VoiPlan:
     # pydicom ignores the index when a tag holds one value.
     center = centers[index] if len(centers) > 1 else centers[0]
     width = widths[index] if len(widths) > 1 else widths[0]
+    if not (math.isfinite(center) and math.isfinite(width)):
+        raise DicomError(header.path, f"window center {center} / width {width} not finite")
     func = (header.voi_lut_function or "LINEAR").upper()
     if func == "LINEAR":
         if width < 1:
@@ -75,6 +82,18 @@ def voi_plan(header: DicomHeader, index: int = 0) -> VoiPlan:
             raise DicomError(header.path, f"{func} window width {width} <= 0")
         return VoiPlan(func, center=center, width=width, **base)
     raise DicomError(header.path, f"unsupported VOILUTFunction {func!r}")
+
+
+def lut_problem(lut: VoiLut) -> str:
+    """What makes a VOI LUT unusable ('' if nothing): C.11.2.1.1 asks for LUT Data of
+    exactly the number of entries its LUT Descriptor declares, of at most 16 bits each."""
+    if not lut.data:
+        return "LUT Data is empty"
+    if lut.entries >= 0 and len(lut.data) != lut.entries:
+        return f"LUT Descriptor declares {lut.entries} entries, LUT Data holds {len(lut.data)}"
+    if not 1 <= lut.bits <= 16:
+        return f"LUT Descriptor bits {lut.bits} outside 1..16"
+    return ""
 
 
 def fallback_stride(shape: tuple[int, ...]) -> int:

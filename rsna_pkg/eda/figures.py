@@ -1,8 +1,7 @@
 """Matplotlib figures of the EDA report. Each ``draw_*`` takes the exact numbers
 that summary.json stores for it and returns a Figure; :func:`save_png` writes it.
 
-The Agg backend is chosen inside :func:`pyplot` (not at import), so importing
-this module never touches a display or global matplotlib state.
+matplotlib comes from :func:`rsna_pkg.plotting.pyplot` (Agg, chosen on first use).
 """
 
 from __future__ import annotations
@@ -13,19 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from rsna_pkg.plotting import pyplot
+
 DPI = 100
 BAR = "#4c72b0"
 POS = "#c44e52"
-
-
-def pyplot() -> Any:
-    """matplotlib.pyplot on the non-interactive Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def save_png(fig: Any, path: Path, tight: bool = True) -> Path:

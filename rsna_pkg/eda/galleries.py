@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rsna_pkg.preprocess.resize import halvings
+
 # Longest side of a gallery tile (a gallery row is ~320 px tall at the figure's dpi);
 # decode reduce is chosen to land at or above it: a 3000-px mammogram decodes at 1/8.
 TILE = 320
@@ -72,8 +74,7 @@ def pick_groups(
 
 def choose_reduce(rows: int, columns: int, target: int = TILE) -> int:
     """Largest power-of-two reduction keeping the longest side >= ``target``."""
-    longest = max(rows, columns)
-    return max(0, int(math.floor(math.log2(longest / target)))) if longest > target else 0
+    return halvings(max(rows, columns) / target)
 
 
 def to_display(img: np.ndarray, target: int = TILE) -> np.ndarray:
@@ -156,7 +157,7 @@ def render_groups(tasks: Sequence[GroupTask], workers: int) -> list[list[dict[st
 
 def draw_gallery(title: str, tiles: Sequence[Tiles]) -> Any:
     """Grid: one row per image; columns raw stored values, windowed, preprocessed."""
-    from rsna_pkg.eda.figures import pyplot
+    from rsna_pkg.plotting import pyplot
 
     plt = pyplot()
     n = len(tiles)

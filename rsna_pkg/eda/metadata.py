@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rsna_pkg.data.schema import IMAGE_DIRS, image_path, prediction_id
+from rsna_pkg.data.schema import IMAGE_DIRS, image_path, prediction_ids
 
 # Age bands (years, left-closed): screening starts around 40, so finer there.
 AGE_EDGES: tuple[int, ...] = (0, 40, 50, 60, 70, 80, 200)
@@ -30,9 +30,7 @@ MAX_LISTED = 200
 def with_keys(df: pd.DataFrame) -> pd.DataFrame:
     """Copy of ``df`` with ``prediction_id`` (breast key) and ``age_band`` columns."""
     out = df.copy()
-    out["prediction_id"] = [
-        prediction_id(p, lat) for p, lat in zip(out["patient_id"], out["laterality"], strict=True)
-    ]
+    out["prediction_id"] = prediction_ids(out)
     band = pd.cut(out["age"], bins=list(AGE_EDGES), right=False, labels=list(AGE_LABELS))
     out["age_band"] = band.astype(object).where(band.notna(), MISSING)
     return out

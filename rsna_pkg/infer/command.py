@@ -28,8 +28,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="stored",
         help="stored (the checkpoints' mean), none (probabilities) or a number in [0, 1]",
     )
-    parser.add_argument("--tta", default="none", choices=("none", "hflip"))
-    parser.add_argument("--backend", default="auto", choices=("auto", "cpu", "dali"))
+    parser.add_argument(
+        "--tta", default="none", choices=("none", "vflip", "hflip"),
+        help="average with a flipped view: vflip is the flip training augments with; hflip "
+        "mirrors the breast to the side preprocessing never puts it (default none, measured "
+        "best: benchmarks/tta.py)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "cpu", "dali", "nvimgcodec"),
+        help="decoding path: CPU workers, or a batch GPU decoder (auto: DALI, else "
+        "nvImageCodec, on CUDA when the checkpoints decode full resolution)",
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument(
         "--workers",
@@ -110,16 +121,12 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``python -m rsna_pkg.infer.command``: the same command without the full ``rsna`` table
     (used by the benchmark to measure each run's memory in a fresh process)."""
-    from rsna_pkg.errors import RsnaError
+    from rsna_pkg.cli import absolute_paths, run_command
 
     parser = argparse.ArgumentParser(prog="rsna infer", description=__doc__)
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except RsnaError as exc:
-        print(f"rsna infer: error: {exc}", file=sys.stderr)
-        return 2
+    args = absolute_paths(parser.parse_args(argv))
+    return run_command("infer", lambda: run(args))
 
 
 if __name__ == "__main__":

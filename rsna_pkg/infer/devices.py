@@ -1,8 +1,10 @@
 """Where inference runs: the device for the models and the decoding path feeding them.
 
 ``cpu`` decoding: DataLoader workers call ``preprocess_file`` (reduced-resolution decode
-with the best CPU backend, as configured in the checkpoint). ``dali`` decoding: see
-``rsna_pkg.infer.gpu``. ``auto`` picks DALI only when CUDA and DALI are both usable.
+with the best CPU backend, as configured in the checkpoint). ``dali`` and ``nvimgcodec``
+decoding: see ``rsna_pkg.infer.gpu``; DALI needs CUDA, nvImageCodec runs on the GPU or,
+with ``--device cpu``, through the CPU codecs its wheel ships. ``auto`` picks a GPU
+decoder only with CUDA, DALI when installed, else nvImageCodec when installed.
 """
 
 from __future__ import annotations
@@ -15,21 +17,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rsna_pkg.dicom.batch import cuda_available
 from rsna_pkg.errors import InputError
 from rsna_pkg.infer.stream import Batch, iterate_batches
 
-BACKENDS: tuple[str, ...] = ("auto", "cpu", "dali")
+BACKENDS: tuple[str, ...] = ("auto", "cpu", "dali", "nvimgcodec")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
-
-
-def cuda_available() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available())
 
 
 def dali_available() -> bool:
     return importlib.util.find_spec("nvidia.dali") is not None
+
+
+def nvimgcodec_available() -> bool:
+    from rsna_pkg.dicom.nvimgcodec_backend import nvimgcodec_importable
+
+    return nvimgcodec_importable()
+
+
+def gpu_decoder() -> str | None:
+    """The batch GPU decoder ``auto`` would use: DALI, else nvImageCodec, else None."""
+    if dali_available():
+        return "dali"
+    return "nvimgcodec" if nvimgcodec_available() else None
 
 
 def default_workers() -> int:
@@ -63,13 +73,16 @@ class Runtime:
     """Resolved ``--device`` and ``--backend`` ("auto" until the checkpoints are known)."""
 
     device: str  # "cpu" | "cuda"
-    backend: str  # "cpu" | "dali" | "auto"
+    backend: str  # "cpu" | "dali" | "nvimgcodec" | "auto"
     why: str = ""
 
     def describe(self) -> str:
-        decode = {"dali": "DALI decode on GPU", "cpu": "CPU decode in workers"}.get(
-            self.backend, "decode path chosen after loading the checkpoints"
-        )
+        where = "GPU" if self.device == "cuda" else "CPU"
+        decode = {
+            "dali": "DALI decode on GPU",
+            "nvimgcodec": f"nvImageCodec decode on {where}",
+            "cpu": "CPU decode in workers",
+        }.get(self.backend, "decode path chosen after loading the checkpoints")
         return f"device {self.device}, {decode}" + (f" ({self.why})" if self.why else "")
 
     def batches(
@@ -79,6 +92,12 @@ class Runtime:
             from rsna_pkg.infer.gpu import iterate_dali_batches
 
             return iterate_dali_batches(paths, config, batch_size, workers, prefetch)
+        if self.backend == "nvimgcodec":
+            from rsna_pkg.infer.gpu import iterate_nvimgcodec_batches
+
+            return iterate_nvimgcodec_batches(
+                paths, config, batch_size, workers, prefetch, device=self.device
+            )
         return iterate_batches(paths, config, batch_size, workers, prefetch)
 
 
@@ -97,19 +116,26 @@ def resolve_runtime(device: str = "auto", backend: str = "auto") -> Runtime:
             raise InputError("--backend dali needs --device cuda (a usable GPU)")
         if not dali_available():
             raise InputError("--backend dali: nvidia-dali is not installed")
-    if backend == "auto" and not (dev == "cuda" and dali_available()):
-        why = "no GPU" if dev != "cuda" else "DALI not installed"
+    if backend == "nvimgcodec" and not nvimgcodec_available():
+        raise InputError("--backend nvimgcodec: nvidia-nvimgcodec is not installed")
+    if backend == "auto" and not (dev == "cuda" and gpu_decoder()):
+        why = "no GPU" if dev != "cuda" else "neither DALI nor nvImageCodec installed"
         return Runtime(device=dev, backend="cpu", why=why)
     return Runtime(device=dev, backend=backend)
 
 
 def settle_backend(runtime: Runtime, preprocess_configs: Sequence[Any]) -> Runtime:
-    """Resolve ``auto`` once the checkpoints are known: DALI decodes full resolution only,
-    so it is chosen only when no checkpoint was trained on reduced-resolution J2K decodes
-    (``reduce=True``); otherwise the CPU path reproduces training exactly."""
+    """Resolve ``auto`` once the checkpoints are known: the GPU decoders (DALI, else
+    nvImageCodec) decode full resolution only, so one is chosen only when no checkpoint was
+    trained on reduced-resolution J2K decodes (``reduce=True``); otherwise the CPU path
+    reproduces training exactly."""
     if runtime.backend != "auto":
         return runtime
+    decoder = gpu_decoder()
+    name = {"dali": "DALI", "nvimgcodec": "nvImageCodec"}.get(decoder or "", "a GPU decoder")
     if any(getattr(c, "reduce", False) for c in preprocess_configs):
-        why = "checkpoint preprocess uses reduced J2K decoding, which DALI cannot reproduce"
+        why = f"checkpoint preprocess uses reduced J2K decoding, which {name} cannot reproduce"
         return Runtime(runtime.device, "cpu", why)
-    return Runtime(runtime.device, "dali", "GPU and DALI available")
+    if decoder is None:
+        return Runtime(runtime.device, "cpu", "neither DALI nor nvImageCodec installed")
+    return Runtime(runtime.device, decoder, f"GPU and {name} available")

@@ -1,14 +1,17 @@
-"""The GPU decoding path: DALI decodes on the GPU, the CPU steps finish each image.
+"""The GPU decoding path: DALI or nvImageCodec decodes on the GPU, the CPU steps finish
+each image.
 
-``rsna_pkg.dicom.dali_backend.DaliDecoder`` decodes a batch of frames on the GPU to
-stored values (with its own per-file CPU fallback for what DALI cannot take). What
+``rsna_pkg.dicom.dali_backend.DaliDecoder`` or
+``rsna_pkg.dicom.nvimgcodec_backend.NvImageCodecDecoder`` decodes a batch of frames on the
+GPU to stored values (each with its own per-file CPU fallback for what it cannot take). What
 follows is ``preprocess``'s full-resolution route, step for step and with its functions:
 box on an area-downsampled probe, window the crop, flip, resize/pad, quantise. These
 steps run on the CPU in a thread pool (numpy and Pillow release the GIL); no torch twin
 of the crop/resize exists, and windowing only the crop (as the CPU path does) keeps the
-min-max fallback identical. DALI decodes full resolution, so for J2K checkpoints saved
-with ``reduce=True`` the pixels differ slightly from the CPU path's reduced decode.
-A batch DALI cannot handle at all (an unreadable file) goes through ``preprocess_file``
+min-max fallback identical. Both decode full resolution only (neither exposes J2K
+resolution levels), so for J2K checkpoints saved with ``reduce=True`` the pixels differ
+slightly from the CPU path's reduced decode.
+A batch the decoder cannot handle at all (an unreadable file) goes through ``preprocess_file``
 file by file. A producer thread keeps ``prefetch`` batches ready ahead of the model.
 """
 
@@ -25,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from rsna_pkg.dicom.pixels import stored_dtype
 from rsna_pkg.infer.stream import Batch, ImageItem, collate_items, load_item
 
 _DONE = object()
@@ -41,7 +45,8 @@ def _finish_one(index: int, stored: Any, header: Any, cfg: Any, path: Path) -> I
     start = time.perf_counter()
     try:
         host = stored if isinstance(stored, np.ndarray) else stored.cpu().numpy()
-        image = finish_decoded(host, header, cfg)
+        # int32 on the GPU -> the header's dtype, as the CPU path holds the same values
+        image = finish_decoded(host.astype(stored_dtype(header), copy=False), header, cfg)
     except Exception:  # noqa: BLE001 - fall back to the CPU path for this file
         return load_item(index, path, cfg)
     return ImageItem(index, image, "", time.perf_counter() - start)
@@ -50,7 +55,7 @@ def _finish_one(index: int, stored: Any, header: Any, cfg: Any, path: Path) -> I
 def decode_chunk(
     decoder: Any, indices: Sequence[int], paths: Sequence[Path], cfg: Any, pool: ThreadPoolExecutor
 ) -> Batch:
-    """One batch: triage missing files, DALI-decode the rest, finish on the CPU pool."""
+    """One batch: triage missing files, batch-decode the rest, finish on the CPU pool."""
     items: list[ImageItem] = []
     todo = []
     for i in indices:
@@ -61,7 +66,7 @@ def decode_chunk(
             todo.append(i)
     try:
         arrays, decoded = decoder.decode_items([paths[i] for i in todo]) if todo else ([], [])
-    except Exception:  # noqa: BLE001 - one unreadable file fails DALI's whole batch
+    except Exception:  # noqa: BLE001 - one unreadable file fails the decoder's whole batch
         items += list(pool.map(lambda i: load_item(i, paths[i], cfg), todo))
     else:
         jobs = [
@@ -86,6 +91,35 @@ def iterate_dali_batches(
     from rsna_pkg.dicom.dali_backend import DaliDecoder
 
     decoder = DaliDecoder(batch_size=batch_size, device=dali_device, num_threads=max(1, workers))
+    return iterate_decoder_batches(paths, config, batch_size, workers, decoder, prefetch)
+
+
+def iterate_nvimgcodec_batches(
+    paths: Sequence[Path],
+    config: Any,
+    batch_size: int,
+    workers: int,
+    prefetch: int = 2,
+    device: str = "cuda",
+) -> Iterator[Batch]:
+    """Batches in row order, decoded by nvImageCodec ``prefetch`` batches ahead; ``device``
+    "cuda" is the GPU, "cpu" the same route through the wheel's CPU codecs."""
+    from rsna_pkg.dicom.nvimgcodec_backend import NvImageCodecDecoder
+
+    decoder = NvImageCodecDecoder(device=device, batch_size=batch_size)
+    return iterate_decoder_batches(paths, config, batch_size, workers, decoder, prefetch)
+
+
+def iterate_decoder_batches(
+    paths: Sequence[Path],
+    config: Any,
+    batch_size: int,
+    workers: int,
+    decoder: Any,
+    prefetch: int = 2,
+) -> Iterator[Batch]:
+    """Batches in row order: ``decoder.decode_items`` (DALI or nvImageCodec) runs in a
+    producer thread ``prefetch`` batches ahead, ``workers`` threads finish the images."""
     ready: queue.Queue[Any] = queue.Queue(maxsize=max(1, prefetch))
     stop = threading.Event()
 
@@ -102,7 +136,7 @@ def iterate_dali_batches(
         finally:
             ready.put(_DONE)
 
-    thread = threading.Thread(target=produce, name="dali-decode", daemon=True)
+    thread = threading.Thread(target=produce, name="gpu-decode", daemon=True)
     thread.start()
     try:
         while (item := ready.get()) is not _DONE:

@@ -15,25 +15,64 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
 import torch
 
-from rsna_pkg.data.schema import image_path, read_table
-from rsna_pkg.errors import InputError
+from rsna_pkg.data.schema import (
+    TEST_COLUMNS,
+    TEST_TIME_COLUMNS,
+    image_path,
+    prediction_ids,
+    read_table,
+)
+from rsna_pkg.errors import InputError, describe, one_line
 from rsna_pkg.infer import submission as sub
 from rsna_pkg.infer.devices import Runtime, settle_backend
 from rsna_pkg.infer.stream import Batch
 from rsna_pkg.metrics import Aggregation
 
+if TYPE_CHECKING:
+    from rsna_pkg.preprocess.config import PreprocessConfig
+
 Log = Callable[[str], None]
+
+
+TTA_MODES: tuple[str, ...] = ("none", "vflip", "hflip")
+# vflip is the flip training augments with; hflip mirrors the breast to the right side,
+# which preprocessing never produces (kept for comparison: benchmarks/tta.py measures both).
+TTA_FLIP_DIM = {"vflip": -2, "hflip": -1}
+
+
+class ScorerConfig(Protocol):
+    """What inference reads of a model's config (ModelConfig has it all)."""
+
+    @property
+    def preprocess(self) -> PreprocessConfig: ...
+    @property
+    def threshold(self) -> float: ...
+    @property
+    def prevalence(self) -> float: ...
+    @property
+    def aggregation(self) -> str: ...
+
+
+class Scorer(Protocol):
+    """A model as inference uses it: models.checkpoint.LoadedModel, or a test's stand-in."""
+
+    @property
+    def config(self) -> ScorerConfig: ...
+    def image_tensor(self, img: np.ndarray) -> torch.Tensor: ...
+    def encode_metadata(self, df: pd.DataFrame) -> torch.Tensor | None: ...
+    def forward(self, images: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor: ...
+    def metadata_only_proba(self, df: pd.DataFrame) -> np.ndarray | None: ...
 
 
 @dataclass(frozen=True)
 class InferOptions:
-    """What ``rsna infer`` was asked to do (see its --help)."""
+    """What ``rsna infer`` was asked to do (see its --help); validated on construction."""
 
     data: Path
     models: tuple[Path, ...]
@@ -41,10 +80,26 @@ class InferOptions:
     split: str = "test"
     agg: Aggregation = "mean"
     threshold: sub.ThresholdSpec = "stored"
-    tta: str = "none"  # none | hflip
+    tta: str = "none"  # one of TTA_MODES
     batch_size: int = 8
     workers: int = 0
     prefetch: int = 2
+
+    def __post_init__(self) -> None:
+        checks = [
+            (
+                self.tta in TTA_MODES,
+                f"--tta must be one of {', '.join(TTA_MODES)}, got {self.tta!r}",
+            ),
+            (self.agg in ("mean", "max"), f"--agg must be mean or max, got {self.agg!r}"),
+            (self.split in ("test", "train"), f"--split must be test or train, got {self.split!r}"),
+            (self.batch_size >= 1, "--batch-size must be >= 1"),
+            (self.workers >= 0, "--workers must be >= 0"),
+            (self.prefetch >= 1, "prefetch must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(message)
 
 
 @dataclass
@@ -59,15 +114,70 @@ class InferResult:
     threshold: float | None
     seconds: dict[str, float] = field(default_factory=dict)
     runtime: Runtime | None = None
+    skipped_models: list[str] = field(default_factory=list)  # checkpoint, reason
 
 
-def read_test_table(data: Path, split: str) -> pd.DataFrame:
-    """<data>/<split>.csv, validated before any work; a prediction_id for every row."""
-    table = read_table(Path(data) / f"{split}.csv", split)
+# test.csv columns a model can do without: a missing one is read as unknown values.
+OPTIONAL_TEST_COLUMNS: tuple[str, ...] = tuple(
+    c for c in TEST_TIME_COLUMNS if c not in ("patient_id", "image_id", "laterality")
+)
+# Failed images written to the log one line each; the report lists them all.
+MAX_FAILURE_LINES = 20
+
+
+def read_test_table(data: Path, split: str, log: Log = print) -> pd.DataFrame:
+    """<data>/<split>.csv, validated before any work; a prediction_id for every row.
+
+    Unusable rows are skipped with one line each (see ``schema.read_table``). When the
+    whole file is unusable but ``sample_submission.csv`` is there (the Kaggle case), the
+    run goes on with no test rows, so every sample breast gets its fallback value, after
+    one line saying why; without a sample submission there is nothing to predict and the
+    InputError stands.
+    """
+    sample = Path(data) / "sample_submission.csv"
+
+    def warn(message: str) -> None:
+        log(f"infer: WARNING: {message}")
+
+    try:
+        table = read_table(Path(data) / f"{split}.csv", split, warn, OPTIONAL_TEST_COLUMNS)
+    except InputError as exc:
+        if split != "test" or not sample.is_file():
+            raise
+        log(f"infer: WARNING: {exc}; every breast of {sample.name} gets its fallback value")
+        table = pd.DataFrame({c: pd.Series(dtype=object) for c in TEST_COLUMNS})
+        table["patient_id"] = table["patient_id"].astype(np.int64)
+        table["image_id"] = table["image_id"].astype(np.int64)
     if "prediction_id" not in table.columns:  # train.csv used as a test set
-        table["prediction_id"] = table["patient_id"].astype(str) + "_" + table["laterality"]
+        table["prediction_id"] = prediction_ids(table)
     table["prediction_id"] = table["prediction_id"].astype(str)
     return table.reset_index(drop=True)
+
+
+def load_models(paths: Sequence[Path], device: str, log: Log) -> tuple[list[Scorer], list[str]]:
+    """Load every checkpoint; one that cannot be used is skipped with one line naming it,
+    as long as another one loads (an ensemble loses a member, not the submission). With
+    none usable, the first checkpoint's InputError is raised."""
+    from rsna_pkg.models.checkpoint import load_checkpoint
+
+    check_model_paths(paths)
+    models: list[Scorer] = []
+    skipped: list[str] = []
+    first_error: InputError | None = None
+    for p in paths:
+        try:
+            loaded = load_checkpoint(p, device=device)
+        except InputError as exc:
+            first_error = first_error or exc
+            skipped.append(one_line(exc, 500))
+            continue
+        models.append(loaded)
+    if not models:
+        assert first_error is not None
+        raise first_error
+    for message in skipped:
+        log(f"infer: WARNING: skipping checkpoint: {message}")
+    return models, skipped
 
 
 def check_model_paths(paths: Sequence[Path]) -> None:
@@ -78,10 +188,10 @@ def check_model_paths(paths: Sequence[Path]) -> None:
             raise InputError(f"{p}: checkpoint not found")
 
 
-def group_by_preprocess(models: Sequence[Any]) -> list[tuple[Any, list[int]]]:
+def group_by_preprocess(models: Sequence[Scorer]) -> list[tuple[PreprocessConfig, list[int]]]:
     """(PreprocessConfig, indices of the models using it), one entry per distinct config,
     in first-use order, so each distinct config decodes the test set once."""
-    groups: dict[str, tuple[Any, list[int]]] = {}
+    groups: dict[str, tuple[PreprocessConfig, list[int]]] = {}
     for i, m in enumerate(models):
         cfg = m.config.preprocess
         key = json.dumps(cfg.to_dict(), sort_keys=True, default=str)
@@ -90,24 +200,24 @@ def group_by_preprocess(models: Sequence[Any]) -> list[tuple[Any, list[int]]]:
 
 
 def model_probabilities(
-    loaded: Any, images: np.ndarray, rows: pd.DataFrame, tta: str
+    loaded: Scorer, images: np.ndarray, rows: pd.DataFrame, tta: str
 ) -> np.ndarray:
     """(B,) probabilities of one model for a batch of preprocessed images (B, H, W),
-    averaged over the original and, with ``tta="hflip"``, the mirrored image."""
+    averaged over the original and, with ``tta`` vflip or hflip, the flipped image."""
     x = torch.stack([loaded.image_tensor(im) for im in images])  # (B, 1, H, W) float32
     meta = loaded.encode_metadata(rows)  # (B, F) | None
-    if tta == "hflip":
-        x = torch.cat([x, x.flip(-1)])  # (2B, 1, H, W): one forward for both views
+    if tta != "none":
+        x = torch.cat([x, x.flip(TTA_FLIP_DIM[tta])])  # (2B, 1, H, W): one forward, both views
         meta = None if meta is None else torch.cat([meta, meta])
     # LoadedModel.forward moves to its device (channels_last, AMP on CUDA) and returns CPU.
     with torch.inference_mode():
         logits = loaded.forward(x, meta).float().reshape(-1)  # (B,) or (2B,)
     probs = torch.sigmoid(logits).cpu().numpy().astype(np.float64)
-    return probs.reshape(2, -1).mean(axis=0) if tta == "hflip" else probs
+    return probs.reshape(2, -1).mean(axis=0) if tta != "none" else probs
 
 
 def breast_fallbacks(
-    models: Sequence[Any], rows: pd.DataFrame, how: Aggregation
+    models: Sequence[Scorer], rows: pd.DataFrame, how: Aggregation
 ) -> dict[str, float]:
     """Per-breast metadata-only probability (mean over the checkpoints that have one)."""
     if rows.empty:
@@ -123,24 +233,22 @@ def breast_fallbacks(
 def infer(
     opts: InferOptions,
     runtime: Runtime,
-    models: Sequence[Any] | None = None,
+    models: Sequence[Scorer] | None = None,
     log: Log = print,
 ) -> InferResult:
     """The whole run: validate inputs, load the checkpoints (unless ``models`` are given),
     stream, assemble and write. Bad inputs raise InputError before any decoding."""
     t0 = time.perf_counter()
-    table = read_test_table(opts.data, opts.split)
-    if opts.tta not in ("none", "hflip"):
-        raise InputError(f"--tta must be none or hflip, got {opts.tta!r}")
-    if opts.batch_size < 1 or opts.workers < 0:
-        raise InputError("--batch-size must be >= 1 and --workers >= 0")
+    table = read_test_table(opts.data, opts.split, log)
     seconds = {"read_csv": time.perf_counter() - t0}
     t0 = time.perf_counter()
+    skipped: list[str] = []
     if models is None:
-        check_model_paths(opts.models)
-        from rsna_pkg.models.checkpoint import load_checkpoint
-
-        models = [load_checkpoint(p, device=runtime.device) for p in opts.models]
+        try:
+            models, skipped = load_models(opts.models, runtime.device, log)
+        except InputError as exc:
+            write_prior_submission(opts, table, exc)
+            raise
     check_models(models, opts, log)
     runtime = settle_backend(runtime, [m.config.preprocess for m in models])
     seconds["load_models"] = time.perf_counter() - t0
@@ -150,17 +258,42 @@ def infer(
     result = run_inference(opts, table, models, runtime, log)
     result.seconds = {**seconds, **result.seconds}
     result.runtime = runtime
+    result.skipped_models = skipped
+    log_failures(result.failures, log)
     return result
 
 
-def check_models(models: Sequence[Any], opts: InferOptions, log: Log) -> None:
-    """Every checkpoint must carry its preprocessing; warn when --agg differs from the
-    aggregation its stored threshold was fitted with."""
+# The competition's training set: 492 of 23,826 breasts positive (shared/reference).
+PRIOR_PREVALENCE = 492 / 23826
+
+
+def write_prior_submission(opts: InferOptions, table: pd.DataFrame, cause: InputError) -> None:
+    """No checkpoint is usable: still write every prediction_id (the training prevalence for
+    each), so nothing is lost, and say so in the error the run then ends with."""
+    sample = Path(opts.data) / "sample_submission.csv" if opts.split == "test" else None
+    order = sub.submission_order(table["prediction_id"].tolist(), sample)
+    frame = sub.assemble(order, pd.Series(dtype=np.float64), {}, PRIOR_PREVALENCE, None)
+    sub.validate_submission(frame, order)
+    sub.write_submission(frame, opts.out)
+    cause.args = (f"{cause}; wrote {opts.out} with the prior {PRIOR_PREVALENCE:.4f} for all "
+                  f"{len(frame)} prediction_ids (no usable checkpoint)",)  # fmt: skip
+
+
+def log_failures(failures: Sequence[dict[str, Any]], log: Log) -> None:
+    """One line per failed image (file and reason), the first MAX_FAILURE_LINES of them."""
+    for f in failures[:MAX_FAILURE_LINES]:
+        scored = " (scored by another model)" if f["scored_by_another_model"] else ""
+        log(f"infer: failed {f['path']}: {f['reason']}{scored}")
+    if len(failures) > MAX_FAILURE_LINES:
+        log(
+            f"infer: ... {len(failures) - MAX_FAILURE_LINES} more failed images (--report lists all)"
+        )
+
+
+def check_models(models: Sequence[Scorer], opts: InferOptions, log: Log) -> None:
+    """Warn when --agg differs from the aggregation a stored threshold was fitted with."""
     for i, m in enumerate(models):
-        if m.config.preprocess is None:
-            name = opts.models[i] if i < len(opts.models) else f"model {i}"
-            raise InputError(f"{name}: checkpoint stores no preprocess config")
-        stored_agg = getattr(m.config, "aggregation", opts.agg)
+        stored_agg = m.config.aggregation
         if opts.threshold == "stored" and stored_agg != opts.agg:
             log(
                 f"infer: WARNING: model {i} threshold was fitted with --agg {stored_agg}, "
@@ -171,7 +304,7 @@ def check_models(models: Sequence[Any], opts: InferOptions, log: Log) -> None:
 def run_inference(
     opts: InferOptions,
     table: pd.DataFrame,
-    models: Sequence[Any],
+    models: Sequence[Scorer],
     runtime: Runtime,
     log: Log = print,
 ) -> InferResult:
@@ -226,7 +359,7 @@ def run_inference(
 def score_batch(
     batch: Batch,
     table: pd.DataFrame,
-    members: Sequence[Any],
+    members: Sequence[Scorer],
     tta: str,
     prob_sum: np.ndarray,
     prob_count: np.ndarray,
@@ -250,7 +383,7 @@ def score_batch(
                 try:
                     one = model_probabilities(loaded, batch.images[j : j + 1], rows.iloc[[j]], tta)
                 except Exception as exc:  # noqa: BLE001
-                    failed.append((int(idx), f"model {m} failed: {type(exc).__name__}: {exc}"))
+                    failed.append((int(idx), f"model {m} failed: {describe(exc)}"))
                 else:
                     parts.append((batch.indices[j : j + 1], one))
         for indices, probs in parts:
@@ -265,7 +398,7 @@ def assemble_submission(
     opts: InferOptions,
     table: pd.DataFrame,
     image_probs: np.ndarray,
-    models: Sequence[Any],
+    models: Sequence[Scorer],
     failures: dict[int, str],
     paths: Sequence[Path],
 ) -> InferResult:

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from rsna_pkg.outputs import atomic_write_text
+
 HIDDEN_TEST_IMAGES = 35_000
 
 
@@ -52,6 +54,7 @@ def build_report(
         if result.threshold is not None
         else None,
         "failures": result.failures,
+        "skipped_models": list(getattr(result, "skipped_models", [])),
         "seconds": {k: round(v, 4) for k, v in seconds.items()},
         "images_per_s": round(n / stream, 3) if stream > 0 else None,
         "projected_seconds_35000_images": round(projected_seconds(fixed, stream, n), 1),
@@ -61,6 +64,5 @@ def build_report(
 
 def write_report(report: dict[str, Any], path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    atomic_write_text(path, json.dumps(report, indent=2, default=str) + "\n")
     return path

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from rsna_pkg.errors import DicomError
+from rsna_pkg.errors import DicomError, describe
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def load_item(index: int, path: Path, config: Any) -> ImageItem:
     except DicomError as exc:
         reason = exc.reason
     except Exception as exc:  # noqa: BLE001 - a hidden-test file may fail in any library
-        reason = f"{type(exc).__name__}: {exc}"
+        reason = describe(exc)
     if image is not None and image.ndim != 2:
         reason = f"preprocessed image has shape {image.shape}, expected (H, W)"
         image = None

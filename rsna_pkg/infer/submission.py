@@ -18,6 +18,7 @@ from numpy.typing import ArrayLike
 from rsna_pkg.data.schema import SUBMISSION_COLUMNS
 from rsna_pkg.errors import InputError
 from rsna_pkg.metrics import Aggregation, aggregate_per_breast
+from rsna_pkg.outputs import atomic_write_text
 
 ThresholdSpec = str | float  # "stored", "none" or a float in [0, 1]
 
@@ -130,10 +131,8 @@ def validate_submission(frame: pd.DataFrame, expected_ids: Sequence[str]) -> Non
 
 
 def write_submission(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write ``prediction_id,cancer`` (creating the folder), atomically via a temp file."""
+    """Write ``prediction_id,cancer`` (creating the folder) atomically: a failed write
+    (disk full) raises OutputError and leaves any previous file untouched."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, index=False, float_format="%.6g")
-    tmp.replace(path)
+    atomic_write_text(path, frame.to_csv(index=False, float_format="%.6g"))
     return path

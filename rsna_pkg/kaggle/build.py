@@ -1,13 +1,16 @@
 """Build the offline wheel dataset: our wheel plus every wheel the Kaggle image lacks.
 
-The requirement graph is walked by hand: a requirement the image provides (the closure of
-kaggle_image.txt) is left to the image; anything else is fetched with ``pip download
---only-binary=:all: --no-deps`` for Kaggle's Python and platform, and its own requirements
-are walked in turn. Downloads are cached, so a second build makes no network request.
+The requirement graph is walked by hand: a requirement the image's manifest pins
+(kaggle_image.txt) is left to the image; anything else is fetched with ``pip download
+--only-binary=:all: --no-deps`` for the manifest's Python and platform, whatever Python runs
+the build, and its own requirements are walked in turn. Downloads are cached, so a second
+build makes no network request.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -19,18 +22,57 @@ from email.parser import Parser
 from pathlib import Path
 
 from rsna_pkg.errors import InputError
+from rsna_pkg.kaggle.manifest import ImageManifest, canonical, expand_platforms, load_manifest
 from rsna_pkg.kaggle.paths import DATASET_METADATA, KaggleConfig
 
-DEFAULT_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
 DALI_EXTRA = "dali"
+NVIMGCODEC_EXTRA = "nvimgcodec"
+GPU_DECODERS = ("dali", "nvimgcodec", "none")  # --gpu-decoder: which GPU decoding to bundle
+
+
+@dataclass(frozen=True)
+class Target:
+    """The interpreter wheels are chosen for: CPython X.Y on these platform tags."""
+
+    python: str  # "3.12"
+    platforms: tuple[str, ...]  # every tag accepted, newest first
+
+    def tags(self) -> set[str]:
+        """Wheel tags the interpreter accepts (``py3-none-any`` ... ``cp312-cp312-manylinux_*``)."""
+        from packaging import tags
+
+        major, minor = (int(x) for x in self.python.split(".")[:2])
+        found = list(tags.cpython_tags((major, minor), platforms=self.platforms))
+        found += list(tags.compatible_tags((major, minor), f"cp{major}{minor}", self.platforms))
+        return {str(t) for t in found}
+
+    def describe(self) -> str:
+        return f"CPython {self.python} on {self.platforms[0]}"
 
 
 @dataclass(frozen=True)
 class BuildOptions:
-    python: str = "3.11"
-    platforms: tuple[str, ...] = DEFAULT_PLATFORMS
+    python: str | None = None  # None: the manifest's (the Kaggle image's)
+    platforms: tuple[str, ...] | None = None  # None: the manifest's
     dali: bool = True
+    nvimgcodec: bool = False  # nvImageCodec alone (+45 MiB) when DALI (+500 MiB) is left out
     cache: Path | None = None  # default ~/.cache/rsna_pkg/wheels
+    manifest: Path | None = None  # default: the packaged kaggle_image.txt
+
+    def image(self) -> ImageManifest:
+        return load_manifest(self.manifest)
+
+    def extras(self) -> tuple[str, ...]:
+        """The rsna_pkg extras bundled: DALI (which brings nvImageCodec), else nvImageCodec."""
+        if self.dali:
+            return (DALI_EXTRA,)
+        return (NVIMGCODEC_EXTRA,) if self.nvimgcodec else ()
+
+    def target(self, image: ImageManifest | None = None) -> Target:
+        image = image or self.image()
+        python = ".".join((self.python or image.python_minor).split(".")[:2])
+        plats = expand_platforms(self.platforms) if self.platforms else image.platforms()
+        return Target(python, plats)
 
 
 @dataclass
@@ -39,10 +81,12 @@ class BuildResult:
     own_wheel: Path
     bundled: list[Path] = field(default_factory=list)
     provided: list[str] = field(default_factory=list)  # requirements left to the Kaggle image
+    target: str = ""  # the interpreter the wheels are for
 
     def summary(self) -> str:
         size = sum(p.stat().st_size for p in [self.own_wheel, *self.bundled]) / 2**20
         lines = [f"wheel dataset {self.out}: {1 + len(self.bundled)} wheels, {size:.0f} MiB"]
+        lines[0] += f" for {self.target}" if self.target else ""
         lines += [f"  {p.name}" for p in [self.own_wheel, *self.bundled]]
         lines.append(f"  left to the Kaggle image: {', '.join(sorted(self.provided))}")
         return "\n".join(lines)
@@ -65,108 +109,94 @@ def wheel_metadata(wheel: Path) -> dict[str, list[str] | str]:
     }
 
 
+WHEEL_SOURCES = ("setup.py", "pyproject.toml", "README.md", "rsna_pkg")
+
+
 def build_own_wheel(project: Path, dest: Path) -> Path:
-    """``pip wheel . --no-deps`` of the source tree (no build isolation: no download)."""
+    """``pip wheel --no-deps`` of a clean copy of what the wheel is made from (no build
+    isolation: no download). The copy matters: setuptools reuses a stale build/lib, which
+    would ship modules long deleted from the tree."""
     if not (project / "setup.py").is_file() and not (project / "pyproject.toml").is_file():
         raise InputError(f"{project}: not a source tree (no setup.py / pyproject.toml)")
+    junk = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     with tempfile.TemporaryDirectory() as tmp:
-        _pip("wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp, str(project))
+        src = Path(tmp) / "src"
+        src.mkdir()
+        for name in WHEEL_SOURCES:
+            if (project / name).is_dir():
+                shutil.copytree(project / name, src / name, ignore=junk)
+            elif (project / name).is_file():
+                shutil.copy2(project / name, src / name)
+        _pip("wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp, str(src))
         (built,) = Path(tmp).glob("rsna_pkg-*.whl")
         dest.mkdir(parents=True, exist_ok=True)
         return Path(shutil.copy2(built, dest / built.name))
-
-
-def target_tags(opts: BuildOptions) -> set[str]:
-    """Wheel tags Kaggle's interpreter accepts (``py3-none-any`` ... ``cp311-cp311-manylinux_*``)."""
-    from packaging import tags
-
-    major, minor = (int(x) for x in opts.python.split(".")[:2])
-    platforms = _expand_platforms(opts.platforms)
-    found = list(tags.cpython_tags((major, minor), platforms=platforms))
-    found += list(tags.compatible_tags((major, minor), f"cp{major}{minor}", platforms))
-    return {str(t) for t in found}
-
-
-def _expand_platforms(platforms: tuple[str, ...]) -> list[str]:
-    """Every manylinux tag a glibc platform accepts, newest first (as pip does)."""
-    legacy = {"manylinux1": 5, "manylinux2010": 12, "manylinux2014": 17}
-    out: list[str] = []
-    arch = "x86_64"
-    for plat in platforms:
-        head = plat.removesuffix(f"_{arch}")
-        glibc = legacy.get(head)
-        if glibc is None and head.startswith("manylinux_2_"):
-            glibc = int(head.rsplit("_", 1)[1])
-        if glibc is None:
-            out.append(plat)
-            continue
-        for minor in range(glibc, 4, -1):
-            out.append(f"manylinux_2_{minor}_{arch}")
-            out += [f"{k}_{arch}" for k, v in legacy.items() if v == minor]
-    return list(dict.fromkeys(out))
 
 
 def build_dataset(
     out: Path, cfg: KaggleConfig, opts: BuildOptions, repo: Path, project: Path | None = None
 ) -> BuildResult:
     """Write the flat wheel dataset folder ``out`` (wheels + dataset-metadata.json)."""
-    from rsna_pkg.kaggle.image import closure, image_packages
     from rsna_pkg.kaggle.render import dataset_metadata, dumps
 
+    image = opts.image()
+    target = opts.target(image)
     _prepare_out(out)
     own = build_own_wheel(project or repo, out)
-    provided = {name: dist.version for name, dist in closure(image_packages()).items()}
-    meta = wheel_metadata(own)
-    extras = (DALI_EXTRA,) if opts.dali else ()
-    result = BuildResult(out=out, own_wheel=own)
-    for wheel in resolve(list(meta["requires"]), extras, provided, opts, result.provided):
-        result.bundled.append(_place(wheel, out))
+    extras = opts.extras()
+    result = BuildResult(out=out, own_wheel=own, target=target.describe())
+    for name, version in sorted(resolve(own, extras, image, target, opts).items()):
+        if name == canonical(str(wheel_metadata(own)["name"])):
+            continue
+        if name in image.pins:
+            result.provided.append(name)
+        else:
+            result.bundled.append(_place(fetch(name, f"=={version}", target, opts), out))
     (out / DATASET_METADATA).write_text(dumps(dataset_metadata(cfg, "wheels")))
     return result
 
 
 def resolve(
-    requires: list[str],
-    extras: tuple[str, ...],
-    provided: dict[str, str],
-    opts: BuildOptions,
-    left_to_image: list[str],
-) -> list[Path]:
-    """Wheels (in the cache) for every requirement the image does not provide, recursively."""
-    from packaging.requirements import Requirement
+    own: Path, extras: tuple[str, ...], image: ImageManifest, target: Target, opts: BuildOptions
+) -> dict[str, str]:
+    """Name -> version of everything ``own[extras]`` needs on the image, as pip's resolver picks
+    it with the image's pins as constraints, for the target's Python and platform.
 
-    from rsna_pkg.kaggle.image import canonical
+    Metadata only (``pip install --dry-run --report``): nothing is downloaded or installed.
+    The answer is cached by requirements, pins and target, so a rebuild asks nothing.
+    """
+    requires = sorted(map(str, wheel_metadata(own)["requires"]))
+    key = json.dumps([requires, extras, sorted(image.pins.items()), target.python,
+                      target.platforms[0]])  # fmt: skip
+    memo = (
+        cache_dir(opts).parent
+        / "resolved"
+        / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    )
+    if memo.is_file():
+        return dict(json.loads(memo.read_text()))
+    with tempfile.TemporaryDirectory() as tmp:
+        constraints = Path(tmp, "image.txt")
+        # a local label (+cu128) names a build the registry does not hold; same requirements
+        constraints.write_text("".join(f"{n}=={v.split('+')[0]}\n" for n, v in image.pins.items()))
+        report = Path(tmp, "report.json")
+        platforms = [arg for p in target.platforms for arg in ("--platform", p)]
+        wanted = f"{own}[{','.join(extras)}]" if extras else str(own)
+        _pip(
+            "install", "--dry-run", "--ignore-installed", "-q", "--only-binary=:all:",
+            "--python-version", target.python, *platforms, "--target", str(Path(tmp, "t")),
+            "--report", str(report), "-c", str(constraints), wanted,
+        )  # fmt: skip
+        picked = {
+            canonical(item["metadata"]["name"]): str(item["metadata"]["version"])
+            for item in json.loads(report.read_text())["install"]
+        }
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    memo.write_text(json.dumps(picked, indent=1, sort_keys=True))
+    return picked
 
-    env = _marker_env(opts.python)
-    todo = [(Requirement(r), extras) for r in requires]
-    chosen: dict[str, tuple[Path, str]] = {}
-    while todo:
-        req, active = todo.pop(0)
-        if req.marker and not any(req.marker.evaluate({**env, "extra": e}) for e in ("", *active)):
-            continue
-        name = canonical(req.name)
-        if name in provided:
-            if not req.specifier.contains(provided[name], prereleases=True):
-                raise InputError(
-                    f"{req} is required but the Kaggle image list provides {name} "
-                    f"{provided[name]}; drop {name} from kaggle_image.txt to bundle it"
-                )
-            if name not in left_to_image:
-                left_to_image.append(name)
-            continue
-        if name in chosen:
-            if not req.specifier.contains(chosen[name][1], prereleases=True):
-                raise InputError(f"{req} conflicts with the bundled {chosen[name][0].name}")
-            if not req.extras:
-                continue
-        wheel = fetch(name, str(req.specifier), opts)
-        meta = wheel_metadata(wheel)
-        chosen[name] = (wheel, str(meta["version"]))
-        todo += [(Requirement(r), tuple(req.extras)) for r in meta["requires"]]
-    return [wheel for wheel, _ in chosen.values()]
 
-
-def _marker_env(python: str) -> dict[str, str]:
+def marker_env(python: str) -> dict[str, str]:
     """PEP 508 marker values of the Kaggle image (Linux x86_64 CPython)."""
     return {
         "python_version": python,
@@ -180,31 +210,30 @@ def _marker_env(python: str) -> dict[str, str]:
     }
 
 
-def fetch(name: str, specifier: str, opts: BuildOptions) -> Path:
-    """A cached wheel of ``name`` matching ``specifier`` and Kaggle's tags, else pip download."""
-    cached = _cached(name, specifier, opts)
+def fetch(name: str, specifier: str, target: Target, opts: BuildOptions) -> Path:
+    """A cached wheel of ``name`` matching ``specifier`` and the target's tags, else pip download."""
+    cached = _cached(name, specifier, target, opts)
     if cached is not None:
         return cached
     cache = cache_dir(opts)
     cache.mkdir(parents=True, exist_ok=True)
-    platforms = [arg for p in opts.platforms for arg in ("--platform", p)]
+    # pip matches each --platform exactly, so every accepted tag is named
+    platforms = [arg for p in target.platforms for arg in ("--platform", p)]
     _pip(
-        "download", "-q", "--only-binary=:all:", "--no-deps", "--python-version", opts.python,
+        "download", "-q", "--only-binary=:all:", "--no-deps", "--python-version", target.python,
         *platforms, "-d", str(cache), f"{name}{specifier}",
     )  # fmt: skip
-    cached = _cached(name, specifier, opts)
+    cached = _cached(name, specifier, target, opts)
     if cached is None:
         raise InputError(f"pip download {name}{specifier} produced no usable wheel in {cache}")
     return cached
 
 
-def _cached(name: str, specifier: str, opts: BuildOptions) -> Path | None:
+def _cached(name: str, specifier: str, target: Target, opts: BuildOptions) -> Path | None:
     from packaging.specifiers import SpecifierSet
     from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-    from rsna_pkg.kaggle.image import canonical
-
-    wanted, spec, best = target_tags(opts), SpecifierSet(specifier), None
+    wanted, spec, best = target.tags(), SpecifierSet(specifier), None
     for path in cache_dir(opts).glob("*.whl"):
         try:
             wname, version, _, wtags = parse_wheel_filename(path.name)
@@ -241,5 +270,6 @@ def _pip(*args: str) -> None:
     cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        said = (done.stderr or done.stdout).strip().splitlines()
+        tail = [line for line in said if not line.startswith("WARNING: Location")][-8:]
         raise InputError(f"{' '.join(cmd[2:5])} ... failed:\n" + "\n".join(tail))

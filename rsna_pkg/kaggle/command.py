@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rsna_pkg.kaggle.build import DEFAULT_PLATFORMS, BuildOptions
+from rsna_pkg.kaggle.build import GPU_DECODERS, BuildOptions
+from rsna_pkg.kaggle.paths import KaggleConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,8 +22,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     render = sub.add_parser("render", help="write the kernel/dataset metadata from kaggle.toml")
     render.add_argument("--owner", help="Kaggle owner (default: $RSNA_KAGGLE_OWNER or kaggle.toml)")
 
-    check = sub.add_parser("check", help="validate all kernel and dataset metadata (offline)")
+    check = sub.add_parser(
+        "check",
+        help="validate kernel and dataset metadata (offline) and prove the wheel bundle "
+        "installs on the pinned Kaggle image",
+    )
     check.add_argument("--owner", help="Kaggle owner (default: $RSNA_KAGGLE_OWNER or kaggle.toml)")
+    check.add_argument(
+        "--bundle", type=Path, help="a built wheel dataset to check (default: build one for the "
+        "manifest into a temporary folder; downloads go to the cache)",
+    )  # fmt: skip
+    check.add_argument("--no-bundle", action="store_true", help="check the metadata only")
+    _build_options(check)
 
     build = sub.add_parser("build-dataset", help="our wheel + every wheel the Kaggle image lacks")
     build.add_argument("out", type=Path, help="folder to write (flat, with dataset-metadata.json)")
@@ -41,13 +52,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--python", default="3.11", help="Kaggle image Python (default 3.11)")
     parser.add_argument(
-        "--platform",
-        action="append",
-        help=f"wheel platform tag, repeatable (default: {' '.join(DEFAULT_PLATFORMS)})",
+        "--manifest",
+        type=Path,
+        help="Kaggle image manifest (default: the packaged kaggle_image.txt)",
     )
-    parser.add_argument("--no-dali", action="store_true", help="leave out DALI (GPU decoding)")
+    parser.add_argument("--python", help="target Python X.Y (default: the manifest's)")
+    parser.add_argument(
+        "--platform", action="append",
+        help="wheel platform tag, repeatable; older glibc tags are implied (default: the manifest's)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--gpu-decoder", choices=GPU_DECODERS, default="dali",
+        help="GPU decoding to bundle: DALI (~500 MiB of wheels), nvImageCodec alone (~45 MiB) or none",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-dali", action="store_true", help="same as --gpu-decoder none (no GPU decoding)"
+    )
     parser.add_argument("--cache", type=Path, help="download cache (default ~/.cache/rsna_pkg)")
 
 
@@ -63,13 +84,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote {path.relative_to(repo)}")
         return 0
     if args.kaggle_command == "check":
-        from rsna_pkg.kaggle.check import check_repo
-
-        problems = check_repo(repo, cfg)
-        for problem in problems:
-            print(problem)
-        print(f"rsna kaggle check: {len(problems)} problem(s)" if problems else "all checks passed")
-        return 1 if problems else 0
+        return _check(repo, cfg, args)
     if args.kaggle_command == "build-dataset":
         from rsna_pkg.kaggle.build import build_dataset
 
@@ -83,10 +98,39 @@ def run(args: argparse.Namespace) -> int:
     )
 
 
+def _check(repo: Path, cfg: KaggleConfig, args: argparse.Namespace) -> int:
+    import tempfile
+
+    from rsna_pkg.kaggle.build import build_dataset
+    from rsna_pkg.kaggle.bundle_check import check_bundle
+    from rsna_pkg.kaggle.check import check_repo
+
+    problems: list[object] = list(check_repo(repo, cfg))
+    if not args.no_bundle:
+        opts = _options(args)
+        image = opts.image()
+        with tempfile.TemporaryDirectory(prefix="rsna_bundle_") as tmp:
+            bundle = args.bundle
+            if bundle is None:
+                bundle = Path(tmp) / "wheels"
+                print(build_dataset(bundle, cfg, opts, repo=repo).summary())
+            found = check_bundle(bundle, image, opts.target(image))
+        print(f"bundle {bundle} against {image.release} ({image.path.name}): "
+              f"{len(found)} problem(s)")  # fmt: skip
+        problems += found
+    for problem in problems:
+        print(problem)
+    print(f"rsna kaggle check: {len(problems)} problem(s)" if problems else "all checks passed")
+    return 1 if problems else 0
+
+
 def _options(args: argparse.Namespace) -> BuildOptions:
+    decoder = "none" if args.no_dali else args.gpu_decoder
     return BuildOptions(
         python=args.python,
-        platforms=tuple(args.platform or DEFAULT_PLATFORMS),
-        dali=not args.no_dali,
+        platforms=tuple(args.platform) if args.platform else None,
+        dali=decoder == "dali",
+        nvimgcodec=decoder == "nvimgcodec",
         cache=args.cache,
+        manifest=args.manifest,
     )

@@ -1,33 +1,21 @@
-"""The simulated Kaggle image: which distributions it provides, and a folder exposing only them.
+"""The replay's stand-ins for the image's heavy preinstalled packages, and a folder exposing them.
 
-``kaggle_image.txt`` (package data) is the one list. Its requirement closure, resolved in the
-current environment, is what the wheel dataset may rely on (build.py bundles the rest) and
-what the replay's clean environment can see (``build_farm`` symlinks exactly those files).
+The manifest's ``replay-local`` pins (torch, torchvision and their CUDA libraries: several GB
+that the registry would have to send again) are not installed by the replay: the running
+environment's copies are linked in instead (``build_farm``), with what they need here that
+the manifest does not pin. Every other pin is installed at its exact version (sandbox.py).
 """
 
 from __future__ import annotations
 
 import importlib.metadata as md
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
 from packaging.requirements import Requirement
 
 from rsna_pkg.errors import InputError
-
-IMAGE_LIST = Path(__file__).with_name("kaggle_image.txt")
-
-
-def canonical(name: str) -> str:
-    """PEP 503 normalised project name."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def image_packages(path: Path = IMAGE_LIST) -> list[str]:
-    """The names in kaggle_image.txt (comments and blank lines ignored)."""
-    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
-    return [canonical(line) for line in lines if line]
+from rsna_pkg.kaggle.manifest import ImageManifest, canonical
 
 
 def _installed() -> dict[str, md.Distribution]:
@@ -49,24 +37,65 @@ def requirements(dist: md.Distribution, extras: Iterable[str] = ()) -> list[Requ
     return out
 
 
-def closure(names: Iterable[str]) -> dict[str, md.Distribution]:
-    """``names`` plus everything they require, resolved among installed distributions."""
+def stand_ins(manifest: ImageManifest) -> tuple[dict[str, md.Distribution], list[str]]:
+    """The installed distributions that stand in for the replay-local pins, and warnings.
+
+    A replay-local pin named exactly (torch) must be installed here; one matched only by a
+    pattern (nvidia-*-cu12) may be absent, as this machine's torch has its own CUDA build.
+    The walk follows what the stand-ins need here, except names the manifest pins and the
+    replay installs (sympy, numpy, ...): those come from the registry at the image's version,
+    unless the pin cannot serve this machine's torch (it needs setuptools>=77, the image pins
+    75.2.0): then this machine's copy is linked as well, and the warning says so. The caller
+    installs every pin not returned here.
+    """
     installed = _installed()
-    todo: list[tuple[str, tuple[str, ...]]] = [(canonical(n), ()) for n in names]
-    done: dict[str, md.Distribution] = {}
-    extras_seen: dict[str, set[str]] = {}
-    while todo:
-        name, extras = todo.pop()
-        if name not in installed:
-            raise InputError(f"{IMAGE_LIST.name}: {name} (or a requirement of it) is not installed")
-        new: set[str] = set(extras) - extras_seen.get(name, set())
-        if name in done and not new:
+    chosen: dict[str, md.Distribution] = {}
+    differ, absent, forced = [], [], []
+    for name, version in manifest.pins.items():
+        if not manifest.is_replay_local(name):
             continue
-        done[name] = installed[name]
-        extras_seen.setdefault(name, set()).update(extras)
-        for req in requirements(installed[name], extras_seen[name]):
-            todo.append((canonical(req.name), tuple(req.extras)))
-    return done
+        if name not in installed:
+            if name in manifest.replay_local:
+                raise InputError(
+                    f"{manifest.path.name}: {name} is replay-local but not installed here"
+                )
+            absent.append(name)
+            continue
+        chosen[name] = installed[name]
+        if installed[name].version != version:
+            differ.append(f"{name} {installed[name].version} (image {version})")
+    extras: dict[str, set[str]] = {}
+    todo: list[tuple[str, tuple[str, ...]]] = [(name, ()) for name in chosen]
+    while todo:  # with extras: torch needs cuda-toolkit[cublas,...], whose needs are extras
+        owner, wanted = todo.pop()
+        new_extras = set(wanted) - extras.get(owner, set())
+        if owner in extras and not new_extras:
+            continue
+        extras.setdefault(owner, set()).update(wanted)
+        dist = chosen[owner]
+        for req in requirements(dist, extras[owner]):
+            name = canonical(req.name)
+            if name not in installed:
+                continue
+            pin = manifest.pins.get(name)
+            if name not in chosen and pin is not None and not manifest.is_replay_local(name):
+                if req.specifier.contains(pin, prereleases=True):
+                    continue
+                forced.append(f"{name} {installed[name].version} (image {pin}; {dist.name} "
+                              f"needs {req.specifier})")  # fmt: skip
+            chosen[name] = installed[name]
+            todo.append((name, tuple(req.extras)))
+    warnings = []
+    if differ:
+        warnings.append(
+            "warning: this machine's " + ", ".join(differ) + " stand in for the image's"
+        )
+    if forced:
+        warnings.append("warning: linked from this machine too: " + ", ".join(forced))
+    if absent:
+        shown = ", ".join(absent[:3]) + (f" and {len(absent) - 3} more" if len(absent) > 3 else "")
+        warnings.append(f"note: not installed here, so not linked: {shown}")
+    return chosen, warnings
 
 
 def _files(dist: md.Distribution) -> list[str]:

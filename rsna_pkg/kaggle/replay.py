@@ -1,7 +1,8 @@
 """Replay the four Kaggle kernels locally, as Kaggle would run them (``rsna replicate``).
 
-Steps: a competition dataset (synthetic by default), the wheel dataset (build.py), a clean
-Kaggle-image venv (sandbox.py), then each kernel's pushed ``kernel.py`` in its own process
+Steps: a competition dataset (synthetic by default), the wheel dataset (build.py) for the
+interpreter that runs the replay, checked against the image's pins (bundle_check.py), the
+Kaggle image built from its manifest and cached (sandbox.py), then each kernel's pushed ``kernel.py`` in its own process
 and its own simulated /kaggle: the competition, the datasets and the outputs of the kernels
 it names in ``kernel_sources`` mounted under input/, cwd = working/, internet off when its
 metadata says so. Small sizes come in through $RSNA_<KERNEL>_ARGS. A kernel that writes
@@ -23,6 +24,7 @@ from pathlib import Path
 from rsna_pkg.errors import InputError, RsnaError
 from rsna_pkg.kaggle import sandbox
 from rsna_pkg.kaggle.build import BuildOptions, build_dataset
+from rsna_pkg.kaggle.bundle_check import check_bundle
 from rsna_pkg.kaggle.paths import KERNEL_METADATA, KERNEL_ORDER, KaggleConfig, kernel_dir
 
 MARKER = ".rsna_replay"  # a work folder holding this may be wiped by the next replay
@@ -47,8 +49,9 @@ class ReplayOptions:
     layout: str = "new"  # new: input/competitions/<slug>, input/datasets/<owner>/<slug>
     kernels: tuple[str, ...] = KERNEL_ORDER
     settings: dict[str, str] = field(default_factory=lambda: dict(SMALL_SETTINGS))
-    build: BuildOptions = BuildOptions()
+    build: BuildOptions = BuildOptions()  # replicate sets python to the running interpreter's
     timeout: float = 1800.0  # seconds per kernel
+    image_cache: Path | None = None  # default ~/.cache/rsna_pkg/kaggle-image
 
 
 @dataclass
@@ -66,6 +69,7 @@ class ReplayResult:
     seconds: dict[str, float]  # setup steps: data, wheels, image
     submission: Path | None
     breasts: int = 0
+    image: Path | None = None  # the cached image venv the kernels were copied from
 
     def summary(self) -> str:
         lines = [f"replay in {self.work}"]
@@ -105,11 +109,15 @@ def replay(
         raise InputError(f"{data}: no test.csv (expected a competition download)")
     seconds["data"] = time.perf_counter() - start
     start = time.perf_counter()
+    image = opts.build.image()
     wheels = opts.work / "datasets" / cfg.datasets["wheels"].slug
     log(build_dataset(wheels, cfg, opts.build, repo=repo).summary())
+    unmet = check_bundle(wheels, image, opts.build.target(image))
+    if unmet:
+        raise RsnaError(f"{wheels} would not install on the image:\n" + "\n".join(map(str, unmet)))
     seconds["wheels"] = time.perf_counter() - start
     start = time.perf_counter()
-    venv = sandbox.make_image_env(opts.work / "image")
+    venv = sandbox.make_image_env(image, opts.image_cache, log=log)
     seconds["image env"] = time.perf_counter() - start
     mounts = {"competition": data, f"dataset:{cfg.datasets['wheels'].slug}": wheels}
     _read_only([wheels] if opts.data else [wheels, data])
@@ -119,7 +127,7 @@ def replay(
         runs.append(run)
         mounts[f"kernel:{cfg.kernels[name].slug}"] = run.working
         _read_only([run.working])
-    result = ReplayResult(opts.work, runs, seconds, None)
+    result = ReplayResult(opts.work, runs, seconds, None, image=venv)
     if "inference" in opts.kernels:
         sub = runs[-1].working / "submission.csv"
         rejected = check_submission(sub, data / "test.csv")
@@ -168,11 +176,12 @@ def run_kernel(
     base = opts.work / "kernels" / name
     root = base / "kaggle"
     mount(root, cfg, mounts, meta, opts.layout)
+    kernel_venv = sandbox.fresh_copy(venv, base / "image")
     env = sandbox.kernel_env(
-        sandbox.fresh_copy(venv, base / "venv"),
+        kernel_venv,
         root,
         internet=bool(meta.get("enable_internet", True)),
-        netblock=opts.work / "image" / "netblock",
+        netblock=kernel_venv.parent / "netblock",
     )
     env[f"RSNA_{name.upper()}_ARGS"] = opts.settings.get(name, "")
     before = {src: _snapshot(src) for src in mounts.values()}
@@ -181,7 +190,7 @@ def run_kernel(
     start = time.perf_counter()
     with log_path.open("w") as fh:
         proc = subprocess.Popen(
-            [str(base / "venv" / "bin" / "python"), str(folder / meta["code_file"])],
+            [str(sandbox.python(kernel_venv)), str(folder / meta["code_file"])],
             cwd=root / "working", env=env, stdout=fh, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip

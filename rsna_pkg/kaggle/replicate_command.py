@@ -17,6 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from rsna_pkg.kaggle.build import GPU_DECODERS
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, help="competition folder (default: synthetic)")
@@ -25,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
     parser.add_argument("--no-dali", action="store_true", help="wheel dataset without DALI")
+    parser.add_argument(
+        "--gpu-decoder", choices=GPU_DECODERS, default="dali",
+        help="GPU decoding the wheel dataset bundles (--no-dali: none)",
+    )  # fmt: skip
     parser.add_argument("--patients", type=int, default=60, help="synthetic patients (60)")
     parser.add_argument("--seed", type=int, default=0, help="synthetic data seed")
     parser.add_argument(
@@ -40,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per kernel")
     parser.add_argument("--repo", type=Path, help="repository root (default: found from cwd)")
+    parser.add_argument(
+        "--manifest",
+        type=Path,
+        help="Kaggle image manifest (default: the packaged kaggle_image.txt)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,10 +74,15 @@ def run(args: argparse.Namespace) -> int:
     if args.kernels and set(args.kernels) - set(KERNEL_ORDER):
         raise InputError(f"--kernels: choose from {', '.join(KERNEL_ORDER)}")
     work = args.work or Path(tempfile.mkdtemp(prefix="rsna_replay_"))
-    py = f"{sys.version_info.major}.{sys.version_info.minor}"  # wheels for THIS interpreter
+    # The kernels run on this interpreter (sandbox.python_warning says so when it is not the
+    # image's), so the replay's wheels are for it; `rsna kaggle check` proves the image's own.
+    py = f"{sys.version_info.major}.{sys.version_info.minor}"
+    decoder = "none" if args.no_dali else args.gpu_decoder
     opts = ReplayOptions(
         work=work, data=args.data, patients=args.patients, seed=args.seed, layout=args.layout,
-        kernels=kernels, settings=settings, build=BuildOptions(python=py, dali=not args.no_dali),
+        kernels=kernels, settings=settings, build=BuildOptions(python=py, dali=decoder == "dali",
+                                                      nvimgcodec=decoder == "nvimgcodec",
+                                                      manifest=args.manifest),
         timeout=args.timeout,
     )  # fmt: skip
     result = replay(repo, cfg, opts)

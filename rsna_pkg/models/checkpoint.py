@@ -1,16 +1,14 @@
-"""Checkpoint I/O: weights + TrainConfig, and the inference-side ``LoadedModel``.
+"""Checkpoint I/O: weights + ModelConfig, and the inference-side ``LoadedModel``.
 
-A checkpoint is a dict ``{"format", "config": TrainConfig.to_dict(),
-"state_dict": ...}`` (plus optimiser state etc. for resumable ones) made only of
-primitives and tensors, so ``torch.load(weights_only=True)`` reads it and
-inference rebuilds the model from it alone. Files are written atomically (temp
-file + rename) so a killed run never leaves a truncated model.pt.
+A checkpoint is a dict ``{"format", "model": ModelConfig.to_dict(), "state_dict": ...}``
+(plus, for a resumable one, ``"train"``: the run's TrainConfig and optimiser state etc.) made
+only of primitives and tensors, so ``torch.load(weights_only=True)`` reads it and inference
+rebuilds the model from it alone. Format 1 (a flat TrainConfig under ``"config"``) still
+loads. Files are written atomically, so a killed run never leaves a truncated model.pt.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,40 +19,44 @@ import torch
 
 from rsna_pkg.data.dataset import image_to_tensor
 from rsna_pkg.data.metadata import MetadataEncoder
-from rsna_pkg.errors import InputError
-from rsna_pkg.models.fusion import CancerClassifier, apply_freeze
-from rsna_pkg.train.config import TrainConfig
+from rsna_pkg.errors import InputError, describe
+from rsna_pkg.models.config import ModelConfig
+from rsna_pkg.models.fusion import CancerClassifier
+from rsna_pkg.outputs import atomic_path
 
-FORMAT = "rsna_pkg.checkpoint/1"
+FORMAT_NAME = "rsna_pkg.checkpoint"
+FORMAT_VERSION = 2  # 1: a flat TrainConfig under "config" (still read); 2: ModelConfig
+FORMAT = f"{FORMAT_NAME}/{FORMAT_VERSION}"
+CONFIG_KEY = {1: "config", 2: "model"}
 
 
-def build_model(config: TrainConfig, pretrained: str | Path | None = None) -> CancerClassifier:
+def format_problem(tag: object) -> str:
+    """Why a checkpoint's ``format`` tag is not one this version reads ('' when it is)."""
+    name, _, version = str(tag).partition("/")
+    if name != FORMAT_NAME or not version.isdigit():
+        return f"not an rsna_pkg checkpoint (format {tag!r}, expected {FORMAT!r})"
+    if int(version) > FORMAT_VERSION:
+        return (f"checkpoint format version {version} is newer than this rsna_pkg reads "
+                f"({FORMAT_VERSION}): upgrade rsna_pkg")  # fmt: skip
+    if int(version) not in CONFIG_KEY:
+        return f"checkpoint format version {version} is not one this rsna_pkg reads"
+    return ""
+
+
+def build_model(config: ModelConfig, pretrained: str | Path | None = None) -> CancerClassifier:
     """The architecture a config describes (random init unless ``pretrained``)."""
-    meta_dim = 0
-    if config.use_metadata:
-        meta_dim = MetadataEncoder.from_dict(config.metadata_encoder).width
-    model = CancerClassifier(config.backbone, meta_dim, pretrained, config.dropout)
-    apply_freeze(model, config.freeze)
-    return model
+    return CancerClassifier(config.backbone, config.meta_dim, pretrained, config.dropout)
 
 
 def save_checkpoint(
-    path: str | Path, model: torch.nn.Module, config: TrainConfig, **extra: Any
+    path: str | Path, model: torch.nn.Module, config: ModelConfig, **extra: Any
 ) -> None:
     """Atomically write weights (moved to CPU) and config; ``extra`` must be
-    primitives/tensors (optimizer state, epoch, ...)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    primitives/tensors (the run's config, optimizer state, epoch, ...)."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    payload = {"format": FORMAT, "config": config.to_dict(), "state_dict": state, **extra}
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    payload = {"format": FORMAT, "model": config.to_dict(), "state_dict": state, **extra}
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -63,12 +65,30 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")
     try:
+        # weights_only=True: tensors and primitives only; a pickle that would run code
+        # (a __reduce__ calling os.system, ...) is refused before anything runs.
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt/foreign files raise assorted types
-        raise InputError(f"{path}: not a loadable checkpoint ({exc})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise InputError(f"{path}: not an rsna_pkg checkpoint (format {FORMAT} expected)")
+    except Exception as exc:  # corrupt, truncated, foreign or malicious files
+        raise InputError(f"{path}: not a loadable checkpoint ({describe(exc)})") from exc
+    if not isinstance(payload, dict):
+        raise InputError(f"{path}: not an rsna_pkg checkpoint (holds {type(payload).__name__})")
+    problem = format_problem(payload.get("format"))
+    if problem:
+        raise InputError(f"{path}: {problem}")
+    key = CONFIG_KEY[int(str(payload["format"]).rpartition("/")[2])]
+    if not isinstance(payload.get(key), dict) or not isinstance(payload.get("state_dict"), dict):
+        raise InputError(f"{path}: checkpoint lacks its {key} or state_dict")
     return payload
+
+
+def model_config(payload: dict[str, Any], path: str | Path) -> ModelConfig:
+    """The ModelConfig of a checkpoint dict (from read_checkpoint), whichever format wrote it."""
+    try:
+        if payload["format"] == f"{FORMAT_NAME}/1":
+            return ModelConfig.from_train_config_v1(payload["config"])
+        return ModelConfig.from_dict(payload["model"])
+    except KeyError as exc:
+        raise InputError(f"{path}: checkpoint config is incomplete (no {exc})") from exc
 
 
 def resolve_device(device: str) -> torch.device:
@@ -84,9 +104,12 @@ class LoadedModel:
     """A trained model in eval mode plus everything needed to feed it."""
 
     model: CancerClassifier
-    config: TrainConfig
+    config: ModelConfig
     device: torch.device
-    encoder: MetadataEncoder
+
+    @property
+    def encoder(self) -> MetadataEncoder:
+        return self.config.metadata
 
     def image_tensor(self, img: np.ndarray) -> torch.Tensor:
         """Preprocessed (H, W) uint8/uint16 image -> [1, H, W] float32, as in training."""
@@ -109,9 +132,6 @@ class LoadedModel:
             logits = self.model(x, m)
         return logits.float().cpu()
 
-    def predict_proba(self, images: torch.Tensor, meta: torch.Tensor | None = None) -> np.ndarray:
-        return torch.sigmoid(self.forward(images, meta)).numpy()
-
     def metadata_only_proba(self, df: pd.DataFrame) -> np.ndarray | None:
         """Cancer probability from metadata alone (logistic regression fitted on the
         training split), for breasts without a decodable image; None if absent."""
@@ -125,14 +145,21 @@ class LoadedModel:
 def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedModel:
     """Rebuild the model from a checkpoint alone (no network, no other files)."""
     payload = read_checkpoint(path)
-    config = TrainConfig.from_dict(payload["config"])
-    model = build_model(config)
+    try:
+        config = model_config(payload, path)
+        model = build_model(config)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from exc
+    except (TypeError, ValueError) as exc:  # a config value of the wrong type
+        raise InputError(f"{path}: unusable stored config ({describe(exc)})") from exc
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
-    except RuntimeError as exc:
-        raise InputError(f"{path}: weights do not match the stored config ({exc})") from exc
+    except (RuntimeError, TypeError) as exc:  # another backbone, size of head, dtype
+        raise InputError(
+            f"{path}: weights do not match the stored config ({config.backbone}): {describe(exc)}"
+        ) from exc
     dev = resolve_device(device)
     model.to(dev).eval()
     if dev.type == "cuda":
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return LoadedModel(model, config, dev, MetadataEncoder.from_dict(config.metadata_encoder))
+    return LoadedModel(model, config, dev)

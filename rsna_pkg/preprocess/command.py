@@ -11,14 +11,24 @@ OUT/manifest.shard-I-of-N.csv; `--merge --out OUT` then joins the shards' manife
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+# Failed files listed one line each (file and reason); the manifest has every one.
+MAX_ERROR_LINES = 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", help="competition folder (train.csv, train_images/ ...)")
+    parser.add_argument(
+        "--data", type=Path, help="competition folder (train.csv, train_images/ ...)"
+    )
     parser.add_argument("--split", choices=("train", "test"), default="train")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--size", nargs=2, type=int, metavar=("H", "W"), default=(1024, 512))
-    parser.add_argument("--backend", default="auto", help="decode backend (rsna_pkg.dicom)")
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        help="decode backend (rsna_pkg.dicom): auto, dicomsdl, openjpeg, pydicom, dali, nvimgcodec",
+    )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--bits", type=int, choices=(8, 16), default=8)
     parser.add_argument("--voi-index", type=int, default=0, help="which window / VOI LUT")
@@ -34,8 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from rsna_pkg.data.schema import image_path
     from rsna_pkg.errors import InputError
     from rsna_pkg.preprocess.config import PreprocessConfig
@@ -66,9 +74,15 @@ def run(args: argparse.Namespace) -> int:
           f"{summary.skipped} already done; {done} processed in {summary.seconds:.1f}s "
           f"({rate:.2f} img/s) -> {summary.manifest}")  # fmt: skip
     if summary.errors:
-        reasons = rows.loc[rows["status"] == "error", "reason"].value_counts().head(5)
-        for reason, n in reasons.items():
-            print(f"  error x{n}: {reason}")
+        failed = rows[rows["status"] == "error"]
+        for r in failed.head(MAX_ERROR_LINES).itertuples(index=False):
+            dicom = image_path(args.data, args.split, int(r.patient_id), int(r.image_id))
+            print(f"  error: {dicom}: {r.reason}")
+        if len(failed) > MAX_ERROR_LINES:
+            print(f"  ... {len(failed) - MAX_ERROR_LINES} more errors in {summary.manifest}; "
+                  "most common:")  # fmt: skip
+            for reason, n in failed["reason"].value_counts().head(5).items():
+                print(f"  error x{n}: {reason}")
     if args.preview > 0:
         dicoms = {int(r.image_id): image_path(args.data, args.split, int(r.patient_id),
                                               int(r.image_id))

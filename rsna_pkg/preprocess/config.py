@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from rsna_pkg.dataclass_io import known_fields
 from rsna_pkg.errors import InputError
 
 
@@ -43,11 +44,7 @@ class PreprocessConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:
         """Inverse of to_dict; unknown keys are an error (a config from another version)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError(f"unknown PreprocessConfig key(s): {', '.join(unknown)}")
-        return cls(**d)
+        return cls(**known_fields(cls, d, "PreprocessConfig"))
 
     def with_(self, **changes: Any) -> PreprocessConfig:
         return dataclasses.replace(self, **changes)

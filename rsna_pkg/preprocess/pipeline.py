@@ -10,25 +10,23 @@ min-max fallback, for files without VOI data, is computed over the breast).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from rsna_pkg.dicom.backend import Decoded
-from rsna_pkg.dicom.decode import check_decodable, decode_file, finish, resolve_backend
-from rsna_pkg.dicom.frames import J2K_SYNTAXES, first_frame, j2k_info
-from rsna_pkg.dicom.header import DicomHeader, header_from_dataset, read_dataset
-from rsna_pkg.dicom.pixels import area_downsample, reduced_shape
-from rsna_pkg.dicom.voi import apply_voi
-from rsna_pkg.errors import DicomError
+from rsna_pkg.dicom import (
+    MAX_REDUCE,
+    DicomHeader,
+    apply_voi,
+    area_downsample,
+    open_image,
+    reduced_shape,
+)
 from rsna_pkg.preprocess.config import PreprocessConfig
-from rsna_pkg.preprocess.resize import deepest_reduce, quantize, resize_pad
+from rsna_pkg.preprocess.resize import deepest_reduce, halvings, quantize, resize_pad
 from rsna_pkg.preprocess.roi import Box, breast_box, breast_on_right, crop
-
-MAX_REDUCE = 5  # OpenJPEG's default number of decomposition levels
 
 
 @dataclass
@@ -49,8 +47,7 @@ class PreprocessResult:
 
 def probe_level(rows: int, cols: int, probe_size: int) -> int:
     """Level whose long side is closest above ``probe_size``."""
-    longest = max(rows, cols)
-    return max(0, min(MAX_REDUCE, math.floor(math.log2(max(1.0, longest / probe_size)))))
+    return halvings(max(rows, cols) / probe_size, MAX_REDUCE)
 
 
 def locate(windowed: np.ndarray, cfg: PreprocessConfig) -> tuple[Box, bool]:
@@ -72,66 +69,6 @@ def finish_image(stored: np.ndarray, header: DicomHeader, box: Box, flip: bool,
     return image
 
 
-def _j2k_native(path: Path, cfg: PreprocessConfig, timings: dict[str, float]) -> PreprocessResult:
-    """Two reduced decodes of the frame bytes: a probe for the box, then the crop level."""
-    from rsna_pkg.dicom.openjpeg_backend import BACKEND as OPENJPEG
-
-    t = time.perf_counter()
-    ds = read_dataset(path, pixels=True)
-    header = header_from_dataset(ds, path)
-    check_decodable(header)
-    frame = first_frame(ds, path)
-    try:
-        levels = min(MAX_REDUCE, j2k_info(frame).levels)
-    except Exception as exc:  # struct.error, IndexError, ValueError on a mangled header
-        raise DicomError(path, f"bad JPEG 2000 main header ({exc})") from exc
-    timings["read"] = time.perf_counter() - t
-
-    full: list[Decoded] = []  # a full decode, once Pillow has had to fall back to one
-
-    def level(r: int) -> tuple[np.ndarray, Decoded]:
-        if full:
-            return finish(full[0], header, r), full[0]
-        try:
-            out = OPENJPEG.decode_frame(frame, header, r)
-        except DicomError:
-            raise
-        except Exception as exc:
-            raise DicomError(path, f"openjpeg decode failed ({type(exc).__name__}: {exc})") from exc
-        if not out.reduced:
-            full.append(out)
-        return finish(out, header, r), out
-
-    t = time.perf_counter()
-    rp = min(levels, probe_level(header.rows, header.columns, cfg.probe_size))
-    probe, _ = level(rp)
-    timings["decode_probe"] = time.perf_counter() - t
-    t = time.perf_counter()
-    pbox, flip = locate(apply_voi(probe, header, cfg.voi_index), cfg)
-    full_box = pbox.scaled(2**rp, header.rows, header.columns)
-    r = deepest_reduce(full_box.height, full_box.width, cfg.height, cfg.width, levels)
-    timings["locate"] = time.perf_counter() - t
-    t = time.perf_counter()
-    stored = probe if r == rp else level(r)[0]
-    timings["decode"] = time.perf_counter() - t
-    rows, cols = reduced_shape(header.rows, header.columns, r)
-    box = full_box.scaled(2.0**-r, rows, cols)
-    image = finish_image(stored, header, box, flip, cfg, timings)
-    native = not full and r > 0
-    return PreprocessResult(
-        image, full_box.as_tuple(), r, flip, header, "openjpeg", native, timings
-    )
-
-
-def _full_decode(path: Path, cfg: PreprocessConfig, timings: dict[str, float]) -> PreprocessResult:
-    """One full-resolution decode; the box comes from an area-downsampled copy."""
-    decoded = decode_file(path, cfg.backend, 0)
-    header, stored = decoded.header, decoded.array
-    timings["decode"] = decoded.seconds
-    image, box, flip = preprocess_stored(stored, header, cfg, timings)
-    return PreprocessResult(image, box.as_tuple(), 0, flip, header, decoded.backend, False, timings)
-
-
 def preprocess_stored(
     stored: np.ndarray, header: DicomHeader, cfg: PreprocessConfig, timings: dict[str, float]
 ) -> tuple[np.ndarray, Box, bool]:
@@ -146,26 +83,38 @@ def preprocess_stored(
     return finish_image(stored, header, box, flip, cfg, timings), box, flip
 
 
-def uses_native_reduce(header: DicomHeader, cfg: PreprocessConfig) -> bool:
-    """J2K, reduce on, and the configured backend is (or auto-resolves to) openjpeg."""
-    if not cfg.reduce or header.transfer_syntax_uid not in J2K_SYNTAXES:
-        return False
-    return resolve_backend(header, cfg.backend, 1).name == "openjpeg"
-
-
 def preprocess_file(path: str | Path, cfg: PreprocessConfig) -> PreprocessResult:
     """Decode, window (MONOCHROME1 inverted), put the breast on the left, crop to it,
-    resize keeping the aspect ratio and pad to cfg.height x cfg.width. Raises DicomError."""
-    from rsna_pkg.dicom.header import read_header
+    resize keeping the aspect ratio and pad to cfg.height x cfg.width. Raises DicomError.
 
+    One route: find the box on a probe level, then decode the deepest level the crop allows
+    (level 0 wherever the file or backend has no resolution levels to decode straight from:
+    ``DicomImage`` then serves every level from one full decode)."""
     path = Path(path)
     start = time.perf_counter()
     timings: dict[str, float] = {}
-    header = read_header(path)
+    image = open_image(path)
+    header = image.header
     timings["header"] = time.perf_counter() - start
-    if uses_native_reduce(header, cfg):
-        result = _j2k_native(path, cfg, timings)
-    else:
-        result = _full_decode(path, cfg, timings)
+    t = time.perf_counter()
+    levels = image.levels(cfg.backend) if cfg.reduce else 0
+    timings["read"] = time.perf_counter() - t
+    probe_r = probe_level(header.rows, header.columns, cfg.probe_size)
+    if levels:
+        probe_r = min(levels, probe_r)
+    probe = image.decode(probe_r, cfg.backend, native=cfg.reduce)
+    timings["decode_probe" if levels else "decode"] = probe.seconds
+    t = time.perf_counter()
+    pbox, flip = locate(apply_voi(probe.array, header, cfg.voi_index), cfg)
+    full_box = pbox.scaled(2**probe_r, header.rows, header.columns)
+    r = deepest_reduce(full_box.height, full_box.width, cfg.height, cfg.width, levels)
+    timings["locate"] = time.perf_counter() - t
+    final = probe if r == probe_r else image.decode(r, cfg.backend, native=cfg.reduce)
+    timings["decode" if levels else "decode_crop"] = final.seconds if final is not probe else 0.0
+    rows, cols = reduced_shape(header.rows, header.columns, r)
+    box = full_box.scaled(2.0**-r, rows, cols)
+    out = finish_image(final.array, header, box, flip, cfg, timings)
     timings["total"] = time.perf_counter() - start
-    return result
+    return PreprocessResult(
+        out, full_box.as_tuple(), r, flip, header, final.backend, final.native, timings
+    )

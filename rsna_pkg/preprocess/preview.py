@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from rsna_pkg.errors import RsnaError
+from rsna_pkg.outputs import atomic_write_bytes
+from rsna_pkg.preprocess.resize import halvings
 
 TILE = 256  # tile height in the sheet
 
@@ -17,7 +22,7 @@ def before_tile(dicom: Path, box: tuple[int, int, int, int], voi_index: int) -> 
     from rsna_pkg.dicom import apply_voi, decode, read_header
 
     header = read_header(dicom)
-    level = max(0, int(np.floor(np.log2(max(1.0, max(header.rows, header.columns) / TILE)))))
+    level = halvings(max(header.rows, header.columns) / TILE)
     img = apply_voi(decode(dicom, reduce=level), header, voi_index)
     im = Image.fromarray(np.rint(img * 255).astype(np.uint8)).convert("RGB")
     y0, x0, y1, x1 = (v / 2**level for v in box)
@@ -49,8 +54,11 @@ def write_preview(out_dir: Path, manifest: pd.DataFrame, dicoms: dict[int, Path]
         if r["box_y0"] == "" or int(r["image_id"]) not in dicoms:
             continue  # a resumed row without its box
         box = (int(r["box_y0"]), int(r["box_x0"]), int(r["box_y1"]), int(r["box_x1"]))
-        before = before_tile(dicoms[int(r["image_id"])], box, voi_index)
-        after = after_tile(out_dir / str(r["png"]))
+        try:
+            before = before_tile(dicoms[int(r["image_id"])], box, voi_index)
+            after = after_tile(out_dir / str(r["png"]))
+        except (RsnaError, OSError):
+            continue  # changed on disk since it was preprocessed: leave it out of the sheet
         gap = np.full((TILE, 8, 3), 255, dtype=np.uint8)
         rows.append(np.concatenate([before, gap, after], axis=1))
     if not rows:
@@ -60,5 +68,7 @@ def write_preview(out_dir: Path, manifest: pd.DataFrame, dicoms: dict[int, Path]
         np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows
     ]
     path = out_dir / "preview.png"
-    Image.fromarray(np.concatenate(padded, axis=0)).save(path)
+    buf = io.BytesIO()
+    Image.fromarray(np.concatenate(padded, axis=0)).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
     return path

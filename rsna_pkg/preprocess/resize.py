@@ -45,10 +45,18 @@ def quantize(img: np.ndarray, bits: int) -> np.ndarray:
     return np.rint(np.clip(img, 0.0, 1.0) * top).astype(dtype)
 
 
+def halvings(ratio: float, limit: int | None = None) -> int:
+    """The one power-of-two level rule: how often a side ``ratio`` times its target can be
+    halved and stay no smaller than the target, floor(log2(ratio)), at least 0, at most
+    ``limit`` (J2K resolution levels, display reductions, probe decodes all use it)."""
+    level = max(0, math.floor(math.log2(max(1.0, ratio))))
+    return level if limit is None else min(limit, level)
+
+
 def deepest_reduce(box_rows: int, box_cols: int, height: int, width: int, limit: int) -> int:
     """Deepest level r (<= limit) at which the box, shrunk by 2**r, is still no smaller than
     its resized output, so the final resize never enlarges."""
     scale = min(height / box_rows, width / box_cols)
     if scale >= 1:
         return 0
-    return max(0, min(limit, math.floor(math.log2(1 / scale))))
+    return halvings(1 / scale, limit)

@@ -114,8 +114,3 @@ def breast_on_right(img: np.ndarray) -> bool:
 
 def crop(img: np.ndarray, box: Box) -> np.ndarray:
     return img[box.y0 : box.y1, box.x0 : box.x1]
-
-
-def flip_box(box: Box, cols: int) -> Box:
-    """The box after a horizontal flip of an image ``cols`` wide."""
-    return Box(box.y0, cols - box.x1, box.y1, cols - box.x0)

@@ -2,36 +2,43 @@
 
 A process pool runs :func:`preprocess_file` per image. Runs are resumable (a PNG of the
 right size is kept and not redone) and every file is written to a temporary name and
-renamed, so an interrupted run never leaves a half-written PNG or manifest. A file that
-fails becomes a manifest row with status "error" and the reason; the run goes on.
+renamed, so an interrupted run never leaves a half-written PNG or manifest. Each finished
+image is also appended to a journal beside the manifest (``.manifest.csv.journal``, one
+JSON line per image), so a run killed before it could write its manifest (SIGKILL, power)
+loses none of its rows: the rerun takes them back. A file that fails becomes a manifest
+row with status "error" and the reason; the run goes on. An output that cannot be written
+(disk full) stops the run with one OutputError: nothing half-written is left.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
+import signal
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
 
-from rsna_pkg.data.schema import image_path, read_table
-from rsna_pkg.errors import DicomError, InputError
+from rsna_pkg.data.schema import TEST_TIME_COLUMNS, TRAIN_COLUMNS, image_path, read_table
+from rsna_pkg.errors import DicomError, InputError, OutputError, describe
+from rsna_pkg.outputs import (
+    MANIFEST_COLUMNS,
+    MANIFEST_NAME,
+    PREPROCESS_CONFIG_NAME,
+    atomic_write_bytes,
+    atomic_write_text,
+    remove_stale_temporaries,
+    write_failure,
+)
 from rsna_pkg.preprocess.config import PreprocessConfig
 from rsna_pkg.preprocess.selection import subsample_negatives, take_shard
-
-CONFIG_NAME = "preprocess_config.json"
-MANIFEST_NAME = "manifest.csv"
-MANIFEST_COLUMNS: tuple[str, ...] = (
-    "patient_id", "image_id", "laterality", "view", "status", "reason", "png", "syntax",
-    "box_y0", "box_x0", "box_y1", "box_x1", "reduce", "native_reduce", "flipped", "backend",
-    "seconds", "decode_seconds",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -56,20 +63,18 @@ class Summary:
         self.errors = int((self.rows["status"] == "error").sum()) if len(self.rows) else 0
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def atomic_write_png(path: Path, image: np.ndarray) -> None:
+def encode_png(image: np.ndarray) -> bytes:
     import io
 
     from PIL import Image
 
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG", compress_level=1)
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def atomic_write_png(path: Path, image: np.ndarray) -> None:
+    atomic_write_bytes(path, encode_png(image))
 
 
 def png_is_valid(path: Path, cfg: PreprocessConfig) -> bool:
@@ -113,14 +118,13 @@ def process_job(job: Job, cfg: PreprocessConfig, out_dir: Path) -> dict[str, Any
     start = time.perf_counter()
     try:
         res = preprocess_file(job.dicom, cfg)
-        target = out_dir / job.png
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_png(target, res.image)
+        png = encode_png(res.image)
     except DicomError as exc:
         row.update(status="error", reason=exc.reason, png="")
     except Exception as exc:  # noqa: BLE001 - any library may fail on a hostile file
-        row.update(status="error", reason=f"{type(exc).__name__}: {exc}", png="")
+        row.update(status="error", reason=describe(exc), png="")
     else:
+        atomic_write_bytes(out_dir / job.png, png)  # OutputError (disk full) stops the run
         y0, x0, y1, x1 = res.box
         row.update(status="ok", syntax=res.header.transfer_syntax_uid, box_y0=y0, box_x0=x0,
                    box_y1=y1, box_x1=x1, reduce=res.reduce, native_reduce=res.native_reduce,
@@ -147,28 +151,40 @@ def largest_first(jobs: list[Job]) -> list[Job]:
     return sorted(jobs, key=lambda job: -file_size(job.dicom))
 
 
+def _ignore_sigint() -> None:
+    """Pool workers leave Ctrl-C to the main process, which stops the run cleanly (a
+    worker's KeyboardInterrupt would print a traceback per process)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def run_jobs(jobs: list[Job], cfg: PreprocessConfig, out_dir: Path, workers: int,
-             progress: bool = True) -> Iterator[dict[str, Any]]:  # fmt: skip
-    """Rows as they finish (inline when workers <= 1)."""
+             progress: bool = True) -> Generator[dict[str, Any], None, None]:  # fmt: skip
+    """Rows as they finish (inline when workers <= 1). Closing the iterator early (an
+    interrupt, a full disk) cancels the jobs not yet started."""
     from tqdm import tqdm
 
     bar = tqdm(total=len(jobs), unit="img", disable=not progress, desc="preprocess")
     args = [(job, cfg, out_dir) for job in jobs]
-    if workers <= 1:
-        for a in args:
-            yield _run_one(a)
-            bar.update()
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for row in pool.map(_run_one, args, chunksize=2):
-                yield row
+    try:
+        if workers <= 1:
+            for a in args:
+                yield _run_one(a)
                 bar.update()
-    bar.close()
+        else:
+            pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint)
+            try:
+                for row in pool.map(_run_one, args, chunksize=2):
+                    yield row
+                    bar.update()
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+    finally:
+        bar.close()
 
 
 def check_config(out_dir: Path, cfg: PreprocessConfig) -> None:
     """Refuse to mix outputs of two configs in one folder; write the config otherwise."""
-    path = out_dir / CONFIG_NAME
+    path = out_dir / PREPROCESS_CONFIG_NAME
     if path.is_file():
         try:
             old = json.loads(path.read_text())
@@ -177,18 +193,79 @@ def check_config(out_dir: Path, cfg: PreprocessConfig) -> None:
         if old != cfg.to_dict():
             raise InputError(f"{path}: {out_dir} holds images made with another config; "
                              "use a new --out")  # fmt: skip
-    atomic_write_bytes(path, (json.dumps(cfg.to_dict(), indent=2) + "\n").encode())
+    atomic_write_text(path, json.dumps(cfg.to_dict(), indent=2) + "\n")
 
 
 def manifest_name(shard: tuple[int, int] | None) -> str:
     return MANIFEST_NAME if shard is None else f"manifest.shard-{shard[0]}-of-{shard[1]}.csv"
 
 
-def previous_rows(path: Path) -> dict[int, dict[str, Any]]:
+def journal_path(manifest: Path) -> Path:
+    return manifest.with_name(f".{manifest.name}.journal")
+
+
+def read_journal(path: Path) -> list[dict[str, Any]]:
+    """Rows appended by earlier runs; a line cut short by a kill is ignored."""
     if not path.is_file():
-        return {}
-    df = pd.read_csv(path, keep_default_na=False)
-    return {int(r["image_id"]): r for r in df.to_dict("records") if r.get("status") == "ok"}
+        return []
+    rows = []
+    for line in path.read_text(errors="replace").splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            row = json.loads(line)
+            if isinstance(row, dict) and "image_id" in row:
+                rows.append(row)
+    return rows
+
+
+def previous_rows(path: Path) -> dict[int, dict[str, Any]]:
+    """The ok rows of the last manifest, updated by the journal of runs cut short since."""
+    rows: list[dict[str, Any]] = []
+    if path.is_file():
+        try:
+            rows = pd.read_csv(path, keep_default_na=False).to_dict("records")
+        except (pd.errors.EmptyDataError, pd.errors.ParserError):
+            rows = []  # rebuilt from the PNGs and the journal
+    rows += read_journal(journal_path(path))
+    out = {}
+    for r in rows:
+        with contextlib.suppress(TypeError, ValueError):
+            if r.get("status") == "ok":
+                out[int(r["image_id"])] = r
+    return out
+
+
+class Journal:
+    """Append-only record of finished rows (JSON lines, flushed one by one)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._file: IO[str] | None = open(path, "a")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise write_failure(path, exc) from exc
+
+    def add(self, row: dict[str, Any]) -> None:
+        assert self._file is not None
+        try:
+            self._file.write(json.dumps(row, default=str) + "\n")
+            self._file.flush()
+        except OSError as exc:
+            raise write_failure(self.path, exc) from exc
+
+    def close(self, remove: bool = False) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+        if remove:
+            with contextlib.suppress(OSError):
+                self.path.unlink(missing_ok=True)
+
+
+def write_manifest(path: Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)).sort_values(["patient_id", "image_id"])
+    atomic_write_bytes(path, df.to_csv(index=False).encode())
+    return df
 
 
 def select(table: pd.DataFrame, split: str, neg_ratio: float | None, seed: int,
@@ -201,6 +278,15 @@ def select(table: pd.DataFrame, split: str, neg_ratio: float | None, seed: int,
     return table.head(limit) if limit is not None else table
 
 
+def optional_columns(split: str, neg_ratio: float | None) -> tuple[str, ...]:
+    """Columns preprocessing can do without (read as unknown when missing): all but the
+    keys of an image, and ``cancer`` unless --neg-ratio needs it."""
+    needed = {"patient_id", "image_id", "laterality"} | ({"cancer"} if neg_ratio is not None
+                                                          else set())  # fmt: skip
+    return tuple(c for c in (TRAIN_COLUMNS if split == "train" else TEST_TIME_COLUMNS)
+                 if c not in needed)  # fmt: skip
+
+
 def run_preprocess(data_dir: str | Path, split: str, out_dir: str | Path, cfg: PreprocessConfig,
                    workers: int = 1, neg_ratio: float | None = None, seed: int = 0,
                    limit: int | None = None, shard: tuple[int, int] | None = None,
@@ -211,9 +297,11 @@ def run_preprocess(data_dir: str | Path, split: str, out_dir: str | Path, cfg: P
         raise InputError(f"--split must be train or test, got {split!r}")
     if neg_ratio is not None and split != "train":
         raise InputError("--neg-ratio only applies to --split train")
-    table = select(read_table(data_dir / f"{split}.csv", split), split, neg_ratio, seed, shard,
-                   limit)  # fmt: skip
+    table = select(read_table(data_dir / f"{split}.csv", split,
+                              optional=optional_columns(split, neg_ratio)),
+                   split, neg_ratio, seed, shard, limit)  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)  # left by a run killed mid-write
     check_config(out_dir, cfg)
     manifest = out_dir / manifest_name(shard)
     before = previous_rows(manifest)
@@ -228,9 +316,23 @@ def run_preprocess(data_dir: str | Path, split: str, out_dir: str | Path, cfg: P
         else:
             todo.append(job)
     skipped = len(rows)
-    rows.extend(run_jobs(largest_first(todo), cfg, out_dir, workers, progress))
-    df = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)).sort_values(["patient_id", "image_id"])
-    atomic_write_bytes(manifest, df.to_csv(index=False).encode())
+    journal = Journal(journal_path(manifest))
+    try:
+        with contextlib.closing(run_jobs(largest_first(todo), cfg, out_dir, workers,
+                                         progress)) as finished:  # fmt: skip
+            for row in finished:
+                journal.add(row)
+                rows.append(row)
+    except KeyboardInterrupt:
+        journal.close()
+        print(f"interrupted after {len(rows) - skipped} of {len(todo)} images; rerun the same "
+              "command to resume", file=sys.stderr)  # fmt: skip
+        raise
+    except OutputError:
+        journal.close()
+        raise
+    df = write_manifest(manifest, rows)
+    journal.close(remove=True)
     return Summary(df, time.perf_counter() - start, skipped, manifest)
 
 
@@ -245,5 +347,5 @@ def merge_manifests(out_dir: str | Path) -> pd.DataFrame:
     df["_ok"] = df["status"] == "ok"
     df = df.sort_values(["image_id", "_ok"]).drop_duplicates("image_id", keep="last")
     df = df.drop(columns="_ok").sort_values(["patient_id", "image_id"])
-    atomic_write_bytes(out_dir / MANIFEST_NAME, df.to_csv(index=False).encode())
+    atomic_write_text(out_dir / MANIFEST_NAME, df.to_csv(index=False))
     return df

@@ -4,21 +4,16 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from rsna_pkg.errors import RsnaError
+from rsna_pkg.cli import absolute_paths, run_command
 from rsna_pkg.train import command
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rsna train", description=command.__doc__)
     command.add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return command.run(args)
-    except RsnaError as exc:
-        print(f"rsna train: error: {exc}", file=sys.stderr)
-        return 2
+    args = absolute_paths(parser.parse_args(argv))
+    return run_command("train", lambda: command.run(args))
 
 
 if __name__ == "__main__":

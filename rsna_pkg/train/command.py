@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import Any
 
 from rsna_pkg.errors import InputError
@@ -20,9 +21,9 @@ FREEZE_CHOICES = ("auto", "none", "features", "classifier")
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by `rsna train` and `rsna compare`."""
     p = parser
-    p.add_argument("--data", required=True, help="competition folder with train.csv")
-    p.add_argument("--images", required=True, help="`rsna preprocess` output folder")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--data", type=Path, required=True, help="competition folder with train.csv")
+    p.add_argument("--images", type=Path, required=True, help="`rsna preprocess` output folder")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--size", nargs=2, type=int, default=[512, 256], metavar=("H", "W"))
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=32)
@@ -49,7 +50,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, default=0, help="early stopping (0: off)")
     p.add_argument("--aggregation", choices=("mean", "max"), default="mean")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pretrained", default=None, help="local torchvision state_dict file")
+    p.add_argument(
+        "--pretrained", type=Path, default=None, help="local torchvision state_dict file"
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument(
         "--workers", type=int, default=None,
@@ -76,7 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
     """A validated TrainConfig from parsed options."""
     from rsna_pkg.data.augment import AugmentConfig
+    from rsna_pkg.models.config import ModelConfig
     from rsna_pkg.models.zoo import BACKBONES
+    from rsna_pkg.preprocess import PreprocessConfig
     from rsna_pkg.train.config import TrainConfig
 
     if backbone not in BACKBONES:
@@ -89,17 +94,22 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
         aug = AugmentConfig(vflip=0, affine_p=0, brightness=0, contrast=0, gamma_min=1,
                             gamma_max=1, crop_p=0, erase_p=0)  # fmt: skip
     workers = default_workers() if args.workers is None else args.workers
+    # the size only, until training reads the images' own PreprocessConfig (train/data.py)
+    size = PreprocessConfig(height=args.size[0], width=args.size[1])
+    model = ModelConfig(
+        backbone=backbone, preprocess=size, use_metadata=not args.no_metadata,
+        aggregation=args.aggregation,
+    )  # fmt: skip
     return TrainConfig(
-        backbone=backbone, height=args.size[0], width=args.size[1],
-        use_metadata=not args.no_metadata, freeze=freeze, pretrained=args.pretrained,
-        aggregation=args.aggregation, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        model=model, freeze=freeze,
+        pretrained=str(args.pretrained) if args.pretrained else None, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, optimizer=args.optimizer,
         warmup_epochs=args.warmup_epochs, accumulate=args.accumulate, ema=args.ema,
         balance=args.balance, pos_fraction=args.pos_fraction, augment=aug.to_dict(),
         monitor=args.monitor, patience=args.patience, amp=not args.no_amp, seed=args.seed,
         val_frac=args.val_frac, folds=args.folds, fold=args.fold, workers=workers,
         threads=args.threads, device=args.device,
-    ).validated()  # fmt: skip
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

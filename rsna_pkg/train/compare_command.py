@@ -89,10 +89,9 @@ def _fmt(v: Any) -> str:
 
 
 def _bar_chart(path: Path, table: Any, key: str, best: str) -> None:
-    import matplotlib
+    from rsna_pkg.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(table)), 3.5))
     colors = ["tab:orange" if b == best else "tab:blue" for b in table["backbone"]]

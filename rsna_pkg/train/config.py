@@ -1,51 +1,30 @@
-"""TrainConfig: every setting a run used, and everything inference needs to
-rebuild the model (backbone, input size, preprocessing, normalisation, metadata
-encoding, threshold, prevalence, metadata-only fallback).
+"""TrainConfig: the settings of one training run, around the ModelConfig it produces.
 
-It is saved inside the checkpoint as a dict of primitives (``to_dict``), so the
-checkpoint loads with ``torch.load(weights_only=True)``, and beside every run as
-config.json. ``from_dict`` rejects unknown keys.
+The model part (architecture, input, decision: ``models.config.ModelConfig``) is what a
+checkpoint stores; the rest (optimisation, sampling, split, devices) describes the run and is
+saved beside it as config.json. ``from_dict`` rejects unknown keys.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
+from rsna_pkg.dataclass_io import known_fields
 from rsna_pkg.errors import InputError
-
-if TYPE_CHECKING:
-    from rsna_pkg.preprocess import PreprocessConfig
+from rsna_pkg.models.config import ModelConfig
 
 OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")
 MONITORS: tuple[str, ...] = ("auc", "pf1")
 BALANCE: tuple[str, ...] = ("oversample", "pos_weight", "none")
-# ImageNet's RGB mean/std averaged over channels: right for a gray image fed to
-# pretrained weights, harmless for random init.
-GRAY_MEAN, GRAY_STD = 0.449, 0.226
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # model
-    backbone: str = "resnet18"
-    height: int = 512
-    width: int = 256
-    use_metadata: bool = True
+    model: ModelConfig = field(default_factory=ModelConfig)
+    # initial weights and what trains
     freeze: str = "none"
     pretrained: str | None = None
-    dropout: float = 0.2
-    # input pipeline (inference rebuilds it from these)
-    preprocess: PreprocessConfig | None = None
-    norm_mean: float = GRAY_MEAN
-    norm_std: float = GRAY_STD
-    metadata_encoder: dict[str, Any] = field(default_factory=dict)
-    # decision, fitted at train time
-    aggregation: str = "mean"
-    threshold: float = 0.5
-    prevalence: float = 0.0
-    fallback_coef: list[float] = field(default_factory=list)
-    fallback_intercept: float = 0.0
     # optimisation
     epochs: int = 12
     batch_size: int = 32
@@ -74,29 +53,23 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["preprocess"] = None if self.preprocess is None else self.preprocess.to_dict()
-        return {k: (asdict(v) if hasattr(v, "__dataclass_fields__") else v) for k, v in d.items()}
+        d["model"] = self.model.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise InputError(f"train config: unknown key(s) {sorted(unknown)}")
-        kw = dict(d)
-        if kw.get("preprocess") is not None:
-            from rsna_pkg.preprocess import PreprocessConfig
-
-            kw["preprocess"] = PreprocessConfig.from_dict(kw["preprocess"])
+        kw = known_fields(cls, d, "train config")
+        if "model" in kw:
+            kw["model"] = ModelConfig.from_dict(kw["model"])
         return cls(**kw)
 
-    def validated(self) -> TrainConfig:
-        """Raise InputError for inconsistent settings; return self."""
+    def __post_init__(self) -> None:
+        """InputError for inconsistent settings (every config validates on construction)."""
         checks = [
             (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {OPTIMIZERS}"),
             (self.monitor in MONITORS, f"--monitor must be one of {MONITORS}"),
             (self.balance in BALANCE, f"--balance must be one of {BALANCE}"),
-            (self.aggregation in ("mean", "max"), "--aggregation must be mean or max"),
-            (self.height >= 32 and self.width >= 32, "--size must be at least 32 32"),
+            (self.model.height >= 32 and self.model.width >= 32, "--size must be at least 32 32"),
             (self.epochs >= 1, "--epochs must be >= 1"),
             (self.batch_size >= 1, "--batch-size must be >= 1"),
             (self.accumulate >= 1, "--accumulate must be >= 1"),
@@ -109,7 +82,9 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise InputError(msg)
-        return self
 
     def with_(self, **changes: Any) -> TrainConfig:
         return replace(self, **changes)
+
+    def with_model(self, **changes: Any) -> TrainConfig:
+        return replace(self, model=replace(self.model, **changes))

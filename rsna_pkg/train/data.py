@@ -16,6 +16,7 @@ from rsna_pkg.data.dataset import load_image_table
 from rsna_pkg.data.metadata import MetadataEncoder, fit_metadata_encoder
 from rsna_pkg.data.splits import assign_split, check_split, holdout_folds, patient_folds
 from rsna_pkg.errors import InputError
+from rsna_pkg.outputs import PREPROCESS_CONFIG_NAME
 from rsna_pkg.train.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -35,11 +36,11 @@ class Prepared:
         """cfg with the train-side fits filled in (threshold comes later)."""
         coef, intercept = fit_fallback(self.encoder.transform(self.train), self.train["cancer"])
         breast_pos = self.train.groupby("prediction_id")["cancer"].max()
-        return cfg.with_(
+        return cfg.with_model(
             preprocess=self.preprocess,
-            metadata_encoder=self.encoder.to_dict(),
+            metadata=self.encoder,
             prevalence=float(breast_pos.mean()),
-            fallback_coef=coef,
+            fallback_coef=tuple(coef),
             fallback_intercept=intercept,
         )
 
@@ -48,7 +49,7 @@ def read_preprocess_config(images_dir: str | Path, height: int, width: int) -> P
     """The PreprocessConfig the PNGs were made with; their size must match --size."""
     from rsna_pkg.preprocess import PreprocessConfig
 
-    path = Path(images_dir) / "preprocess_config.json"
+    path = Path(images_dir) / PREPROCESS_CONFIG_NAME
     if not path.is_file():
         raise InputError(f"{path}: not found; --images must be an `rsna preprocess` output")
     try:
@@ -70,7 +71,7 @@ def prepare(
     folds: pd.DataFrame | None = None,
 ) -> Prepared:
     """Load, split (or reuse ``folds``), check and fit the metadata encoder."""
-    preprocess = read_preprocess_config(images_dir, cfg.height, cfg.width)
+    preprocess = read_preprocess_config(images_dir, cfg.model.height, cfg.model.width)
     table = load_image_table(data_dir, images_dir)
     if folds is None:
         if cfg.folds > 1:

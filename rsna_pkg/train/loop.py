@@ -24,6 +24,8 @@ from rsna_pkg.data.dataset import EpochSampler, MammoDataset
 from rsna_pkg.data.splits import load_split, save_split
 from rsna_pkg.errors import InputError
 from rsna_pkg.models.checkpoint import build_model, read_checkpoint, save_checkpoint
+from rsna_pkg.models.fusion import apply_freeze
+from rsna_pkg.outputs import remove_stale_temporaries
 from rsna_pkg.train import ddp
 from rsna_pkg.train.config import TrainConfig
 from rsna_pkg.train.cpu_tuning import cpu_training_settings
@@ -36,6 +38,13 @@ from rsna_pkg.train.report import plot_curves, write_history, write_json
 RESUME_KEYS: tuple[str, ...] = ("backbone", "height", "width", "use_metadata", "freeze", "seed")
 
 
+def resume_values(cfg: TrainConfig) -> dict[str, Any]:
+    """The RESUME_KEYS of a run, by the flat names format-1 checkpoints stored them under."""
+    m = cfg.model
+    return {"backbone": m.backbone, "height": m.height, "width": m.width,
+            "use_metadata": m.use_metadata, "freeze": cfg.freeze, "seed": cfg.seed}  # fmt: skip
+
+
 def run_training(
     cfg: TrainConfig,
     data_dir: str | Path,
@@ -45,13 +54,14 @@ def run_training(
 ) -> dict[str, Any]:
     """Train, write OUT/{model.pt,last.pt,metrics.json,history.csv,curves.png,
     config.json,split.csv}; return the best epoch's metrics."""
-    cfg.validated()
     started = time.perf_counter()
     ctx = ddp.setup(cfg.device)
+    threads = torch.get_num_threads()  # _run sets its own; the caller gets theirs back
     try:
         with cpu_training_settings(ctx.device.type == "cpu"):
             return _run(ctx, cfg, Path(data_dir), Path(images_dir), Path(out_dir), resume, started)
     finally:
+        torch.set_num_threads(threads)
         ddp.cleanup(ctx)
 
 
@@ -65,6 +75,8 @@ def _run(
     started: float,
 ) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
+    if ctx.is_main:
+        remove_stale_temporaries(out)  # a checkpoint cut short by a kill
     if ctx.device.type == "cpu":
         torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // ctx.world_size))
     state = _resume_state(cfg, out) if resume else None
@@ -76,7 +88,8 @@ def _run(
         print(_describe(cfg, prep, ctx))
 
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, None if state else cfg.pretrained).to(ctx.device)
+    model = build_model(cfg.model, None if state else cfg.pretrained).to(ctx.device)
+    apply_freeze(model, cfg.freeze)
     channels_last = cfg.channels_last and ctx.device.type in ("cuda", "cpu")
     if channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -98,7 +111,7 @@ def _run(
         loss = trainer.train_epoch(train_loader, show=ctx.is_main)
         eval_model = trainer.eval_model()
         rows, probs = predict(eval_model, val_loader, ctx.device, channels_last)
-        metrics = score(prep.val, gather_predictions(ctx, rows, probs), cfg.aggregation)
+        metrics = score(prep.val, gather_predictions(ctx, rows, probs), cfg.model.aggregation)
         seconds = time.perf_counter() - t0
         row = {"epoch": epoch + 1, "train_loss": loss, "lr": trainer.lr(), **metrics}
         row["seconds"] = round(seconds, 2)
@@ -113,8 +126,10 @@ def _run(
             best_row = row
         if ctx.is_main:
             if improved:
-                save_checkpoint(out / "model.pt", eval_model, cfg.with_(threshold=row["threshold"]))
-            save_checkpoint(out / "last.pt", trainer.unwrapped, cfg, epoch=epoch + 1, best=best,
+                best_model = cfg.model.with_(threshold=row["threshold"])
+                save_checkpoint(out / "model.pt", eval_model, best_model)
+            save_checkpoint(out / "last.pt", trainer.unwrapped, cfg.model, train=cfg.to_dict(),
+                            epoch=epoch + 1, best=best,
                             bad_epochs=bad, best_row=best_row, history=history,
                             **trainer.state_dict())  # fmt: skip
             write_history(out / "history.csv", history)
@@ -137,11 +152,17 @@ def _resume_state(cfg: TrainConfig, out: Path) -> dict[str, Any]:
     if not path.is_file() or not (out / "split.csv").is_file():
         raise InputError(f"--resume: {path} or its split.csv not found; nothing to resume")
     state = read_checkpoint(path)
+    saved = (
+        resume_values(TrainConfig.from_dict(state["train"]))
+        if "train" in state
+        else state.get("config", {})
+    )
+    wanted = resume_values(cfg)
     for key in RESUME_KEYS:
-        if state["config"].get(key) != getattr(cfg, key):
+        if saved.get(key) != wanted[key]:
             raise InputError(
-                f"--resume: {path} was trained with {key}={state['config'].get(key)!r}, "
-                f"this run asks for {getattr(cfg, key)!r}"
+                f"--resume: {path} was trained with {key}={saved.get(key)!r}, "
+                f"this run asks for {wanted[key]!r}"
             )
     return state
 
@@ -149,13 +170,14 @@ def _resume_state(cfg: TrainConfig, out: Path) -> dict[str, Any]:
 def _loaders(
     cfg: TrainConfig, prep: Prepared, ctx: ddp.DistContext
 ) -> tuple[DataLoader, DataLoader, EpochSampler]:
-    size = (cfg.height, cfg.width)
+    m = cfg.model
+    size = (m.height, m.width)
 
     def dataset(df: Any, train: bool) -> MammoDataset:
-        meta = prep.encoder.transform(df) if cfg.use_metadata else None
+        meta = prep.encoder.transform(df) if m.use_metadata else None
         aug = build_augment(AugmentConfig.from_dict(cfg.augment)) if train else None
         return MammoDataset(
-            df["path"].tolist(), df["cancer"].to_numpy(), meta, cfg.norm_mean, cfg.norm_std,
+            df["path"].tolist(), df["cancer"].to_numpy(), meta, m.norm_mean, m.norm_std,
             augment=aug, seed=cfg.seed, size=size,
         )  # fmt: skip
 
@@ -192,7 +214,7 @@ def worker_init(worker_id: int) -> None:
     model), at a lower CPU priority: where loaders and the model share cores, a
     loader that preempts one of the model's threads stalls the whole parallel op,
     while a niced one fills the gaps between ops. Numpy is seeded from torch's
-    per-worker seed; augmentation itself is seeded per sample by MammoDataset."""
+    per-worker seed; augmentation draws from its own per-sample generator (MammoDataset)."""
     torch.set_num_threads(1)
     with contextlib.suppress(OSError):  # not permitted here: run at normal priority
         os.nice(10)
@@ -201,10 +223,11 @@ def worker_init(worker_id: int) -> None:
 
 def _describe(cfg: TrainConfig, prep: Prepared, ctx: ddp.DistContext) -> str:
     pos_t, pos_v = int(prep.train["cancer"].sum()), int(prep.val["cancer"].sum())
+    m = cfg.model
     return (
         f"train {len(prep.train)} images ({pos_t} positive), val {len(prep.val)} images "
-        f"({pos_v} positive); {cfg.backbone} {cfg.height}x{cfg.width}, freeze={cfg.freeze}, "
-        f"metadata={'on' if cfg.use_metadata else 'off'}, device={ctx.device}, "
+        f"({pos_v} positive); {m.backbone} {m.height}x{m.width}, freeze={cfg.freeze}, "
+        f"metadata={'on' if m.use_metadata else 'off'}, device={ctx.device}, "
         f"world={ctx.world_size}, threads={torch.get_num_threads()}"
     )
 
@@ -237,6 +260,6 @@ def _final_metrics(
         "train_images": len(prep.train),
         "val_images": len(prep.val),
         "val_positive_breasts": best_row.get("val_positive_breasts"),
-        "prevalence": cfg.prevalence,
+        "prevalence": cfg.model.prevalence,
         "train_seconds": round(sum(float(r["seconds"]) for r in history), 1),
     }

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from rsna_pkg.outputs import atomic_write_bytes, atomic_write_text
+from rsna_pkg.plotting import pyplot
+
 
 def write_json(path: str | Path, obj: Any) -> None:
     """Atomic JSON write; NaN becomes null so the file is strict JSON."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_clean(obj), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(_clean(obj), indent=2, sort_keys=True) + "\n")
 
 
 def _clean(obj: Any) -> Any:
@@ -30,16 +30,12 @@ def _clean(obj: Any) -> Any:
 
 
 def write_history(path: str | Path, history: list[dict[str, Any]]) -> None:
-    pd.DataFrame(history).to_csv(path, index=False)
+    atomic_write_text(path, pd.DataFrame(history).to_csv(index=False))
 
 
 def plot_curves(path: str | Path, history: list[dict[str, Any]]) -> None:
     """Loss and validation metrics per epoch (matplotlib, Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     df = pd.DataFrame(history)
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(df["epoch"], df["train_loss"], marker="o", label="train loss")
@@ -61,5 +57,7 @@ def plot_curves(path: str | Path, history: list[dict[str, Any]]) -> None:
     ax_metric.set_title("validation")
     ax_metric.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

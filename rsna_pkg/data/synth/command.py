@@ -5,13 +5,17 @@ LINEAR/SIGMOID/multiple/no windows) with learnable lesions in the positive breas
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 SCALE_CHOICES = ("small", "full")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "out", metavar="OUT", help="folder to create (or a previous synth output to replace)"
+        "out",
+        metavar="OUT",
+        type=Path,
+        help="folder to create (or a previous synth output to replace)",
     )
     parser.add_argument("--patients", type=int, required=True, help="number of patients (>= 2)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

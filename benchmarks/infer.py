@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 2000])
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--tta", default="none", choices=("none", "hflip"))
+    parser.add_argument("--tta", default="none", choices=("none", "vflip", "hflip"))
     parser.add_argument("--patients", type=int, default=12, help="synthetic patients")
     parser.add_argument("--out", type=Path, default=None, help="JSON results")
 
@@ -54,20 +54,18 @@ def build_checkpoint(path: Path, backbone: str, height: int, width: int) -> Path
 
     from rsna_pkg.data.metadata import fit_metadata_encoder
     from rsna_pkg.models.checkpoint import build_model, save_checkpoint
+    from rsna_pkg.models.config import ModelConfig
     from rsna_pkg.preprocess import PreprocessConfig
-    from rsna_pkg.train.config import TrainConfig
 
     rows = pd.DataFrame(
         {"age": [50.0, 70.0], "view": ["CC", "MLO"], "laterality": ["L", "R"],
          "implant": [0, 1], "site_id": [1, 2], "machine_id": [49, 21]}
     )  # fmt: skip
     encoder = fit_metadata_encoder(rows)
-    config = TrainConfig(
+    config = ModelConfig(
         backbone=backbone,
-        height=height,
-        width=width,
         preprocess=PreprocessConfig(height=height, width=width),
-        metadata_encoder=encoder.to_dict(),
+        metadata=encoder,
         threshold=0.5,
         prevalence=0.02,
     )
@@ -103,7 +101,7 @@ def model_only(
 
     from rsna_pkg.data.schema import image_path
     from rsna_pkg.infer.devices import torch_threads
-    from rsna_pkg.infer.pipeline import read_test_table
+    from rsna_pkg.infer.pipeline import TTA_FLIP_DIM, read_test_table
     from rsna_pkg.infer.stream import load_item
     from rsna_pkg.models.checkpoint import load_checkpoint
 
@@ -122,8 +120,8 @@ def model_only(
     x = x.repeat(reps, 1, 1, 1)[:batch]
     rows = table.iloc[[k % len(table) for k in range(batch)]]
     meta = loaded.encode_metadata(rows)
-    if tta == "hflip":
-        x = torch.cat([x, x.flip(-1)])
+    if tta != "none":  # the same doubled batch inference runs (rsna_pkg.infer.pipeline)
+        x = torch.cat([x, x.flip(TTA_FLIP_DIM[tta])])
         meta = None if meta is None else torch.cat([meta, meta])
     n_batches = max(1, images // batch)
     with torch.inference_mode(), torch_threads(threads):
@@ -217,3 +215,11 @@ def summarise(
         / smallest["peak_rss_mb"]["main"],
         "projected_hours_35000_images_cpu": largest["projected_seconds_35000_images"] / 3600,
     }
+
+
+if __name__ == "__main__":
+    import sys
+
+    from rsna_pkg.bench_command import main
+
+    raise SystemExit(main(["infer", *sys.argv[1:]]))

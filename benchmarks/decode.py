@@ -25,7 +25,9 @@ import numpy as np
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="dataset folder (generated if empty)")
+    parser.add_argument(
+        "--data", type=Path, required=True, help="dataset folder (generated if empty)"
+    )
     parser.add_argument("--scale", default="full", help="synth scale when generating --data")
     parser.add_argument("--patients", type=int, default=4, help="synth patients when generating")
     parser.add_argument("--files", type=int, default=12, help="DICOMs to time")
@@ -34,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backends", nargs="*", default=None, help="default: all available")
     parser.add_argument("--repeats", type=int, default=2,
                         help="timed passes per setting; the fastest is reported")  # fmt: skip
-    parser.add_argument("--json", default="bench_decode.json", help="where to write results")
+    parser.add_argument(
+        "--json", type=Path, default=Path("bench_decode.json"), help="where to write results"
+    )
 
 
 def list_files(data: Path, count: int) -> list[Path]:
@@ -293,3 +297,11 @@ def run(args: argparse.Namespace) -> int:
     Path(args.json).write_text(json.dumps(result, indent=2, default=float) + "\n")
     print(f"wrote {args.json}")
     return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from rsna_pkg.bench_command import main
+
+    raise SystemExit(main(["decode", *sys.argv[1:]]))

@@ -1,7 +1,7 @@
 """Measure `rsna synth`: images/s, file sizes per machine, and the syntax/VOI mix.
 
-python scripts/bench_synth.py --scale small --patients 40 --workers 2
-python scripts/bench_synth.py --scale full --patients 5
+rsna bench synth --scale small --patients 40 --workers 2
+rsna bench synth --scale full --patients 5
 """
 
 from __future__ import annotations
@@ -16,15 +16,14 @@ from rsna_pkg.data.synth import SynthConfig, generate
 from rsna_pkg.data.synth.machines import MACHINES
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patients", type=int, default=40)
     parser.add_argument("--scale", choices=("small", "full"), default="small")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+
+
+def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "synth"
         cfg = SynthConfig(args.patients, args.seed, args.scale, workers=args.workers, progress=True)
@@ -49,7 +48,12 @@ def main() -> None:
         print(
             f"per image: {summary.seconds / n * 1000:.0f} ms wall, {df.bytes.mean() / 1e6:.2f} MB mean"
         )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from rsna_pkg.bench_command import main
+
+    raise SystemExit(main(["synth", *sys.argv[1:]]))

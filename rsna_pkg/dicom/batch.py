@@ -1,0 +1,199 @@
+"""What the batch decoders (DALI, nvImageCodec) share: one file's frame and header, the kind
+of codestream it holds, a probe of known values that checks a decoder per kind, and the
+header's rules (signedness, container dtype) applied to a decoder's raw output.
+
+These decoders ignore the DICOM header, so nothing they return is trusted until the probe
+for that (codec, precision, signed) kind came back exact, possibly after one constant
+scale (DALI stretches p-bit samples to the full UINT16 range); the header's
+PixelRepresentation then wins over the codestream's signedness, as in ``to_stored``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rsna_pkg.dicom.frames import first_frame, j2k_info, jpeg_precision, sniff_codec
+from rsna_pkg.dicom.header import DicomHeader, header_from_dataset, read_dataset
+from rsna_pkg.dicom.pixels import stored_dtype
+
+PROBE_SHAPE = (8, 16)
+
+Kind = tuple[str, int, bool]  # (codec "j2k" | "jpeg", precision in bits, signed codestream)
+
+
+@dataclass
+class Item:
+    """One file of a batch: its header, the bytes of frame 0 and the codestream's kind."""
+
+    path: Path
+    header: DicomHeader | None = None
+    frame: bytes = b""
+    kind: tuple[Any, ...] = ()
+
+
+def read_item(path: str | Path) -> Item:
+    """Header and frame 0 of one file, both checked before any decoder trusts them
+    (DicomError when unreadable, or when header and codestream disagree)."""
+    from rsna_pkg.dicom.decode import check_decodable, check_frame
+
+    item = Item(Path(path))
+    ds = read_dataset(item.path, pixels=True)
+    item.header = header_from_dataset(ds, item.path)
+    check_decodable(item.header)
+    item.frame = first_frame(ds, item.path)
+    check_frame(item.header, item.frame)
+    return item
+
+
+def frame_kind(frame: bytes) -> Kind | str:
+    """The frame's (codec, precision, signed), or why no batch decoder takes it by design."""
+    codec = sniff_codec(frame)
+    if codec in ("jp2", "j2k"):
+        info = j2k_info(frame)
+        if info.components != 1 or info.precision > 16:
+            return f"{info.components}-component, {info.precision}-bit codestream"
+        return ("j2k", info.precision, info.signed)
+    if codec == "jpeg":
+        return ("jpeg", jpeg_precision(frame), False)
+    return f"unknown codestream (starts {frame[:8].hex()})"
+
+
+def probe_frame(codec: str, precision: int, signed: bool = False) -> tuple[bytes, np.ndarray]:
+    """A tiny lossless codestream holding every extreme of the range (0 .. 2**p - 1, or
+    -2**(p-1) .. 2**(p-1) - 1 when signed) and a ramp between."""
+    import imagecodecs
+
+    n = PROBE_SHAPE[0] * PROBE_SHAPE[1]
+    lo = -(1 << (precision - 1)) if signed else 0
+    values = np.linspace(lo, lo + (1 << precision) - 1, num=n).round()
+    dtype = (np.int16 if precision > 8 else np.int8) if signed else (
+        np.uint16 if precision > 8 else np.uint8)  # fmt: skip
+    img = values.astype(dtype).reshape(PROBE_SHAPE)
+    if codec == "jpeg":
+        if signed:
+            raise ValueError("lossless JPEG has no signed samples")
+        return bytes(imagecodecs.ljpeg_encode(img, bitspersample=precision)), img
+    frame = imagecodecs.jpeg2k_encode(img, level=0, codecformat="J2K", reversible=True,
+                                      bitspersample=precision)  # fmt: skip
+    return bytes(frame), img
+
+
+def probe_scale(got: np.ndarray, truth: np.ndarray) -> float | None:
+    """The constant ``got / truth`` if dividing by it gives ``truth`` back exactly, else None."""
+    got = np.asarray(got, dtype=np.float64).reshape(truth.shape)
+    top = float(np.abs(truth).max())
+    scale = float(np.abs(got).max()) / top if top > 0 and np.abs(got).max() > 0 else 1.0
+    exact = np.array_equal(np.rint(got / scale), truth.astype(np.float64))
+    return scale if exact else None
+
+
+def to_header_values(raw: Any, header: DicomHeader, scale: float = 1.0) -> Any:
+    """A decoder's (H, W) output -> stored values as the header describes them: the probe's
+    scale undone, the low BitsStored bits read as two's complement when the header says
+    signed. numpy in, numpy out in the header dtype; a torch tensor stays on its device in
+    the header dtype, except that unsigned 16-bit values are kept in int32."""
+    dtype = stored_dtype(header)
+    bits = header.bits_stored
+    if isinstance(raw, np.ndarray):
+        v = raw.astype(np.int64) if scale == 1.0 else np.rint(raw / scale).astype(np.int64)
+        if header.signed:
+            sign = 1 << (bits - 1)
+            v = ((v & ((1 << bits) - 1)) ^ sign) - sign
+        return v.astype(dtype)
+    import torch
+
+    t = raw.to(torch.int64) if scale == 1.0 else torch.round(raw.double() / scale).long()
+    if header.signed:
+        sign = 1 << (bits - 1)
+        t = ((t & ((1 << bits) - 1)) ^ sign) - sign
+    tdtype = {1: torch.int8, 2: torch.int16, 4: torch.int32}.get(dtype.itemsize, torch.int64)
+    if dtype.kind == "u" and dtype.itemsize == 1:
+        tdtype = torch.uint8
+    # unsigned 16-bit values do not fit int16: keep them in int32 on the GPU.
+    return t.to(torch.int32 if dtype.kind == "u" and dtype.itemsize >= 2 else tdtype)
+
+
+def windowed(arrays: list[Any], items: list[Item], voi_index: int = 0) -> list[Any]:
+    """float32 [0, 1] torch tensors on each array's device, windowed as apply_voi does."""
+    import torch
+
+    from rsna_pkg.dicom.voi_torch import apply_voi_torch
+
+    out = []
+    for arr, item in zip(arrays, items, strict=True):
+        assert item.header is not None
+        t = torch.from_numpy(arr.astype(np.int32)) if isinstance(arr, np.ndarray) else arr
+        out.append(apply_voi_torch(t, item.header, voi_index))
+    return out
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def pick_device(device: str, gpu: str) -> str:
+    """``auto`` -> ``gpu`` (the decoder's name for it) when CUDA is usable, else ``cpu``."""
+    if device == "auto":
+        device = gpu if cuda_available() else "cpu"
+    if device not in (gpu, "cpu"):
+        raise ValueError(f"device must be '{gpu}', 'cpu' or 'auto', got {device!r}")
+    return device
+
+
+class BatchDecoder(ABC):
+    """What the batch decoders (DALI, nvImageCodec) share on top of their ``decode_items``:
+    stored values or windowed tensors per file, and host arrays moved to their GPU."""
+
+    device_id: Any  # the GPU ordinal; unused by a CPU decoder
+
+    fallback: str
+    batch_size: int
+
+    @abstractmethod
+    def decode_items(self, paths: Sequence[str | Path]) -> tuple[list[Any], list[Item]]:
+        """(stored values per file, the files' items), each decoded in batches or by fallback."""
+
+    @abstractmethod
+    def _unsupported(self, item: Item) -> str:
+        """Why this decoder does not take ``item`` ("" when it does)."""
+
+    def plan(self, paths: Sequence[str | Path]) -> tuple[list[Item], list[str], list[int]]:
+        """Read every file; (items, per-file fallback reason or "", indices to batch-decode)."""
+        items = [read_item(p) for p in paths]
+        sources = [""] * len(items)
+        todo: list[int] = []
+        for i, item in enumerate(items):
+            reason = self._unsupported(item)
+            if reason:
+                sources[i] = f"fallback:{self.fallback}: {reason}"
+            else:
+                todo.append(i)
+        return items, sources, todo
+
+    def chunks(self, todo: list[int]) -> Iterator[list[int]]:
+        for start in range(0, len(todo), self.batch_size):
+            yield todo[start : start + self.batch_size]
+
+    def _to_device(self, arr: np.ndarray) -> Any:
+        import torch
+
+        wide = arr.astype(np.int32) if arr.dtype == np.uint16 else arr
+        return torch.from_numpy(np.ascontiguousarray(wide)).to(f"cuda:{self.device_id}")
+
+    def decode_batch(self, paths: Sequence[str | Path]) -> list[Any]:
+        """Stored values per file (full resolution)."""
+        return self.decode_items(paths)[0]
+
+    def decode_windowed(self, paths: Sequence[str | Path], voi_index: int = 0) -> list[Any]:
+        """float32 [0, 1] torch tensors on the decode device, windowed as apply_voi does."""
+        return windowed(*self.decode_items(paths), voi_index)

@@ -1,0 +1,120 @@
+"""``open_image(path) -> DicomImage``: one DICOM file, read once, decoded at any resolution level.
+
+A DicomImage holds the header (read without pixels) and, when a reduced decode is asked of a
+JPEG 2000 file, the first frame's bytes. ``decode(reduce, backend)`` returns the stored values
+at level ``reduce`` (each side ``ceil(n / 2**reduce)``): straight from the codestream's wavelet
+levels where the backend can (OpenJPEG), else from one full-resolution decode, kept for the
+next call, and an area mean. Callers (preprocessing) ask for levels; which library decodes,
+and how, stays in rsna_pkg.dicom.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rsna_pkg.dicom.backend import Decoded
+from rsna_pkg.dicom.decode import (
+    check_decodable,
+    check_frame,
+    decode_file,
+    finish,
+    resolve_backend,
+)
+from rsna_pkg.dicom.frames import J2K_SYNTAXES, first_frame, j2k_info
+from rsna_pkg.dicom.header import DicomHeader, read_dataset, read_header
+from rsna_pkg.dicom.pixels import area_downsample
+from rsna_pkg.errors import DicomError, describe
+
+MAX_REDUCE = 5  # OpenJPEG's default number of decomposition levels
+
+
+@dataclass
+class Level:
+    """Stored values at one resolution level, and how they were obtained."""
+
+    array: np.ndarray
+    backend: str
+    native: bool  # decoded straight from the codestream's resolution levels
+    seconds: float
+
+
+@dataclass
+class DicomImage:
+    path: Path
+    header: DicomHeader
+    _frame: bytes | None = field(default=None, repr=False)
+    _full: Decoded | None = field(default=None, repr=False)  # a full decode, once one was made
+    _full_backend: str = ""
+    _j2k_levels: int | None = field(default=None, repr=False)
+
+    def levels(self, backend: str = "auto") -> int:
+        """How many resolution levels ``decode`` can take straight from the codestream with
+        this backend (0: every level comes from a full decode)."""
+        if self.header.transfer_syntax_uid not in J2K_SYNTAXES:
+            return 0
+        if resolve_backend(self.header, backend, 1).name != "openjpeg":
+            return 0
+        return self.j2k_levels
+
+    @property
+    def frame(self) -> bytes:
+        """Frame 0's encapsulated bytes, checked against the header (read on first use)."""
+        if self._frame is None:
+            check_decodable(self.header)
+            frame = first_frame(read_dataset(self.path, pixels=True), self.path)
+            check_frame(self.header, frame)
+            self._frame = frame
+        return self._frame
+
+    @property
+    def j2k_levels(self) -> int:
+        """Resolution levels of the JPEG 2000 codestream (at most MAX_REDUCE; parsed once)."""
+        if self._j2k_levels is None:
+            try:
+                self._j2k_levels = min(MAX_REDUCE, j2k_info(self.frame).levels)
+            except DicomError:
+                raise
+            except Exception as exc:  # struct.error, IndexError, ValueError on a mangled header
+                raise DicomError(self.path, f"bad JPEG 2000 main header ({exc})") from exc
+        return self._j2k_levels
+
+    def decode(self, reduce: int = 0, backend: str = "auto", native: bool = True) -> Level:
+        """Stored values at level ``reduce``; ``native=False`` always goes through one full
+        decode (the route when reduced decoding is switched off). Raises DicomError."""
+        start = time.perf_counter()
+        if native and self.levels(backend) > 0:
+            arr, name = self._from_codestream(reduce), "openjpeg"
+            straight = self._full is None and reduce > 0
+        else:
+            if self._full is None:
+                result = decode_file(self.path, backend, 0, header=self.header)
+                self._full = Decoded(result.array, reduced=False)
+                self._full_backend = result.backend
+            arr, name = area_downsample(self._full.array, reduce), self._full_backend
+            straight = False
+        return Level(arr, name, straight, time.perf_counter() - start)
+
+    def _from_codestream(self, reduce: int) -> np.ndarray:
+        from rsna_pkg.dicom.openjpeg_backend import BACKEND as OPENJPEG
+
+        if self._full is not None:  # Pillow already had to fall back to a full decode
+            return finish(self._full, self.header, reduce)
+        try:
+            out = OPENJPEG.decode_frame(self.frame, self.header, reduce)
+        except DicomError:
+            raise
+        except Exception as exc:
+            raise DicomError(self.path, f"openjpeg decode failed ({describe(exc)})") from exc
+        if not out.reduced:
+            self._full = out
+        return finish(out, self.header, reduce)
+
+
+def open_image(path: str | Path) -> DicomImage:
+    """The header of ``path`` (no pixel data read yet); DicomError if it is no DICOM."""
+    path = Path(path)
+    return DicomImage(path, read_header(path))

@@ -1,0 +1,98 @@
+"""ModelConfig: what a checkpoint stores, and all inference needs to rebuild a model.
+
+The architecture (backbone, metadata branch, dropout), its input (the PreprocessConfig the
+images were made with: the one source of the input size; the normalisation; the fitted
+metadata encoder) and its decision (aggregation, threshold, prevalence, the metadata-only
+fallback). Nothing about how it was trained: renaming an optimiser flag can never break
+loading a model. Saved as a dict of primitives so ``torch.load(weights_only=True)`` reads it;
+``from_dict`` rejects unknown keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from rsna_pkg.data.metadata import MetadataEncoder
+from rsna_pkg.dataclass_io import known_fields
+from rsna_pkg.errors import InputError
+from rsna_pkg.preprocess.config import PreprocessConfig
+
+# ImageNet's RGB mean/std averaged over channels: right for a gray image fed to
+# pretrained weights, harmless for random init.
+GRAY_MEAN, GRAY_STD = 0.449, 0.226
+AGGREGATIONS: tuple[str, ...] = ("mean", "max")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "resnet18"
+    preprocess: PreprocessConfig = field(
+        default_factory=lambda: PreprocessConfig(height=512, width=256)
+    )
+    use_metadata: bool = True
+    dropout: float = 0.2
+    norm_mean: float = GRAY_MEAN
+    norm_std: float = GRAY_STD
+    metadata: MetadataEncoder = field(default_factory=MetadataEncoder)
+    # decision, fitted at train time
+    aggregation: str = "mean"
+    threshold: float = 0.5
+    prevalence: float = 0.0
+    fallback_coef: tuple[float, ...] = ()
+    fallback_intercept: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.aggregation not in AGGREGATIONS:
+            raise InputError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.norm_std <= 0:
+            raise InputError(f"norm_std must be positive, got {self.norm_std}")
+
+    @property
+    def height(self) -> int:
+        return self.preprocess.height
+
+    @property
+    def width(self) -> int:
+        return self.preprocess.width
+
+    @property
+    def meta_dim(self) -> int:
+        """Width of the metadata input (0 for an image-only model)."""
+        return self.metadata.width if self.use_metadata else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["preprocess"] = self.preprocess.to_dict()
+        d["metadata"] = self.metadata.to_dict()
+        d["fallback_coef"] = list(self.fallback_coef)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        kw = known_fields(cls, d, "model config")
+        if "preprocess" in kw:
+            kw["preprocess"] = PreprocessConfig.from_dict(kw["preprocess"])
+        if "metadata" in kw:
+            kw["metadata"] = MetadataEncoder.from_dict(kw["metadata"])
+        if "fallback_coef" in kw:
+            kw["fallback_coef"] = tuple(float(c) for c in kw["fallback_coef"])
+        return cls(**kw)
+
+    @classmethod
+    def from_train_config_v1(cls, d: dict[str, Any]) -> ModelConfig:
+        """The model part of a format-1 checkpoint's flat TrainConfig dict (training-only
+        keys are ignored). One without its preprocess config cannot be fed faithfully."""
+        kw: dict[str, Any] = {k: d[k] for k in ("backbone", "use_metadata", "dropout", "norm_mean", "norm_std",
+                                "aggregation", "threshold", "prevalence", "fallback_coef",
+                                "fallback_intercept") if k in d}  # fmt: skip
+        if d.get("preprocess") is None:
+            raise InputError("checkpoint stores no preprocess config")
+        kw["preprocess"] = d["preprocess"]
+        kw["metadata"] = d.get("metadata_encoder") or {}
+        return cls.from_dict(kw)
+
+    def with_(self, **changes: Any) -> ModelConfig:
+        return replace(self, **changes)

@@ -1,0 +1,99 @@
+"""Small things every stage shares: the names of an output folder's files, and atomic writes.
+
+An `rsna preprocess` folder holds PNGs, ``manifest.csv`` (one row per image, columns
+MANIFEST_COLUMNS) and ``preprocess_config.json``; training and inference read them by these
+names. Every file a run leaves is written through ``atomic_path``: a temporary sibling,
+renamed over the target only once complete, so a reader (or a rerun after a kill) sees the
+old file or the whole new one, never half of one. A write that fails (disk full, no
+permission, read-only folder) removes its temporary file and raises :class:`OutputError`
+naming the target and the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from rsna_pkg.errors import OutputError
+
+MANIFEST_NAME = "manifest.csv"
+PREPROCESS_CONFIG_NAME = "preprocess_config.json"
+MANIFEST_COLUMNS: tuple[str, ...] = (
+    "patient_id", "image_id", "laterality", "view", "status", "reason", "png", "syntax",
+    "box_y0", "box_x0", "box_y1", "box_x1", "reduce", "native_reduce", "flipped", "backend",
+    "seconds", "decode_seconds",
+)  # fmt: skip
+# What a training run needs of a manifest (older manifests may lack the timing columns).
+MANIFEST_REQUIRED: tuple[str, ...] = ("patient_id", "image_id", "status", "png")
+
+
+TMP_SUFFIX = ".tmp"
+_TEMP_NAME = re.compile(r"\..+\.(\d+)\.tmp")
+
+
+def temp_sibling(path: Path) -> Path:
+    """Hidden, per-process temporary name beside ``path`` (two processes never share one)."""
+    return path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+
+
+def write_failure(path: Path, exc: OSError) -> OutputError:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return OutputError(f"{path}: cannot write ({reason})")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path to write; rename it to ``path`` when the block succeeds,
+    remove it when the block raises. OSError (ENOSPC, EACCES ...) becomes OutputError."""
+    path = Path(path)
+    tmp = temp_sibling(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise write_failure(path, exc) from exc
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def write_bytes(file: Path, data: bytes) -> None:
+    """One plain write of ``data`` to ``file`` (the step a full disk fails)."""
+    with open(file, "wb") as f:
+        f.write(data)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        write_bytes(tmp, data)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path) -> int:
+    """Delete the temporary files (``temp_sibling`` names) under ``folder`` whose writing
+    process no longer runs on this machine: what a kill mid-write leaves. Returns how many."""
+    removed = 0
+    for path in Path(folder).rglob(f".*{TMP_SUFFIX}"):
+        match = _TEMP_NAME.fullmatch(path.name)
+        if match and not pid_alive(int(match.group(1))):
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed += 1
+    return removed

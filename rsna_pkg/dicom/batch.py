@@ -10,6 +10,7 @@ PixelRepresentation then wins over the codestream's signedness, as in ``to_store
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -154,14 +155,54 @@ class BatchDecoder(ABC):
     """What the batch decoders (DALI, nvImageCodec) share on top of their ``decode_items``:
     stored values or windowed tensors per file, and host arrays moved to their GPU."""
 
+    device: str  # "cpu", or the library's GPU device name
     device_id: Any  # the GPU ordinal; unused by a CPU decoder
 
     fallback: str
     batch_size: int
 
+    source: str  # what last_sources says for a file this decoder decoded ("dali", ...)
+    label: str  # the library's name in fallback reasons
+    last_sources: list[str]
+
     @abstractmethod
+    def _run(self, frames: Sequence[bytes]) -> list[Any]:
+        """Decode one batch of frames: per frame the library's output, or a str saying why
+        the library gave nothing for it (that file falls back)."""
+
+    @abstractmethod
+    def _finish(self, raw: Any, item: Item) -> Any:
+        """The library's output as the header's stored values (ValueError: unusable)."""
+
     def decode_items(self, paths: Sequence[str | Path]) -> tuple[list[Any], list[Item]]:
-        """(stored values per file, the files' items), each decoded in batches or by fallback."""
+        """(stored values per file, the files' items), each decoded in batches, or by the
+        CPU fallback backend with the reason logged and kept in ``last_sources``."""
+        from rsna_pkg.dicom.decode import decode_file
+
+        items, sources, todo = self.plan(paths)
+        results: list[Any] = [None] * len(items)
+        for chunk in self.chunks(todo):
+            try:
+                raws = self._run([items[i].frame for i in chunk])
+            except Exception as exc:  # noqa: BLE001 - the whole call failed: each file falls back
+                raws = [f"{self.label} failed ({type(exc).__name__}: {str(exc)[:80]})"] * len(chunk)
+            for i, raw in zip(chunk, raws, strict=True):
+                if isinstance(raw, str):
+                    sources[i] = f"fallback:{self.fallback}: {raw}"
+                    continue
+                try:
+                    results[i] = self._finish(raw, items[i])
+                except ValueError as exc:  # shape off the header
+                    sources[i] = f"fallback:{self.fallback}: {exc}"
+                else:
+                    sources[i] = self.source
+        for i, item in enumerate(items):
+            if sources[i] != self.source:
+                logging.getLogger(type(self).__module__).info("%s: %s", item.path, sources[i])
+                arr = decode_file(item.path, self.fallback, 0, header=item.header).array
+                results[i] = arr if self.device == "cpu" else self._to_device(arr)
+        self.last_sources = sources
+        return results, items
 
     @abstractmethod
     def _unsupported(self, item: Item) -> str:

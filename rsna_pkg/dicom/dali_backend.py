@@ -21,7 +21,6 @@ import numpy as np
 
 from rsna_pkg.dicom.backend import Decoded
 from rsna_pkg.dicom.batch import BatchDecoder, Item, pick_device, probe_frame, to_header_values
-from rsna_pkg.dicom.decode import decode_file
 from rsna_pkg.dicom.frames import (
     J2K_SYNTAXES,
     JPEG_LOSSLESS_SYNTAXES,
@@ -49,6 +48,8 @@ class DaliDecoder(BatchDecoder):
     float32 [0, 1] tensors on that device. ``last_sources[i]`` says who decoded file i
     ("dali" or "fallback:<backend>: reason"). Raises DicomError for files no backend can read.
     """
+
+    source, label = "dali", "DALI"
 
     def __init__(self, batch_size: int = 8, device: str = "auto", device_id: int | None = None,
                  num_threads: int = 2, fallback: str = "dicomsdl") -> None:  # fmt: skip
@@ -153,27 +154,6 @@ class DaliDecoder(BatchDecoder):
         assert item.header is not None
         return to_header_values(raw, item.header, self._scales[item.kind] or 1.0)
 
-    # -- public --------------------------------------------------------------------------
-    def decode_items(self, paths: Sequence[str | Path]) -> tuple[list[Any], list[Item]]:
-        items, sources, todo = self.plan(paths)
-        results: list[Any] = [None] * len(items)
-        for chunk in self.chunks(todo):
-            try:
-                raws = self._run([items[i].frame for i in chunk])
-            except Exception as exc:
-                for i in chunk:
-                    sources[i] = f"fallback:{self.fallback}: DALI failed ({str(exc)[:80]})"
-                continue
-            for i, raw in zip(chunk, raws, strict=True):
-                results[i] = self._finish(raw, items[i])
-                sources[i] = "dali"
-        for i, item in enumerate(items):
-            if results[i] is None:
-                arr = decode_file(item.path, self.fallback, 0, header=item.header).array
-                results[i] = arr if self.device == "cpu" else self._to_device(arr)
-        self.last_sources = sources
-        return results, items
-
 
 @cache
 def _single_decoder() -> DaliDecoder:
@@ -197,7 +177,7 @@ class DaliBackend:
         arr = arr if isinstance(arr, np.ndarray) else arr.cpu().numpy()
         source = _single_decoder().last_sources[0]
         return Decoded(arr.astype(stored_dtype(header)), reduced=False,
-                       note="" if source == "dali" else source)  # fmt: skip
+                       note="" if source == DaliDecoder.source else source)  # fmt: skip
 
 
 BACKEND = DaliBackend()

@@ -41,7 +41,6 @@ from rsna_pkg.dicom.batch import (
     probe_scale,
     to_header_values,
 )
-from rsna_pkg.dicom.decode import decode_file
 from rsna_pkg.dicom.frames import J2K_SYNTAXES, JPEG_LOSSLESS_SYNTAXES
 from rsna_pkg.dicom.header import DicomHeader
 from rsna_pkg.dicom.pixels import stored_dtype
@@ -84,6 +83,8 @@ class NvImageCodecDecoder(BatchDecoder):
     files' Items; ``decode_windowed(paths)`` -> float32 [0, 1] tensors on that device.
     ``last_sources[i]`` says who decoded file i: "nvimgcodec" or
     "fallback:<backend>: reason". Raises DicomError for files no backend can read."""
+
+    source, label = SOURCE, "nvImageCodec"
 
     def __init__(self, device: str = "auto", device_id: int = 0, batch_size: int = 8,
                  threads: int = 0, fallback: str = "dicomsdl") -> None:  # fmt: skip
@@ -224,33 +225,6 @@ class NvImageCodecDecoder(BatchDecoder):
             what = f"{'signed ' if signed else ''}{bits}-bit {codec}"
             return f"{what} not decoded exactly on {self.device} ({self.probes[kind]})"
         return ""
-
-    # -- public ----------------------------------------------------------------------------
-    def decode_items(self, paths: Sequence[str | Path]) -> tuple[list[Any], list[Item]]:
-        items, sources, todo = self.plan(paths)
-        results: list[Any] = [None] * len(items)
-        for chunk in self.chunks(todo):
-            try:
-                raws = self._run([items[i].frame for i in chunk])
-            except Exception as exc:  # noqa: BLE001 - the whole call failed: each file falls back
-                raws = [f"nvImageCodec failed ({type(exc).__name__}: {str(exc)[:80]})"] * len(chunk)
-            for i, raw in zip(chunk, raws, strict=True):
-                if isinstance(raw, str):
-                    sources[i] = f"fallback:{self.fallback}: {raw}"
-                    continue
-                try:
-                    results[i] = self._finish(raw, items[i])
-                except ValueError as exc:  # shape off the header
-                    sources[i] = f"fallback:{self.fallback}: {exc}"
-                else:
-                    sources[i] = SOURCE
-        for i, item in enumerate(items):
-            if sources[i] != SOURCE:
-                log.info("%s: %s", item.path, sources[i])
-                arr = decode_file(item.path, self.fallback, 0, header=item.header).array
-                results[i] = arr if self.device == "cpu" else self._to_device(arr)
-        self.last_sources = sources
-        return results, items
 
     def _finish(self, raw: Any, item: Item) -> Any:
         header = item.header

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from rsna_pkg.data.augment import Augmenter
+from rsna_pkg.data.sampling import balanced_batches, keep_negatives, negatives_kept
 from rsna_pkg.data.schema import check_columns, prediction_ids, read_table
 from rsna_pkg.errors import InputError
 from rsna_pkg.outputs import MANIFEST_NAME, MANIFEST_REQUIRED
@@ -145,9 +146,12 @@ class EpochSampler(Sampler[int]):
     """Per-epoch index order, sharded over DDP ranks, yielding ``epoch * n + row``.
 
     ``oversample`` repeats positives so they make up about ``pos_fraction`` of an
-    epoch (class balance). Training shards are truncated to equal length so every
-    rank runs the same number of steps; evaluation shards are not padded, so no
-    image is counted twice when predictions are gathered.
+    epoch (class balance); ``pos_per_batch`` > 0 instead makes every run of
+    ``batch_size`` rows hold that many positives (``sampling.balanced_batches``).
+    ``neg_fraction`` < 1 keeps a fresh random subset of the negatives each epoch, with
+    either. Training shards are truncated to equal length so every rank runs the same
+    number of steps (whole batches in batch mode); evaluation shards are not padded, so
+    no image is counted twice when predictions are gathered.
     """
 
     def __init__(
@@ -157,12 +161,20 @@ class EpochSampler(Sampler[int]):
         train: bool,
         oversample: bool = False,
         pos_fraction: float = 0.25,
+        neg_fraction: float = 1.0,
+        pos_per_batch: int = 0,
+        batch_size: int = 0,
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
         self.labels = np.asarray(labels)
         self.train, self.oversample, self.pos_fraction = train, oversample, pos_fraction
+        self.neg_fraction, self.pos_per_batch, self.batch_size = (
+            neg_fraction,
+            pos_per_batch,
+            batch_size,
+        )
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
 
@@ -175,16 +187,25 @@ class EpochSampler(Sampler[int]):
         if not self.train:
             return rows[self.rank :: self.world_size]
         rng = np.random.default_rng([self.seed, self.epoch])
+        pos = np.flatnonzero(self.labels > 0)
+        if self.neg_fraction < 1 or self.pos_per_batch:  # else no draw: today's order exactly
+            neg = keep_negatives(np.flatnonzero(self.labels <= 0), self.neg_fraction, rng)
+            if self.pos_per_batch:  # shard whole batches, so each keeps its positives
+                batches = balanced_batches(pos, neg, self.batch_size, self.pos_per_batch, rng)
+                usable = len(batches) - len(batches) % self.world_size
+                return batches[:usable][self.rank :: self.world_size].reshape(-1)
+            rows = np.sort(np.concatenate([pos, neg]))
         if self.oversample:
-            rows = np.concatenate([rows, *[np.flatnonzero(self.labels > 0)] * self.extra_copies()])
+            rows = np.concatenate([rows, *[pos] * self.extra_copies()])
         rows = rng.permutation(rows)
         usable = len(rows) - len(rows) % self.world_size
         return rows[:usable][self.rank :: self.world_size]
 
     def extra_copies(self) -> int:
-        """Additional copies of each positive to reach ``pos_fraction``."""
+        """Additional copies of each positive to reach ``pos_fraction`` (of the epoch's
+        images: the kept negatives count)."""
         pos = int((self.labels > 0).sum())
-        neg = len(self.labels) - pos
+        neg = negatives_kept(len(self.labels) - pos, self.neg_fraction)
         if pos == 0 or not 0 < self.pos_fraction < 1:
             return 0
         want = self.pos_fraction * neg / (1 - self.pos_fraction)

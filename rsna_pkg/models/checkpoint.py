@@ -45,7 +45,9 @@ def format_problem(tag: object) -> str:
 
 def build_model(config: ModelConfig, pretrained: str | Path | None = None) -> CancerClassifier:
     """The architecture a config describes (random init unless ``pretrained``)."""
-    return CancerClassifier(config.backbone, config.meta_dim, pretrained, config.dropout)
+    return CancerClassifier(
+        config.backbone, config.meta_dim, pretrained, config.dropout, config.aux_heads
+    )
 
 
 def save_checkpoint(

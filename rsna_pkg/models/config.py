@@ -5,7 +5,8 @@ images were made with: the one source of the input size; the normalisation; the 
 metadata encoder) and its decision (aggregation, threshold, prevalence, the metadata-only
 fallback). Nothing about how it was trained: renaming an optimiser flag can never break
 loading a model. Saved as a dict of primitives so ``torch.load(weights_only=True)`` reads it;
-``from_dict`` rejects unknown keys.
+``from_dict`` rejects unknown keys. Training-only auxiliary heads are part of the
+architecture (the state_dict must rebuild), never of a prediction.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class ModelConfig:
     prevalence: float = 0.0
     fallback_coef: tuple[float, ...] = ()
     fallback_intercept: float = 0.0
+    # training-only heads (name, logits) on the image features; inference never calls them
+    aux_heads: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         if self.aggregation not in AGGREGATIONS:
@@ -49,6 +52,10 @@ class ModelConfig:
             raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.norm_std <= 0:
             raise InputError(f"norm_std must be positive, got {self.norm_std}")
+        names = [name for name, _ in self.aux_heads]
+        for name, outputs in self.aux_heads:
+            if not name.isidentifier() or outputs < 1 or names.count(name) > 1:
+                raise InputError(f"aux_heads: bad head {name!r} with {outputs} output(s)")
 
     @property
     def height(self) -> int:
@@ -68,6 +75,7 @@ class ModelConfig:
         d["preprocess"] = self.preprocess.to_dict()
         d["metadata"] = self.metadata.to_dict()
         d["fallback_coef"] = list(self.fallback_coef)
+        d["aux_heads"] = [[name, outputs] for name, outputs in self.aux_heads]
         return d
 
     @classmethod
@@ -79,6 +87,8 @@ class ModelConfig:
             kw["metadata"] = MetadataEncoder.from_dict(kw["metadata"])
         if "fallback_coef" in kw:
             kw["fallback_coef"] = tuple(float(c) for c in kw["fallback_coef"])
+        if "aux_heads" in kw:
+            kw["aux_heads"] = tuple((str(name), int(n)) for name, n in kw["aux_heads"])
         return cls(**kw)
 
     @classmethod

@@ -7,7 +7,8 @@ Freeze modes (``apply_freeze``):
 - ``features``: the convolutional body is frozen, the backbone's own FC layers
   (VGG/AlexNet classifier, ConvNeXt norm) and the fusion head train -- the
   study's setting (frozen pretrained VGG11 features);
-- ``classifier``: only the fusion head trains (linear probe on frozen features).
+- ``classifier``: only the fusion head (and any auxiliary heads) trains (linear probe on
+  frozen features).
 Frozen parts are kept in eval mode so their BatchNorm statistics stay fixed.
 """
 
@@ -52,7 +53,8 @@ class FusionHead(nn.Module):
 
 
 class CancerClassifier(nn.Module):
-    """Backbone body -> neck -> fusion head."""
+    """Backbone body -> neck -> fusion head; optional auxiliary heads on the same image
+    features, for training only (``aux_heads``: (name, logits) pairs)."""
 
     def __init__(
         self,
@@ -60,17 +62,30 @@ class CancerClassifier(nn.Module):
         meta_dim: int = 0,
         pretrained: str | Path | None = None,
         dropout: float = 0.2,
+        aux_heads: tuple[tuple[str, int], ...] = (),
     ) -> None:
         super().__init__()
         bb = build_backbone(backbone, pretrained)
         self.body = bb.body
         self.neck = bb.neck
         self.head = FusionHead(bb.dim, meta_dim, dropout)
+        # built last, so every other layer's random init is the same with or without them
+        self.aux_dropout = nn.Dropout(dropout)
+        self.aux_heads = nn.ModuleDict({name: nn.Linear(bb.dim, n) for name, n in aux_heads})
         self.freeze = "none"
 
-    def forward(self, images: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
-        """images [B, 1, H, W] float, meta [B, F] or None -> logits [B]."""
-        return self.head(self.neck(self.body(images)), meta)
+    def forward(
+        self, images: torch.Tensor, meta: torch.Tensor | None = None, aux: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """images [B, 1, H, W] float, meta [B, F] or None -> logits [B]; with ``aux``
+        (training: through DDP's forward, so the heads' gradients sync too) also
+        {head name: logits [B, n]}. The cancer logits do not depend on the heads."""
+        feats = self.neck(self.body(images))  # [B, D]
+        logits = self.head(feats, meta)
+        if not aux:
+            return logits
+        x = self.aux_dropout(feats)
+        return logits, {name: head(x) for name, head in self.aux_heads.items()}
 
     def train(self, mode: bool = True) -> CancerClassifier:
         super().train(mode)

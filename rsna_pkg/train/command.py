@@ -44,8 +44,21 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="auto: 'features' with --pretrained, else 'none' (random features cannot be frozen)",
     )
     p.add_argument("--no-metadata", action="store_true", help="image-only model")
-    p.add_argument("--balance", choices=("oversample", "pos_weight", "none"), default="oversample")
-    p.add_argument("--pos-fraction", type=float, default=0.25, help="oversampling target")
+    p.add_argument(
+        "--balance", choices=("oversample", "pos_weight", "none", "batch"), default="oversample",
+        help="oversample: repeat positives to --pos-fraction of an epoch; batch: every batch "
+        "holds round(pos-fraction x batch-size) positives (cycled), the rest negatives",
+    )  # fmt: skip
+    p.add_argument("--pos-fraction", type=float, default=0.25, help="positive share (--balance)")
+    p.add_argument(
+        "--neg-fraction", type=float, default=1.0,
+        help="each epoch keeps a fresh random share of the negatives (1: all)",
+    )  # fmt: skip
+    p.add_argument(
+        "--aux", default="", metavar="NAME[=W],...",
+        help="auxiliary heads and loss weights (training only): birads, density, biopsy, "
+        "invasive, difficult_negative_case; a bare name weighs 0.1",
+    )  # fmt: skip
     p.add_argument("--monitor", choices=("auc", "pf1"), default="auc")
     p.add_argument("--patience", type=int, default=0, help="early stopping (0: off)")
     p.add_argument("--aggregation", choices=("mean", "max"), default="mean")
@@ -79,6 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
     """A validated TrainConfig from parsed options."""
     from rsna_pkg.data.augment import AugmentConfig
+    from rsna_pkg.data.aux_targets import aux_heads, parse_aux
     from rsna_pkg.models.config import ModelConfig
     from rsna_pkg.models.zoo import BACKBONES
     from rsna_pkg.preprocess import PreprocessConfig
@@ -96,16 +110,18 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
     workers = default_workers() if args.workers is None else args.workers
     # the size only, until training reads the images' own PreprocessConfig (train/data.py)
     size = PreprocessConfig(height=args.size[0], width=args.size[1])
+    aux = parse_aux(args.aux)
     model = ModelConfig(
         backbone=backbone, preprocess=size, use_metadata=not args.no_metadata,
-        aggregation=args.aggregation,
+        aggregation=args.aggregation, aux_heads=aux_heads(list(aux)),
     )  # fmt: skip
     return TrainConfig(
         model=model, freeze=freeze,
         pretrained=str(args.pretrained) if args.pretrained else None, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, optimizer=args.optimizer,
         warmup_epochs=args.warmup_epochs, accumulate=args.accumulate, ema=args.ema,
-        balance=args.balance, pos_fraction=args.pos_fraction, augment=aug.to_dict(),
+        balance=args.balance, pos_fraction=args.pos_fraction, neg_fraction=args.neg_fraction,
+        aux=aux, augment=aug.to_dict(),
         monitor=args.monitor, patience=args.patience, amp=not args.no_amp, seed=args.seed,
         val_frac=args.val_frac, folds=args.folds, fold=args.fold, workers=workers,
         threads=args.threads, device=args.device,

@@ -10,13 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from rsna_pkg.data.aux_targets import AUX_TARGETS, aux_heads, check_aux_weights
+from rsna_pkg.data.sampling import positives_per_batch
 from rsna_pkg.dataclass_io import known_fields
 from rsna_pkg.errors import InputError
 from rsna_pkg.models.config import ModelConfig
 
 OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")
 MONITORS: tuple[str, ...] = ("auc", "pf1")
-BALANCE: tuple[str, ...] = ("oversample", "pos_weight", "none")
+BALANCE: tuple[str, ...] = ("oversample", "pos_weight", "none", "batch")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class TrainConfig:
     ema: float = 0.0
     balance: str = "oversample"
     pos_fraction: float = 0.25
+    neg_fraction: float = 1.0
+    aux: dict[str, float] = field(default_factory=dict)  # loss weight per model.aux_heads name
     augment: dict[str, Any] = field(default_factory=dict)
     monitor: str = "auc"
     patience: int = 0
@@ -82,6 +86,20 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise InputError(msg)
+        self._check_sampling_and_aux()
+
+    def _check_sampling_and_aux(self) -> None:
+        n_pos = positives_per_batch(self.pos_fraction, self.batch_size)
+        if self.balance == "batch" and not 0 < n_pos < self.batch_size:
+            raise InputError(f"--pos-fraction {self.pos_fraction} gives {n_pos} positive(s) per "
+                             f"batch of {self.batch_size}; --balance batch needs 1 to "
+                             f"{self.batch_size - 1}")  # fmt: skip
+        if not 0 < self.neg_fraction <= 1:
+            raise InputError(f"--neg-fraction must be in (0, 1], got {self.neg_fraction}")
+        check_aux_weights(self.aux)
+        if self.model.aux_heads != aux_heads([n for n in AUX_TARGETS if n in self.aux]):
+            raise InputError(f"--aux {sorted(self.aux)} does not match the model's auxiliary "
+                             f"heads {self.model.aux_heads}")  # fmt: skip
 
     def with_(self, **changes: Any) -> TrainConfig:
         return replace(self, **changes)

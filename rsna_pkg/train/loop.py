@@ -20,7 +20,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from rsna_pkg.data.augment import AugmentConfig, build_augment
+from rsna_pkg.data.aux_targets import describe_aux
 from rsna_pkg.data.dataset import EpochSampler, MammoDataset
+from rsna_pkg.data.sampling import positives_per_batch
 from rsna_pkg.data.splits import load_split, save_split
 from rsna_pkg.errors import InputError
 from rsna_pkg.models.checkpoint import build_model, read_checkpoint, save_checkpoint
@@ -35,14 +37,16 @@ from rsna_pkg.train.optim import make_trainer
 from rsna_pkg.train.report import plot_curves, write_history, write_json
 
 # Settings that must agree between a run and the last.pt it resumes.
-RESUME_KEYS: tuple[str, ...] = ("backbone", "height", "width", "use_metadata", "freeze", "seed")
+RESUME_KEYS: tuple[str, ...] = ("backbone", "height", "width", "use_metadata", "freeze", "seed",
+                                "aux_heads")  # fmt: skip
 
 
 def resume_values(cfg: TrainConfig) -> dict[str, Any]:
     """The RESUME_KEYS of a run, by the flat names format-1 checkpoints stored them under."""
     m = cfg.model
     return {"backbone": m.backbone, "height": m.height, "width": m.width,
-            "use_metadata": m.use_metadata, "freeze": cfg.freeze, "seed": cfg.seed}  # fmt: skip
+            "use_metadata": m.use_metadata, "freeze": cfg.freeze, "seed": cfg.seed,
+            "aux_heads": m.aux_heads}  # fmt: skip
 
 
 def run_training(
@@ -86,6 +90,8 @@ def _run(
         save_split(out / "split.csv", prep.folds, prep.val_fold)
         write_json(out / "config.json", cfg.to_dict())
         print(_describe(cfg, prep, ctx))
+        if cfg.aux:
+            print(describe_aux(cfg.aux, prep.train))
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, None if state else cfg.pretrained).to(ctx.device)
@@ -155,7 +161,7 @@ def _resume_state(cfg: TrainConfig, out: Path) -> dict[str, Any]:
     saved = (
         resume_values(TrainConfig.from_dict(state["train"]))
         if "train" in state
-        else state.get("config", {})
+        else {"aux_heads": (), **state.get("config", {})}  # format 1 had no auxiliary heads
     )
     wanted = resume_values(cfg)
     for key in RESUME_KEYS:
@@ -182,9 +188,11 @@ def _loaders(
         )  # fmt: skip
 
     labels = prep.train["cancer"].to_numpy()
+    batch_pos = positives_per_batch(cfg.pos_fraction, cfg.batch_size)
     sampler = EpochSampler(
         labels, train=True, oversample=cfg.balance == "oversample", pos_fraction=cfg.pos_fraction,
-        seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size,
+        neg_fraction=cfg.neg_fraction, pos_per_batch=batch_pos if cfg.balance == "batch" else 0,
+        batch_size=cfg.batch_size, seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size,
     )  # fmt: skip
     val_sampler = EpochSampler(
         prep.val["cancer"].to_numpy(), train=False, rank=ctx.rank, world_size=ctx.world_size

@@ -13,6 +13,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
+from rsna_pkg.data.aux_targets import aux_labels
+from rsna_pkg.train.aux_loss import aux_loss
 from rsna_pkg.train.config import TrainConfig
 from rsna_pkg.train.ddp import DistContext
 
@@ -36,8 +38,15 @@ class Trainer:
         ctx: DistContext,
         steps_per_epoch: int,
         pos_weight: float | None,
+        aux_targets: torch.Tensor | None = None,
     ) -> None:
+        """``aux_targets``: [N_train, heads] labels by dataset row (``aux_labels``), for
+        the model's auxiliary heads; None without heads."""
         self.cfg, self.ctx, self.unwrapped = cfg, ctx, model
+        self.aux_names = [name for name, _ in cfg.model.aux_heads]
+        if self.aux_names and aux_targets is None:
+            raise ValueError("a model with auxiliary heads needs their aux_targets")
+        self.aux_targets = aux_targets
         self.device = ctx.device
         self.channels_last = cfg.channels_last
         self.model: nn.Module = model
@@ -87,7 +96,7 @@ class Trainer:
         total, count = 0.0, 0
         self.opt.zero_grad(set_to_none=True)
         bar = tqdm(loader, disable=not show, leave=False, desc="train", dynamic_ncols=True)
-        for step, (images, meta, labels, _) in enumerate(bar):
+        for step, (images, meta, labels, rows) in enumerate(bar):
             x = images.to(self.device, non_blocking=True)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -97,8 +106,11 @@ class Trainer:
             no_sync = self.ctx.distributed and not sync
             with self.model.no_sync() if no_sync else nullcontext():  # type: ignore[operator]
                 with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-                    logits = self.model(x, m)
+                    out = self.model(x, m, aux=True) if self.aux_names else (self.model(x, m), {})
+                logits, aux_logits = out
                 loss = self.criterion(logits.float(), y)
+                if self.aux_names:
+                    loss = loss + self._aux_loss(aux_logits, rows)
                 self.scaler.scale(loss / acc).backward()
             if sync:
                 self.scaler.step(self.opt)
@@ -114,6 +126,11 @@ class Trainer:
             bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
         sums = _gather_sum(self.ctx, total, count)
         return sums[0] / max(sums[1], 1)
+
+    def _aux_loss(self, logits: dict[str, torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
+        assert self.aux_targets is not None
+        targets = self.aux_targets[rows].to(self.device, non_blocking=True)
+        return aux_loss(logits, targets, self.aux_names, self.cfg.aux)
 
     def state_dict(self) -> dict[str, Any]:
         state = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict()}
@@ -147,4 +164,6 @@ def make_trainer(
     if cfg.balance == "pos_weight":
         pos = float(prep.train["cancer"].sum())
         pos_weight = (len(prep.train) - pos) / max(pos, 1.0)
-    return Trainer(model, cfg, ctx, steps_per_epoch, pos_weight)
+    names = [name for name, _ in cfg.model.aux_heads]
+    aux = torch.from_numpy(aux_labels(prep.train, names)) if names else None
+    return Trainer(model, cfg, ctx, steps_per_epoch, pos_weight, aux)

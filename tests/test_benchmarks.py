@@ -31,3 +31,32 @@ def test_benchmarks_are_not_in_the_wheel(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert not [n for n in names if "bench" in n and n != "rsna_pkg/bench_command.py"]
     assert not [n for n in names if n.startswith("benchmarks/")]
+
+
+def test_bench_ablation_trains_each_variant_on_one_split(tmp_path: Path) -> None:
+    """Each row is a real `rsna train` run: the baseline and each change, the same split;
+    the +2x row reads the images preprocessed at twice the size."""
+    from train_data import make_dataset
+
+    data, images = make_dataset(tmp_path / "low", patients=8, size=(32, 32), seed=0)
+    _, images_2x = make_dataset(tmp_path / "high", patients=8, size=(64, 64), seed=0)
+    out = tmp_path / "ablation"
+    code = main(["bench", "ablation", "--data", str(data), "--images", str(images), "--size",
+                 "32", "32", "--images-2x", str(images_2x), "--out", str(out), "--json",
+                 str(tmp_path / "a.json"), "--common",
+                 "--epochs 1 --batch-size 8 --workers 0 --threads 1 --no-augment"])  # fmt: skip
+    assert code == 0
+    rows = json.loads((tmp_path / "a.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == [
+        "baseline", "+aux heads", "+balanced sampler", "+2x resolution"
+    ]
+    assert all(0 <= r["val_auc"] <= 1 and r["seconds"] > 0 for r in rows)
+    configs = {r["variant"]: json.loads((out / d / "config.json").read_text())
+               for r, d in zip(rows, ("baseline", "aux_heads", "balanced_sampler", "2x_resolution"))}  # fmt: skip
+    assert configs["baseline"]["aux"] == {} and configs["baseline"]["model"]["aux_heads"] == []
+    assert len(configs["+aux heads"]["model"]["aux_heads"]) == 5
+    assert configs["+balanced sampler"]["balance"] == "batch"
+    assert configs["+2x resolution"]["model"]["preprocess"]["height"] == 64
+    splits = {(out / d / "split.csv").read_text() for d in ("baseline", "2x_resolution")}
+    assert len(splits) == 1  # the same patients in validation
+    assert "| +2x resolution |" in (out / "ablation.md").read_text()

@@ -1,0 +1,134 @@
+"""Training ablation: the baseline and one change at a time, in one table.
+
+Every variant is a real ``rsna train`` run (the same option parser, ``run_training``, the
+same seed, hence the same patient split) into OUT/<variant>/; the table gives the
+breast-level validation AUC, pF1 at the best threshold and the seconds each run took.
+Defaults: the baseline, + auxiliary heads, + the batch-balanced sampler and + 2x resolution
+(the last needs ``--images-2x``, an ``rsna preprocess`` folder of the same split at twice
+the size). ``--cumulative`` stacks the changes instead.
+
+rsna bench ablation --data D --images I --size H W --images-2x I2 --out O \
+    --common "--backbone resnet18 --epochs 12 --seed 1"
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+AUX_ALL = "birads,density,biopsy,invasive,difficult_negative_case"
+CHANGES: dict[str, str] = {
+    "+aux heads": f"--aux {AUX_ALL}",
+    "+balanced sampler": "--balance batch --pos-fraction 0.25",
+}
+COLUMNS: tuple[str, ...] = (
+    "variant", "options", "val_auc", "val_pf1_best", "threshold", "val_pf1", "best_epoch",
+    "val_positive_breasts", "seconds",
+)  # fmt: skip
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, required=True, help="dataset folder (train.csv)")
+    parser.add_argument("--images", type=Path, required=True, help="`rsna preprocess` folder")
+    parser.add_argument("--size", nargs=2, type=int, required=True, metavar=("H", "W"))
+    parser.add_argument("--images-2x", type=Path, default=None,
+                        help="the same split preprocessed at 2H x 2W (adds the +2x row)")  # fmt: skip
+    parser.add_argument("--out", type=Path, required=True, help="one run folder per variant")
+    parser.add_argument("--common", default="", help="`rsna train` options every run gets")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=OPTIONS",
+                        help="replace the default variants (repeatable; 'baseline=' is the base)")  # fmt: skip
+    parser.add_argument("--cumulative", action="store_true", help="each row adds to the last")
+    parser.add_argument("--json", type=Path, default=None, help="also write the table here")
+
+
+def variants(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(name, extra `rsna train` options) per row, the baseline first."""
+    from rsna_pkg.errors import InputError
+
+    if args.variant:
+        rows = []
+        for spec in args.variant:
+            name, sep, options = spec.partition("=")
+            if not sep or not name.strip():
+                raise InputError(f"--variant {spec!r}: expected NAME=OPTIONS")
+            rows.append((name.strip(), options.strip()))
+        return rows
+    rows = [("baseline", ""), *CHANGES.items()]
+    if args.images_2x is not None:
+        h, w = args.size
+        rows.append(("+2x resolution", f"--images {shlex.quote(str(args.images_2x))} "
+                                       f"--size {2 * h} {2 * w}"))  # fmt: skip
+    if args.cumulative:
+        rows = [(name, " ".join(o for _, o in rows[: i + 1]).strip())
+                for i, (name, _) in enumerate(rows)]  # fmt: skip
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    from rsna_pkg.cli import absolute_paths
+    from rsna_pkg.train import command
+    from rsna_pkg.train.loop import run_training
+    from rsna_pkg.train.report import write_json
+
+    parser = argparse.ArgumentParser(prog="rsna train")
+    command.add_arguments(parser)
+    rows: list[dict[str, Any]] = []
+    plan = variants(args)
+    for name, options in plan:  # parse every variant before the first run starts
+        _parse(parser, args, name, options)
+    for name, options in plan:
+        train_args = absolute_paths(_parse(parser, args, name, options))
+        cfg = command.config_from_args(train_args, train_args.backbone)
+        print(f"=== {name}: {options or '(base options)'}", flush=True)
+        started = time.perf_counter()
+        metrics = run_training(cfg, train_args.data, train_args.images, train_args.out)
+        rows.append({
+            "variant": name, "options": options,
+            **{k: metrics.get(k) for k in COLUMNS[2:-1]},
+            "seconds": round(time.perf_counter() - started, 1),
+        })  # fmt: skip
+    table = format_table(rows, args.common)
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "ablation.md").write_text(table)
+    if args.json:
+        write_json(args.json, {"common": args.common, "rows": rows})
+    return 0
+
+
+def _parse(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, name: str, options: str
+) -> argparse.Namespace:
+    """The variant's `rsna train` options: base, then --common, then the variant's own
+    (argparse keeps the last of a repeated option, so a variant can replace --images)."""
+    slug = "".join(c if c.isalnum() else "_" for c in name).strip("_") or "run"
+    argv = ["--data", str(args.data), "--images", str(args.images), "--out",
+            str(args.out / slug), "--size", *map(str, args.size),
+            *shlex.split(args.common), *shlex.split(options)]  # fmt: skip
+    return parser.parse_args(argv)
+
+
+def format_table(rows: list[dict[str, Any]], common: str) -> str:
+    lines = [f"Training ablation (`rsna train {common}`), breast-level validation", "",
+             "| variant | val AUC | pF1 @ best thr | best thr | pF1 @ 0.5 | best epoch | "
+             "val + breasts | seconds |", "|" + " --- |" * 8]  # fmt: skip
+    for r in rows:
+        cells = [r["variant"], *(_fmt(r[k]) for k in COLUMNS[2:])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) and not isinstance(v, bool) else str(v)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from rsna_pkg.bench_command import main
+
+    raise SystemExit(main(["ablation", *sys.argv[1:]]))
+

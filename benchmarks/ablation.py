@@ -131,4 +131,3 @@ if __name__ == "__main__":
     from rsna_pkg.bench_command import main
 
     raise SystemExit(main(["ablation", *sys.argv[1:]]))
-

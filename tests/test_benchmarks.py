@@ -48,11 +48,15 @@ def test_bench_ablation_trains_each_variant_on_one_split(tmp_path: Path) -> None
     assert code == 0
     rows = json.loads((tmp_path / "a.json").read_text())["rows"]
     assert [r["variant"] for r in rows] == [
-        "baseline", "+aux heads", "+balanced sampler", "+2x resolution"
+        "baseline",
+        "+aux heads",
+        "+balanced sampler",
+        "+2x resolution",
     ]
     assert all(0 <= r["val_auc"] <= 1 and r["seconds"] > 0 for r in rows)
+    folders = ("baseline", "aux_heads", "balanced_sampler", "2x_resolution")
     configs = {r["variant"]: json.loads((out / d / "config.json").read_text())
-               for r, d in zip(rows, ("baseline", "aux_heads", "balanced_sampler", "2x_resolution"))}  # fmt: skip
+               for r, d in zip(rows, folders, strict=True)}  # fmt: skip
     assert configs["baseline"]["aux"] == {} and configs["baseline"]["model"]["aux_heads"] == []
     assert len(configs["+aux heads"]["model"]["aux_heads"]) == 5
     assert configs["+balanced sampler"]["balance"] == "batch"

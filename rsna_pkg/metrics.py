@@ -36,6 +36,13 @@ def pfbeta(labels: ArrayLike, predictions: ArrayLike, beta: float = 1.0) -> floa
     return float((1 + b2) * precision * recall / (b2 * precision + recall))
 
 
+def pfbeta_at(labels: ArrayLike, scores: ArrayLike, threshold: float) -> float:
+    """pF1 of scores binarised at ``threshold``: 1 where score >= threshold (the rule
+    ``best_threshold`` searches and inference applies)."""
+    s = np.asarray(scores, dtype=np.float64)
+    return pfbeta(labels, (s >= threshold).astype(np.float64))
+
+
 def aggregate_per_breast(
     prediction_ids: ArrayLike, values: ArrayLike, how: Aggregation = "mean"
 ) -> pd.Series:

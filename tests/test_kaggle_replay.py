@@ -18,8 +18,9 @@ TINY = {
     **SMALL_SETTINGS,
     "eda": "--sample 1 --max-headers 20 --workers 1 --no-progress",
     "preprocess": "--size 128 64 --workers 2 --quiet",
+    # two folds: the inference kernel must find and ensemble a K-fold output
     "train": "--backbone resnet18 --epochs 1 --batch-size 16 --workers 0 --threads 2 "
-    "--device cpu --val-frac 0.3",
+    "--device cpu --folds 2",
 }
 
 pytestmark = pytest.mark.slow
@@ -47,7 +48,14 @@ def test_replay_runs_every_kernel_and_writes_a_valid_submission(replayed, synth_
 
 def test_kernels_installed_offline_and_chained(replayed) -> None:
     runs = {r.name: r for r in replayed.runs}
-    assert (runs["train"].working / "model.pt").is_file()
+    train_out = runs["train"].working
+    assert (train_out / "oof.csv").is_file()
+    assert sorted(train_out.glob("fold_*/model.pt")) == [
+        train_out / "fold_0" / "model.pt",
+        train_out / "fold_1" / "model.pt",
+    ]
+    # the inference kernel passed the whole K-fold folder: both folds scored the test set
+    assert "2 checkpoint(s): fold_0/model.pt, fold_1/model.pt" in runs["inference"].log.read_text()
     train_input = runs["train"].working.parent / "input"
     assert (train_input / "rsna-pkg-preprocess").is_symlink()  # kernel_sources mount
     for run in replayed.runs:

@@ -1,4 +1,5 @@
-"""Kaggle kernel: offline inference on test.csv with the train kernel's model.pt; writes
+"""Kaggle kernel: offline inference on test.csv with the train kernel's output folder (one
+model.pt, or the K checkpoints of a `--folds K` run, ensembled); writes
 /kaggle/working/submission.csv (internet off, as the competition requires).
 
 Installs rsna_pkg offline from the wheel dataset, then calls the library; extra arguments
@@ -59,6 +60,10 @@ def rsna(*args: str, ok: tuple[int, ...] = (0,)) -> None:
 
 install(gpu=True)
 data = find_input("test.csv")
-model = find_input("model.pt") / "model.pt"  # the train kernel's output (or the model dataset)
-paths = ["--data", str(data), "--model", str(model), "--out", str(WORKING / "submission.csv")]
+# The train kernel's output (or the model dataset). `rsna infer --model FOLDER` ensembles every
+# model.pt under FOLDER, so a K-fold output (fold_<i>/model.pt beside oof.csv) is passed whole.
+models = find_input("model.pt")
+if (models.parent / "oof.csv").is_file():
+    models = models.parent
+paths = ["--data", str(data), "--model", str(models), "--out", str(WORKING / "submission.csv")]
 rsna("infer", *paths, *settings("inference", ""))

@@ -18,15 +18,18 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder holding <split>.csv")
     parser.add_argument(
-        "--model", type=Path, nargs="+", required=True, help="checkpoint(s); several = ensemble"
-    )
+        "--model", type=Path, nargs="+", required=True,
+        help="checkpoint(s) or folder(s); several = ensemble. A folder is every model.pt under "
+        "it (a K-fold `rsna train` output: its fold_<i>/model.pt), else its *.pt but last.pt",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="submission CSV to write")
     parser.add_argument("--split", default="test", choices=("test", "train"))
     parser.add_argument("--agg", default="mean", choices=("mean", "max"), help="per breast")
     parser.add_argument(
         "--threshold",
         default="stored",
-        help="stored (the checkpoints' mean), none (probabilities) or a number in [0, 1]",
+        help="stored (the checkpoints' mean; a K-fold output's folds all store its OOF "
+        "threshold), none (probabilities) or a number in [0, 1]",
     )
     parser.add_argument(
         "--tta", default="none", choices=("none", "vflip", "hflip"),

@@ -115,6 +115,7 @@ class InferResult:
     seconds: dict[str, float] = field(default_factory=dict)
     runtime: Runtime | None = None
     skipped_models: list[str] = field(default_factory=list)  # checkpoint, reason
+    checkpoints: list[str] = field(default_factory=list)  # every --model, folders expanded
 
 
 # test.csv columns a model can do without: a missing one is read as unknown values.
@@ -180,6 +181,21 @@ def load_models(paths: Sequence[Path], device: str, log: Log) -> tuple[list[Scor
     return models, skipped
 
 
+def model_files(args: Sequence[Path], log: Log) -> list[Path]:
+    """The checkpoint files the --model arguments name: a folder is every model.pt under it
+    (a K-fold training output: its fold_<i>/model.pt), else its *.pt (``checkpoint_files``)."""
+    from rsna_pkg.models.checkpoint import checkpoint_files
+
+    files: list[Path] = []
+    for arg in args:
+        found = checkpoint_files(arg)
+        if Path(arg).is_dir():
+            names = ", ".join(str(p.relative_to(arg)) for p in found)
+            log(f"infer: {arg}: {len(found)} checkpoint(s): {names}")
+        files += found
+    return files
+
+
 def check_model_paths(paths: Sequence[Path]) -> None:
     if not paths:
         raise InputError("--model: give at least one checkpoint")
@@ -243,9 +259,11 @@ def infer(
     seconds = {"read_csv": time.perf_counter() - t0}
     t0 = time.perf_counter()
     skipped: list[str] = []
+    checkpoints: list[Path] = []
     if models is None:
         try:
-            models, skipped = load_models(opts.models, runtime.device, log)
+            checkpoints = model_files(opts.models, log)
+            models, skipped = load_models(checkpoints, runtime.device, log)
         except InputError as exc:
             write_prior_submission(opts, table, exc)
             raise
@@ -259,6 +277,7 @@ def infer(
     result.seconds = {**seconds, **result.seconds}
     result.runtime = runtime
     result.skipped_models = skipped
+    result.checkpoints = [str(p) for p in checkpoints]
     log_failures(result.failures, log)
     return result
 

@@ -55,6 +55,7 @@ def build_report(
         else None,
         "failures": result.failures,
         "skipped_models": list(getattr(result, "skipped_models", [])),
+        "checkpoints": list(getattr(result, "checkpoints", [])),
         "seconds": {k: round(v, 4) for k, v in seconds.items()},
         "images_per_s": round(n / stream, 3) if stream > 0 else None,
         "projected_seconds_35000_images": round(projected_seconds(fixed, stream, n), 1),

@@ -83,6 +83,35 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
+def update_config(path: str | Path, **changes: Any) -> ModelConfig:
+    """Atomically rewrite a checkpoint with ModelConfig fields changed (weights and any
+    training state untouched; a format-1 file comes back as format 2); the new config."""
+    payload = read_checkpoint(path)
+    config = model_config(payload, path).with_(**changes)
+    payload.pop("config", None)
+    payload.update(format=FORMAT, model=config.to_dict())
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return config
+
+
+def checkpoint_files(path: str | Path) -> list[Path]:
+    """The checkpoints one ``--model`` argument names. A file is itself. A folder is every
+    ``model.pt`` under it at any depth (a training output; a K-fold one holds
+    ``fold_<i>/model.pt``), or, holding none, the ``*.pt`` files directly in it except
+    ``last.pt`` (a run's resumable state, not its best model); sorted by path. A folder with
+    neither is an InputError."""
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+    found = sorted(p for p in path.rglob("model.pt") if p.is_file()) or sorted(
+        p for p in path.glob("*.pt") if p.name != "last.pt" and p.is_file()
+    )
+    if not found:
+        raise InputError(f"{path}: folder holds no model.pt (at any depth) and no *.pt checkpoint")
+    return found
+
+
 def model_config(payload: dict[str, Any], path: str | Path) -> ModelConfig:
     """The ModelConfig of a checkpoint dict (from read_checkpoint), whichever format wrote it."""
     try:

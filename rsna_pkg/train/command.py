@@ -2,7 +2,9 @@
 
 Writes OUT/model.pt (best epoch: weights + full TrainConfig, loadable with
 torch.load(weights_only=True)), OUT/last.pt (resumable), OUT/metrics.json,
-OUT/history.csv, OUT/curves.png, OUT/config.json and OUT/split.csv.
+OUT/history.csv, OUT/curves.png, OUT/config.json, OUT/split.csv and OUT/val_predictions.csv.
+`--folds K` without `--fold` trains all K folds into OUT/fold_<i>/ and adds OUT/oof.csv and
+OUT/metrics.json (out-of-fold scores; the OOF threshold goes into every fold's model.pt).
 Multi-GPU: `torchrun --nproc_per_node N -m rsna_pkg.train ...` (same options).
 """
 
@@ -35,8 +37,15 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--ema", type=float, default=0.0, help="EMA decay of weights (0: off)")
     split = p.add_mutually_exclusive_group()
     split.add_argument("--val-frac", type=float, default=0.25)
-    split.add_argument("--folds", type=int, default=0, help="K-fold split; with --fold I")
-    p.add_argument("--fold", type=int, default=0)
+    split.add_argument(
+        "--folds", type=int, default=0,
+        help="K-fold patient split: rsna train trains every fold (OUT/fold_<i>/) and writes "
+        "out-of-fold predictions (OUT/oof.csv), unless --fold I picks one",
+    )  # fmt: skip
+    p.add_argument(
+        "--fold", type=int, default=None,
+        help="with --folds K: train only this fold (rsna compare: fold 0 unless given)",
+    )  # fmt: skip
     p.add_argument(
         "--freeze",
         choices=FREEZE_CHOICES,
@@ -86,7 +95,10 @@ def default_workers() -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--backbone", default="resnet18")
-    parser.add_argument("--resume", action="store_true", help="continue OUT/last.pt")
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="continue OUT/last.pt (K folds: skip finished folds, continue the unfinished one)",
+    )  # fmt: skip
 
 
 def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
@@ -123,7 +135,7 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
         balance=args.balance, pos_fraction=args.pos_fraction, neg_fraction=args.neg_fraction,
         aux=aux, augment=aug.to_dict(),
         monitor=args.monitor, patience=args.patience, amp=not args.no_amp, seed=args.seed,
-        val_frac=args.val_frac, folds=args.folds, fold=args.fold, workers=workers,
+        val_frac=args.val_frac, folds=args.folds, fold=args.fold or 0, workers=workers,
         threads=args.threads, device=args.device,
     )  # fmt: skip
 
@@ -132,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
     from rsna_pkg.train.loop import run_training
 
     cfg = config_from_args(args, args.backbone)
+    if cfg.folds > 1 and args.fold is None:
+        return run_all_folds(cfg, args)
     metrics = run_training(cfg, args.data, args.images, args.out, resume=args.resume)
     if os.environ.get("RANK", "0") != "0":
         return 0  # DDP: rank 0 reports
@@ -139,5 +153,19 @@ def run(args: argparse.Namespace) -> int:
         f"best epoch {metrics['best_epoch']}: val AUC {metrics['val_auc']:.4f}, "
         f"pF1 {metrics['val_pf1']:.4f}, best-threshold pF1 {metrics['val_pf1_best']:.4f} "
         f"@ {metrics['threshold']:.3f} -> {args.out}/model.pt"
+    )
+    return 0
+
+
+def run_all_folds(cfg: Any, args: argparse.Namespace) -> int:
+    from rsna_pkg.train.folds import run_folds
+
+    m = run_folds(cfg, args.data, args.images, args.out, resume=args.resume)
+    if not m:
+        return 0  # DDP: rank 0 reports
+    print(
+        f"out-of-fold over {cfg.folds} folds: AUC {m['val_auc']:.4f}, pF1 {m['val_pf1']:.4f}, "
+        f"best-threshold pF1 {m['val_pf1_best']:.4f} @ {m['threshold']:.3f} (stored in every "
+        f"fold's model.pt) -> {args.out}/oof.csv; ensemble: rsna infer --model {args.out}"
     )
     return 0

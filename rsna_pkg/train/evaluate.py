@@ -3,6 +3,7 @@ breast (the competition's unit) with the metrics module."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from rsna_pkg.metrics import aggregate_per_breast, best_threshold, pfbeta, roc_auc
+from rsna_pkg.outputs import atomic_write_text
 from rsna_pkg.train.ddp import DistContext, gather_objects
+
+# The best epoch's per-image validation probabilities, written beside model.pt (K-fold
+# training gathers every fold's into oof.csv: train/folds.py).
+VAL_PREDICTIONS = "val_predictions.csv"
 
 
 @torch.no_grad()
@@ -52,8 +58,7 @@ def score(val: pd.DataFrame, probs: np.ndarray, aggregation: str) -> dict[str, A
     if len(probs) != len(val) or np.isnan(probs).any():
         raise RuntimeError(f"validation predictions cover {np.isfinite(probs).sum()}/{len(val)}")
     y_img = val["cancer"].to_numpy()
-    breast_p = aggregate_per_breast(val["prediction_id"], probs, how=aggregation)  # type: ignore[arg-type]
-    breast_y = val.groupby("prediction_id", sort=False)["cancer"].max().reindex(breast_p.index)
+    breast_y, breast_p = per_breast(val, probs, aggregation)
     best = best_threshold(breast_y.to_numpy(), breast_p.to_numpy())
     best_img = best_threshold(y_img, probs)
     return {
@@ -69,3 +74,21 @@ def score(val: pd.DataFrame, probs: np.ndarray, aggregation: str) -> dict[str, A
         "val_breasts": int(len(breast_p)),
         "val_positive_breasts": int(breast_y.sum()),
     }
+
+
+def per_breast(
+    val: pd.DataFrame, probs: np.ndarray, aggregation: str
+) -> tuple[pd.Series, pd.Series]:
+    """(labels, probabilities) per prediction_id: a breast is positive if any image is."""
+    breast_p = aggregate_per_breast(val["prediction_id"], probs, how=aggregation)  # type: ignore[arg-type]
+    breast_y = val.groupby("prediction_id", sort=False)["cancer"].max().reindex(breast_p.index)
+    return breast_y, breast_p
+
+
+def write_predictions(path: str | Path, val: pd.DataFrame, probs: np.ndarray, epoch: int) -> None:
+    """``VAL_PREDICTIONS``: ids, label and probability of every validation image, and the
+    epoch that scored them (the one model.pt holds)."""
+    frame = val[["patient_id", "image_id", "prediction_id", "cancer"]].assign(
+        probability=probs, epoch=epoch
+    )
+    atomic_write_text(path, frame.to_csv(index=False))

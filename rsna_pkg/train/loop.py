@@ -3,7 +3,7 @@
 One code path serves CPU, one GPU and torchrun DDP. Every epoch writes
 ``last.pt`` (resumable: weights, optimiser, schedule, EMA, history) and, when
 the monitored validation metric improves, ``model.pt`` with the threshold chosen
-on that epoch's per-breast predictions.
+on that epoch's per-breast predictions, and those predictions (``val_predictions.csv``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,13 @@ from rsna_pkg.train import ddp
 from rsna_pkg.train.config import TrainConfig
 from rsna_pkg.train.cpu_tuning import cpu_training_settings
 from rsna_pkg.train.data import Prepared, prepare
-from rsna_pkg.train.evaluate import gather_predictions, predict, score
+from rsna_pkg.train.evaluate import (
+    VAL_PREDICTIONS,
+    gather_predictions,
+    predict,
+    score,
+    write_predictions,
+)
 from rsna_pkg.train.optim import make_trainer
 from rsna_pkg.train.report import plot_curves, write_history, write_json
 
@@ -57,7 +63,7 @@ def run_training(
     resume: bool = False,
 ) -> dict[str, Any]:
     """Train, write OUT/{model.pt,last.pt,metrics.json,history.csv,curves.png,
-    config.json,split.csv}; return the best epoch's metrics."""
+    config.json,split.csv,val_predictions.csv}; return the best epoch's metrics."""
     started = time.perf_counter()
     ctx = ddp.setup(cfg.device)
     threads = torch.get_num_threads()  # _run sets its own; the caller gets theirs back
@@ -117,7 +123,8 @@ def _run(
         loss = trainer.train_epoch(train_loader, show=ctx.is_main)
         eval_model = trainer.eval_model()
         rows, probs = predict(eval_model, val_loader, ctx.device, channels_last)
-        metrics = score(prep.val, gather_predictions(ctx, rows, probs), cfg.model.aggregation)
+        val_probs = gather_predictions(ctx, rows, probs)
+        metrics = score(prep.val, val_probs, cfg.model.aggregation)
         seconds = time.perf_counter() - t0
         row = {"epoch": epoch + 1, "train_loss": loss, "lr": trainer.lr(), **metrics}
         row["seconds"] = round(seconds, 2)
@@ -133,6 +140,7 @@ def _run(
         if ctx.is_main:
             if improved:
                 best_model = cfg.model.with_(threshold=row["threshold"])
+                write_predictions(out / VAL_PREDICTIONS, prep.val, val_probs, epoch + 1)
                 save_checkpoint(out / "model.pt", eval_model, best_model)
             save_checkpoint(out / "last.pt", trainer.unwrapped, cfg.model, train=cfg.to_dict(),
                             epoch=epoch + 1, best=best,

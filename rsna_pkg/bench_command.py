@@ -22,6 +22,8 @@ BENCHES: dict[str, str] = {
     "train": "data loader vs the real training step (Trainer) throughput",
     "infer": "end-to-end inference vs model-only throughput",
     "synth": "synthetic generator: images/s, file sizes per machine",
+    "compare": "the seed's backbone study (`rsna compare --study seed`): table, plot, wall time",
+    "memory": "peak CPU memory per image of a training step, with/without --grad-checkpoint",
     "tta": "breast AUC / pF1 of one checkpoint with each --tta mode on a labelled split",
     "device": "the GPU path on one machine: decode, VOI, preprocess, train, infer, "
     "35,000-image projection (--dry-run: tiny, on the CPU); scripts/device_check.sh runs it",

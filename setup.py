@@ -44,6 +44,8 @@ setup(
         # nvImageCodec alone (the decoding library DALI bundles): GPU J2K through nvJPEG2000,
         # lossless JPEG through nvJPEG. The 0.9 API is the one rsna_pkg was checked against.
         "nvimgcodec": ["nvidia-nvimgcodec-cu12[nvjpeg2k,nvjpeg]>=0.9,<0.10"],
+        # `--backbone timm:NAME`; weights only from local files (safetensors comes with timm)
+        "timm": ["timm>=1.0"],
         "dev": [
             "pytest>=7",
             "pydicom-data>=1.0",

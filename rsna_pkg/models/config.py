@@ -26,6 +26,42 @@ AGGREGATIONS: tuple[str, ...] = ("mean", "max")
 
 
 @dataclass(frozen=True)
+class PretrainedConfig:
+    """What a timm backbone was pretrained on (timm's ``pretrained_cfg`` as
+    ``timm.data.resolve_data_config`` reads it): the timm name, the RGB mean/std and
+    input size. Kept so a checkpoint says how its weights expect to be fed; the gray
+    normalisation is the channel mean of mean and std (``gray_norm``)."""
+
+    name: str  # timm model name with its pretrained tag, e.g. "convnext_small.fb_in22k_ft_in1k"
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    input_size: tuple[int, ...]  # (C, H, W) of pretraining; the model's own size is preprocess's
+    interpolation: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.mean or len(self.mean) != len(self.std) or min(self.std) <= 0:
+            raise InputError(
+                f"pretrained config {self.name!r}: bad mean/std {self.mean}/{self.std}"
+            )
+
+    def gray_norm(self) -> tuple[float, float]:
+        """(mean, std) for a gray image fed through a stem whose RGB kernels were summed."""
+        return sum(self.mean) / len(self.mean), sum(self.std) / len(self.std)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PretrainedConfig:
+        kw = known_fields(cls, d, "pretrained config")
+        for key in ("mean", "std"):
+            kw[key] = tuple(float(v) for v in kw.get(key, ()))
+        kw["input_size"] = tuple(int(v) for v in kw.get("input_size", ()))
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     backbone: str = "resnet18"
     preprocess: PreprocessConfig = field(
@@ -44,6 +80,8 @@ class ModelConfig:
     fallback_intercept: float = 0.0
     # training-only heads (name, logits) on the image features; inference never calls them
     aux_heads: tuple[tuple[str, int], ...] = ()
+    # timm backbones: the pretrained data config (None: torchvision, ImageNet's gray norm)
+    pretrained_cfg: PretrainedConfig | None = None
 
     def __post_init__(self) -> None:
         if self.aggregation not in AGGREGATIONS:
@@ -76,6 +114,7 @@ class ModelConfig:
         d["metadata"] = self.metadata.to_dict()
         d["fallback_coef"] = list(self.fallback_coef)
         d["aux_heads"] = [[name, outputs] for name, outputs in self.aux_heads]
+        d["pretrained_cfg"] = self.pretrained_cfg.to_dict() if self.pretrained_cfg else None
         return d
 
     @classmethod
@@ -89,6 +128,8 @@ class ModelConfig:
             kw["fallback_coef"] = tuple(float(c) for c in kw["fallback_coef"])
         if "aux_heads" in kw:
             kw["aux_heads"] = tuple((str(name), int(n)) for name, n in kw["aux_heads"])
+        if kw.get("pretrained_cfg") is not None:
+            kw["pretrained_cfg"] = PretrainedConfig.from_dict(kw["pretrained_cfg"])
         return cls(**kw)
 
     @classmethod

@@ -10,6 +10,12 @@ Freeze modes (``apply_freeze``):
 - ``classifier``: only the fusion head (and any auxiliary heads) trains (linear probe on
   frozen features).
 Frozen parts are kept in eval mode so their BatchNorm statistics stay fixed.
+
+Gradient checkpointing (``set_grad_checkpointing``, training only, never stored) keeps
+only some of the body's activations and recomputes the rest during backward: timm
+bodies by their own ``set_grad_checkpointing`` (per block), torchvision ones segment by
+segment (``zoo.body_segments``: per block). Same gradients, one more forward of the body;
+BatchNorm running statistics are updated again by the recomputation.
 """
 
 from __future__ import annotations
@@ -18,9 +24,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from rsna_pkg.errors import InputError
-from rsna_pkg.models.zoo import build_backbone
+from rsna_pkg.models.zoo import body_segments, build_backbone
 
 FREEZE_MODES: tuple[str, ...] = ("none", "features", "classifier")
 META_HIDDEN = 32
@@ -73,6 +80,7 @@ class CancerClassifier(nn.Module):
         self.aux_dropout = nn.Dropout(dropout)
         self.aux_heads = nn.ModuleDict({name: nn.Linear(bb.dim, n) for name, n in aux_heads})
         self.freeze = "none"
+        self.grad_checkpointing = False  # torchvision bodies; timm ones keep their own flag
 
     def forward(
         self, images: torch.Tensor, meta: torch.Tensor | None = None, aux: bool = False
@@ -80,12 +88,26 @@ class CancerClassifier(nn.Module):
         """images [B, 1, H, W] float, meta [B, F] or None -> logits [B]; with ``aux``
         (training: through DDP's forward, so the heads' gradients sync too) also
         {head name: logits [B, n]}. The cancer logits do not depend on the heads."""
-        feats = self.neck(self.body(images))  # [B, D]
+        feats = images
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+            for segment in body_segments(self.body):  # keeps each segment's input only
+                feats = checkpoint(segment, feats, use_reentrant=False)
+        else:
+            feats = self.body(images)
+        feats = self.neck(feats)  # [B, D]
         logits = self.head(feats, meta)
         if not aux:
             return logits
         x = self.aux_dropout(feats)
         return logits, {name: head(x) for name, head in self.aux_heads.items()}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Trade one extra body forward per step for most of its activation memory."""
+        timm_switch = getattr(self.body, "set_grad_checkpointing", None)  # a timm model
+        if callable(timm_switch):
+            timm_switch(enable)
+        else:
+            self.grad_checkpointing = enable
 
     def train(self, mode: bool = True) -> CancerClassifier:
         super().train(mode)

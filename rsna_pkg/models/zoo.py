@@ -21,7 +21,8 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
-from rsna_pkg.errors import InputError
+from rsna_pkg.errors import InputError, one_line
+from rsna_pkg.models import timm_zoo
 
 BACKBONES: tuple[str, ...] = (
     "resnet18", "resnet50", "alexnet", "vgg11", "vgg16", "vgg19", "squeezenet1_1",
@@ -38,14 +39,90 @@ class Backbone:
 
 
 def build_backbone(name: str, pretrained: str | Path | None = None) -> Backbone:
-    """Build a 1-channel backbone; ``pretrained`` is a local torchvision state_dict file."""
-    if name not in BACKBONES:
-        raise InputError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    """Build a 1-channel backbone; ``pretrained`` is a local torchvision state_dict file
+    (for ``timm:NAME``, a timm .safetensors/.pth file)."""
+    if timm_zoo.is_timm(name):
+        model, dim = timm_zoo.build_timm(name, pretrained)
+        return Backbone(body=model, neck=nn.Identity(), dim=dim)  # pooled by timm itself
+    check_backbone(name)
     model = getattr(tvm, name)(weights=None)
     if pretrained is not None:
         load_pretrained(model, pretrained)
     _to_grayscale(model)
     return _SPLITTERS[_family(name)](model)
+
+
+def check_backbone(name: str) -> None:
+    """InputError unless ``name`` is a torchvision backbone of BACKBONES or a timm model."""
+    if timm_zoo.is_timm(name):
+        timm_zoo.timm_name(name)
+    elif name not in BACKBONES:
+        raise InputError(
+            f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)} or timm:NAME"
+        )
+
+
+def check_input_size(name: str, height: int, width: int) -> None:
+    """InputError when backbone ``name`` cannot take HxW images (alexnet below 64 px a
+    side, a ViT of fixed size ...): a forward on the meta device, shapes only, no compute."""
+    with torch.device("meta"):
+        bb = build_backbone(name)
+        body, neck = bb.body.eval(), bb.neck.eval()
+        try:
+            neck(body(torch.zeros(1, 1, height, width)))
+        except (RuntimeError, AssertionError, ValueError) as exc:
+            raise InputError(
+                f"--size {height} {width}: {name} cannot take {height}x{width} images "
+                f"({one_line(exc)})"
+            ) from exc
+
+
+def backbone_model_fields(name: str) -> dict[str, Any]:
+    """ModelConfig fields a backbone implies: for timm, its pretrained data config and
+    the gray normalisation derived from it; torchvision keeps the ModelConfig defaults."""
+    if not timm_zoo.is_timm(name):
+        return {}
+    cfg = timm_zoo.pretrained_config(name)
+    mean, std = cfg.gray_norm()
+    return {"pretrained_cfg": cfg, "norm_mean": mean, "norm_std": std}
+
+
+def body_segments(body: nn.Module) -> list[nn.Sequential]:
+    """A torchvision body cut into the segments gradient checkpointing recomputes one by
+    one; applying them in order is ``body(x)``. Plain Sequentials are opened up to their
+    blocks (a ResNet/MBConv/CNBlock/Fire/dense block is one segment); runs of plain layers
+    (conv, norm, activation) stay together up to a pooling layer, so a segment boundary
+    is a small tensor and no segment starts with an in-place activation of the previous
+    one's output. ResNet's forward is spelled out (its body keeps torchvision's attribute
+    names, and so its checkpoint keys)."""
+    if isinstance(body, tvm.ResNet):
+        top: list[nn.Module] = [body.conv1, body.bn1, body.relu, body.maxpool, body.layer1,
+                                body.layer2, body.layer3, body.layer4, body.avgpool,
+                                nn.Flatten(1), body.fc]  # fmt: skip
+    else:
+        top = [body]
+    segments: list[nn.Sequential] = []
+    layers: list[nn.Module] = []
+    for module in (m for t in top for m in _opened(t)):
+        if next(module.children(), None) is not None:  # a block
+            segments += [nn.Sequential(*layers)] if layers else []
+            segments.append(nn.Sequential(module))
+            layers = []
+            continue
+        layers.append(module)
+        if isinstance(module, _POOLS):
+            segments.append(nn.Sequential(*layers))
+            layers = []
+    return segments + ([nn.Sequential(*layers)] if layers else [])
+
+
+_POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
+def _opened(module: nn.Module) -> list[nn.Module]:
+    if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
+        return [m for child in module for m in _opened(child)]
+    return [module]
 
 
 def load_pretrained(model: nn.Module, path: str | Path) -> None:

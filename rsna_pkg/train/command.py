@@ -83,6 +83,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     p.add_argument("--no-amp", action="store_true")
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument(
+        "--grad-checkpoint", action="store_true",
+        help="recompute the backbone's activations in backward: less memory per image "
+        "(`rsna bench memory`) for one more forward pass of the backbone",
+    )  # fmt: skip
 
 
 def default_workers() -> int:
@@ -106,12 +111,15 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
     from rsna_pkg.data.augment import AugmentConfig
     from rsna_pkg.data.aux_targets import aux_heads, parse_aux
     from rsna_pkg.models.config import ModelConfig
-    from rsna_pkg.models.zoo import BACKBONES
+    from rsna_pkg.models.zoo import backbone_model_fields, check_backbone, check_input_size
     from rsna_pkg.preprocess import PreprocessConfig
     from rsna_pkg.train.config import TrainConfig
 
-    if backbone not in BACKBONES:
-        raise InputError(f"--backbone {backbone!r}: choose one of {', '.join(BACKBONES)}")
+    try:
+        check_backbone(backbone)
+    except InputError as exc:
+        raise InputError(f"--backbone: {exc}") from exc
+    check_input_size(backbone, *args.size)
     freeze = args.freeze
     if freeze == "auto":
         freeze = "features" if args.pretrained else "none"
@@ -126,6 +134,7 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
     model = ModelConfig(
         backbone=backbone, preprocess=size, use_metadata=not args.no_metadata,
         aggregation=args.aggregation, aux_heads=aux_heads(list(aux)),
+        **backbone_model_fields(backbone),
     )  # fmt: skip
     return TrainConfig(
         model=model, freeze=freeze,
@@ -136,7 +145,7 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
         aux=aux, augment=aug.to_dict(),
         monitor=args.monitor, patience=args.patience, amp=not args.no_amp, seed=args.seed,
         val_frac=args.val_frac, folds=args.folds, fold=args.fold or 0, workers=workers,
-        threads=args.threads, device=args.device,
+        threads=args.threads, device=args.device, grad_checkpoint=args.grad_checkpoint,
     )  # fmt: skip
 
 

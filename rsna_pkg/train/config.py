@@ -46,6 +46,7 @@ class TrainConfig:
     patience: int = 0
     amp: bool = True
     channels_last: bool = True
+    grad_checkpoint: bool = False  # recompute body activations in backward (less memory)
     # data and run
     seed: int = 0
     val_frac: float = 0.25

@@ -102,6 +102,7 @@ def _run(
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, None if state else cfg.pretrained).to(ctx.device)
     apply_freeze(model, cfg.freeze)
+    model.set_grad_checkpointing(cfg.grad_checkpoint)
     channels_last = cfg.channels_last and ctx.device.type in ("cuda", "cpu")
     if channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

@@ -37,6 +37,7 @@ ROOTS = [
     "packaging",
     "pip",
     "setuptools",
+    "timm",  # the optional timm backbones: Colab's base ships it
 ]
 
 

@@ -5,7 +5,9 @@ same seed, hence the same patient split) into OUT/<variant>/; the table gives th
 breast-level validation AUC, pF1 at the best threshold and the seconds each run took.
 Defaults: the baseline, + auxiliary heads, + the batch-balanced sampler and + 2x resolution
 (the last needs ``--images-2x``, an ``rsna preprocess`` folder of the same split at twice
-the size). ``--cumulative`` stacks the changes instead.
+the size). ``--cumulative`` stacks the changes instead. ``--reuse`` takes a variant's
+finished run from OUT/<variant>/ instead of training it again when its config.json is this
+very configuration (a long table can be resumed, or assembled from runs made by hand).
 
 rsna bench ablation --data D --images I --size H W --images-2x I2 --out O \
     --common "--backbone resnet18 --epochs 12 --seed 1"
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=OPTIONS",
                         help="replace the default variants (repeatable; 'baseline=' is the base)")  # fmt: skip
     parser.add_argument("--cumulative", action="store_true", help="each row adds to the last")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep a variant's finished run of the same configuration")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="also write the table here")
 
 
@@ -68,6 +71,8 @@ def variants(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from rsna_pkg.cli import absolute_paths
     from rsna_pkg.train import command
     from rsna_pkg.train.loop import run_training
@@ -82,13 +87,18 @@ def run(args: argparse.Namespace) -> int:
     for name, options in plan:
         train_args = absolute_paths(_parse(parser, args, name, options))
         cfg = command.config_from_args(train_args, train_args.backbone)
-        print(f"=== {name}: {options or '(base options)'}", flush=True)
-        started = time.perf_counter()
-        metrics = run_training(cfg, train_args.data, train_args.images, train_args.out)
+        metrics = finished_run(cfg, train_args.out) if args.reuse else None
+        reused = metrics is not None
+        print(f"=== {name}: {options or '(base options)'}"
+              + (f" (reused: {train_args.out})" if reused else ""), flush=True)  # fmt: skip
+        if metrics is None:
+            metrics = run_training(cfg, train_args.data, train_args.images, train_args.out)
+        history = pd.read_csv(train_args.out / "history.csv")
         rows.append({
-            "variant": name, "options": options,
+            "variant": name, "options": options, "reused": reused,
             **{k: metrics.get(k) for k in COLUMNS[2:-1]},
-            "seconds": round(time.perf_counter() - started, 1),
+            # the run's own wall time, set-up to last epoch (history.csv), reused or not
+            "seconds": float(history["elapsed_seconds"].iloc[-1]),
         })  # fmt: skip
     table = format_table(rows, args.common)
     print(table)
@@ -97,6 +107,35 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, {"common": args.common, "rows": rows})
     return 0
+
+
+# Parts of a run's config.json that training fits or that do not change its results.
+FITTED_MODEL_KEYS = ("metadata", "prevalence", "fallback_coef", "fallback_intercept", "threshold")
+RUN_ONLY_KEYS = ("workers", "threads", "device")
+
+
+def finished_run(cfg: Any, out: Path) -> dict[str, Any] | None:
+    """metrics.json of a finished run in ``out`` whose config.json is ``cfg`` (what training
+    fits aside, and the input size for the images' whole preprocess config), else None."""
+    import json
+
+    from rsna_pkg.train.config import TrainConfig
+
+    paths = [out / n for n in ("metrics.json", "config.json", "history.csv")]
+    if not all(p.is_file() for p in paths):
+        return None
+    saved = TrainConfig.from_dict(json.loads(paths[1].read_text()))
+    if comparable(saved) != comparable(cfg):
+        print(f"{out}: another configuration; training it again")
+        return None
+    return dict(json.loads(paths[0].read_text()))
+
+
+def comparable(cfg: Any) -> dict[str, Any]:
+    d = {k: v for k, v in cfg.to_dict().items() if k not in RUN_ONLY_KEYS}
+    model = {k: v for k, v in d.pop("model").items() if k not in FITTED_MODEL_KEYS}
+    model["preprocess"] = (cfg.model.height, cfg.model.width)
+    return {**d, "model": model}
 
 
 def _parse(
@@ -116,7 +155,8 @@ def format_table(rows: list[dict[str, Any]], common: str) -> str:
              "| variant | val AUC | pF1 @ best thr | best thr | pF1 @ 0.5 | best epoch | "
              "val + breasts | seconds |", "|" + " --- |" * 8]  # fmt: skip
     for r in rows:
-        cells = [r["variant"], *(_fmt(r[k]) for k in COLUMNS[2:])]
+        cells = [r["variant"] + (" (reused run)" if r.get("reused") else ""),
+                 *(_fmt(r[k]) for k in COLUMNS[2:])]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -64,3 +64,15 @@ def test_bench_ablation_trains_each_variant_on_one_split(tmp_path: Path) -> None
     splits = {(out / d / "split.csv").read_text() for d in ("baseline", "2x_resolution")}
     assert len(splits) == 1  # the same patients in validation
     assert "| +2x resolution |" in (out / "ablation.md").read_text()
+    # --reuse keeps finished runs of the same configuration and retrains a changed one
+    (out / "baseline" / "history.csv").write_text("epoch,elapsed_seconds\n1,123.5\n")
+    code = main(["bench", "ablation", "--data", str(data), "--images", str(images), "--size",
+                 "32", "32", "--out", str(out), "--json", str(tmp_path / "b.json"), "--reuse",
+                 "--variant", "baseline=", "--variant", "+balanced sampler=--balance batch "
+                 "--pos-fraction 0.5", "--common",
+                 "--epochs 1 --batch-size 8 --workers 0 --threads 1 --no-augment"])  # fmt: skip
+    assert code == 0
+    again = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert [(r["reused"], r["seconds"]) for r in again][0] == (True, 123.5)
+    assert again[0]["val_auc"] == rows[0]["val_auc"]
+    assert again[1]["reused"] is False  # pos-fraction 0.5 is another configuration

@@ -46,6 +46,7 @@ class ReplayOptions:
     data: Path | None = None  # a real competition download; None: synthetic
     patients: int = 60
     seed: int = 0
+    difficulty: str = "easy"  # synthetic data: rsna synth --difficulty
     layout: str = "new"  # new: input/competitions/<slug>, input/datasets/<owner>/<slug>
     kernels: tuple[str, ...] = KERNEL_ORDER
     settings: dict[str, str] = field(default_factory=lambda: dict(SMALL_SETTINGS))
@@ -104,7 +105,7 @@ def replay(
     prepare_work(opts.work)
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    data = opts.data or _synthetic(opts.work / "competition", opts.patients, opts.seed, log)
+    data = opts.data or _synthetic(opts.work / "competition", opts, log)
     if not (data / "test.csv").is_file():
         raise InputError(f"{data}: no test.csv (expected a competition download)")
     seconds["data"] = time.perf_counter() - start
@@ -243,13 +244,13 @@ def check_submission(path: Path, test_csv: Path) -> list[str]:
     return problems
 
 
-def _synthetic(out: Path, patients: int, seed: int, log: Callable[[str], None]) -> Path:
+def _synthetic(out: Path, opts: ReplayOptions, log: Callable[[str], None]) -> Path:
     from rsna_pkg.data.synth import SynthConfig, generate
 
     workers = max(1, min(4, os.cpu_count() or 1))
-    summary = generate(
-        out, SynthConfig(patients=patients, seed=seed, scale="small", workers=workers)
-    )
+    cfg = SynthConfig(patients=opts.patients, seed=opts.seed, scale="small", workers=workers,
+                      difficulty=opts.difficulty)  # fmt: skip
+    summary = generate(out, cfg)
     log("\n".join(summary.lines()))
     return out
 

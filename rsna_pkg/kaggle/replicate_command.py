@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--patients", type=int, default=60, help="synthetic patients (60)")
     parser.add_argument("--seed", type=int, default=0, help="synthetic data seed")
+    parser.add_argument("--difficulty", choices=("easy", "realistic"), default="easy",
+                        help="synthetic difficulty (rsna synth --difficulty)")  # fmt: skip
     parser.add_argument(
         "--layout", choices=("new", "old"), default="new",
         help="new: input/competitions/<slug>, input/datasets/<owner>/<slug>; old: input/<slug>",
@@ -80,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     decoder = "none" if args.no_dali else args.gpu_decoder
     opts = ReplayOptions(
         work=work, data=args.data, patients=args.patients, seed=args.seed, layout=args.layout,
+        difficulty=args.difficulty,
         kernels=kernels, settings=settings, build=BuildOptions(python=py, dali=decoder == "dali",
                                                       nvimgcodec=decoder == "nvimgcodec",
                                                       manifest=args.manifest),

@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 SCALE_CHOICES = ("small", "full")
+DIFFICULTIES = ("easy", "realistic")  # rsna_pkg.data.synth.findings.DIFFICULTIES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", choices=SCALE_CHOICES, default="small",
                         help="small: 512-800 px images; full: the vendors' real sizes")  # fmt: skip
     parser.add_argument("--cancer-rate", type=float, default=None,
-                        help="fraction of positive breasts (default 0.2 small, 0.02 full)")  # fmt: skip
+                        help="fraction of positive breasts (default: easy 0.2 small, 0.02 full; "
+                             "realistic 0.0206, the real set's)")  # fmt: skip
+    parser.add_argument("--difficulty", choices=DIFFICULTIES, default="easy",
+                        help="easy: large clear lesions; realistic: mm-sized findings, real "
+                             "rates, label noise (docs/SYNTH_DIFFICULTY.md)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=1, help="processes rendering images")
     parser.add_argument(
         "--test-frac", type=float, default=0.1, help="share of patients in test (>= 1 patient)"
@@ -34,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = SynthConfig(
         patients=args.patients, seed=args.seed, scale=args.scale, cancer_rate=args.cancer_rate,
-        workers=args.workers, test_frac=args.test_frac, progress=True,
+        workers=args.workers, test_frac=args.test_frac, progress=True, difficulty=args.difficulty,
     )  # fmt: skip
     summary = generate(args.out, cfg)
     print("\n".join(summary.lines()))

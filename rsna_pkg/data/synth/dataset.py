@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from rsna_pkg.data.schema import IMAGE_DIRS
+from rsna_pkg.data.synth.findings import DIFFICULTIES, REAL_BREAST_RATE, Finding, visible_in
 from rsna_pkg.data.synth.machines import MACHINES, SCALES
 from rsna_pkg.data.synth.phantom import render
 from rsna_pkg.data.synth.tables import (
@@ -48,7 +49,8 @@ DEFAULT_CANCER_RATE = {"small": 0.2, "full": 0.02}
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """Parameters of ``rsna synth``; ``cancer_rate=None`` picks the scale's default."""
+    """Parameters of ``rsna synth``; ``cancer_rate=None`` picks the default: the real set's
+    rate for ``difficulty="realistic"``, the scale's for ``easy``."""
 
     patients: int = 40
     seed: int = 0
@@ -57,9 +59,14 @@ class SynthConfig:
     workers: int = 1
     test_frac: float = 0.1
     progress: bool = False
+    difficulty: str = "easy"
 
     def resolved_cancer_rate(self) -> float:
-        return DEFAULT_CANCER_RATE[self.scale] if self.cancer_rate is None else self.cancer_rate
+        if self.cancer_rate is not None:
+            return self.cancer_rate
+        if self.difficulty == "realistic":
+            return REAL_BREAST_RATE
+        return DEFAULT_CANCER_RATE[self.scale]
 
     def validate(self) -> None:
         """Raise InputError naming the first bad argument."""
@@ -69,6 +76,10 @@ class SynthConfig:
             )
         if self.scale not in SCALES:
             raise InputError(f"--scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
+        if self.difficulty not in DIFFICULTIES:
+            raise InputError(
+                f"--difficulty must be one of {', '.join(DIFFICULTIES)}, got {self.difficulty!r}"
+            )
         if not 0.0 <= self.resolved_cancer_rate() <= 1.0:
             raise InputError(f"--cancer-rate must be within [0, 1], got {self.cancer_rate}")
         if not 0.0 <= self.test_frac < 1.0:
@@ -113,7 +124,7 @@ class ImageTask:
     machine_id: int
     density: str | None
     implant: bool
-    lesion: Lesion | None
+    lesion: Lesion | Finding | None
     scale: str
     threads: int
 
@@ -123,7 +134,7 @@ def make_image(task: ImageTask, root: str) -> tuple[str, int, int]:
     profile = MACHINES[task.machine_id]
     rng = np.random.default_rng(image_seed(task.ids.seed, task.index))
     t = render(profile.shape(task.scale), task.ids.laterality, task.ids.view, task.density,
-               task.implant, task.lesion, rng)  # fmt: skip
+               task.implant, task.lesion, rng, profile.mm_per_pixel(task.scale))  # fmt: skip
     stored = to_stored(t, profile)
     frame = encode_frame(stored, profile, task.threads)
     ds = build_dataset(stored, frame, voi_for(stored, t, profile), task.ids, profile)
@@ -138,6 +149,8 @@ def image_tasks(patients: list[Patient], cfg: SynthConfig) -> list[ImageTask]:
             rel = f"{IMAGE_DIRS[p.split]}/{p.patient_id}/{image_id}.dcm"
             ids = ImageIds(p.patient_id, image_id, lat, view, cfg.seed)
             lesion = p.breasts[lat].lesion
+            if isinstance(lesion, Finding) and not visible_in(lesion, view):
+                lesion = None  # label noise: this view does not show the breast's cancer
             tasks.append(ImageTask(len(tasks), rel, ids, p.machine_id, p.density, bool(p.implant),
                                    lesion, cfg.scale, threads))  # fmt: skip
     return tasks
@@ -182,7 +195,9 @@ def generate(out_dir: str | Path, cfg: SynthConfig) -> SynthSummary:
     out = Path(out_dir)
     replaced = check_out_dir(out)
     start = time.perf_counter()
-    patients = plan_patients(cfg.patients, cfg.seed, cfg.resolved_cancer_rate(), cfg.test_frac)
+    patients = plan_patients(
+        cfg.patients, cfg.seed, cfg.resolved_cancer_rate(), cfg.test_frac, cfg.difficulty
+    )
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)

@@ -56,6 +56,10 @@ class MachineProfile:
         small_rows = min(800, max(512, round(rows / 6)))
         return small_rows, round(small_rows * cols / rows)
 
+    def mm_per_pixel(self, scale: str) -> float:
+        """Physical size of one pixel: the same breast in fewer pixels at --scale small."""
+        return self.pixel_spacing_mm * self.full_shape[0] / self.shape(scale)[0]
+
 
 # Weights follow the real image shares roughly: site 1 ~54 %, site 2 ~46 %; the two SIGMOID
 # machines (29, 93) plus 216 carry ~22 % of the images, as SIGMOID files do in the real set.

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from rsna_pkg.data.synth.findings import Finding
 from rsna_pkg.data.synth.tables import Lesion
 
 MAX_CANVAS_ROWS = 1024  # full-scale images are drawn at most this tall, then upsampled
@@ -146,7 +147,9 @@ def pectoral(t: np.ndarray, geo: Geometry, rng: np.random.Generator) -> np.ndarr
     return (t * (1 - inside) + muscle * inside).astype(np.float32)
 
 
-def lesion_center(lesion: Lesion, geo: Geometry, mirror_safe_w: int) -> tuple[float, float]:
+def lesion_center(
+    lesion: Lesion | Finding, geo: Geometry, mirror_safe_w: int
+) -> tuple[float, float]:
     """Map breast coordinates to canvas pixels, away from the pectoral muscle."""
     cx = geo.depth * (0.15 + 0.6 * lesion.depth)
     cy = geo.yc + lesion.height * geo.half_height * 0.75 * math.sqrt(
@@ -213,6 +216,23 @@ def draw_lesion(
     return out
 
 
+def _draw_finding(
+    t: np.ndarray, mask: np.ndarray, finding: Finding, geo: Geometry, mm_px: float,
+    rng: np.random.Generator,
+) -> np.ndarray:  # fmt: skip
+    """The canvas part of a realistic finding (calcifications come after upsampling)."""
+    from rsna_pkg.data.synth import lesions_mm  # imports this module's tissue levels
+
+    if mm_px <= 0:
+        raise ValueError("a realistic finding needs the pixel size (mm_per_px)")
+    center = lesion_center(finding, geo, t.shape[1])
+    if finding.kind == "distortion":
+        return lesions_mm.draw_distortion(t, mask, finding, center, mm_px, rng)
+    if "mass" in finding.kind:
+        return lesions_mm.draw_mass(t, mask, finding, center, mm_px, rng)
+    return t
+
+
 def draw_implant(t: np.ndarray, geo: Geometry, rng: np.random.Generator) -> np.ndarray:
     """A silicone implant: bright, smooth, behind the tissue at the chest wall."""
     h, w = t.shape
@@ -254,13 +274,15 @@ def render(
     view: str,
     density: str | None,
     implant: bool,
-    lesion: Lesion | None,
+    lesion: Lesion | Finding | None,
     rng: np.random.Generator,
+    mm_per_px: float = 0.0,
 ) -> np.ndarray:
     """Full image as float32 t in [0, 1], shape ``shape`` (rows, cols).
 
     Each part draws from its own child Generator, so adding a lesion or an implant
-    changes nothing else in the image (the tests compare with and without)."""
+    changes nothing else in the image (the tests compare with and without). A realistic
+    ``Finding`` needs ``mm_per_px``, the pixel size of ``shape`` (``MachineProfile.mm_per_pixel``)."""
     children = [np.random.default_rng(int(s)) for s in rng.integers(0, 2**63, 5)]
     shape_rng, tissue_rng, implant_rng, lesion_rng, noise_rng = children
     scale = min(1.0, MAX_CANVAS_ROWS / shape[0])
@@ -271,12 +293,20 @@ def render(
     t = np.where(mask, t, 0.0)
     if implant:
         t = np.where(mask, draw_implant(t, geo, implant_rng), t)
-    if lesion is not None:
+    if isinstance(lesion, Finding):
+        t = _draw_finding(t, mask, lesion, geo, mm_per_px * shape[0] / canvas[0], lesion_rng)
+    elif lesion is not None:
         t = draw_lesion(t, mask, lesion, geo, lesion_rng)
     air = AIR + 0.006 * smooth_noise(noise_rng, canvas, (canvas[0] / 20, canvas[0] / 20))
     t = draw_markers(np.where(mask, t, air), mask, noise_rng)
     if canvas != shape:
         t = resample(t, shape)
+    if isinstance(lesion, Finding) and lesion.specks_mm:  # at full resolution: specks are fine
+        from rsna_pkg.data.synth.lesions_mm import add_specks
+
+        cy, cx = lesion_center(lesion, geo, canvas[1])  # to image pixels as `resample` maps
+        cy, cx = ((c + 0.5) * n / m - 0.5 for c, n, m in zip((cy, cx), shape, canvas, strict=True))
+        t = add_specks(t, lesion, (cy, cx), mm_per_px, lesion_rng)
     t += 0.005 * noise_rng.standard_normal(shape, dtype=np.float32)  # quantum noise, full res
     if laterality == "R":
         t = t[:, ::-1]

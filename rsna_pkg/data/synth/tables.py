@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from rsna_pkg.data.schema import DENSITIES, TEST_COLUMNS, TRAIN_COLUMNS, prediction_id
+from rsna_pkg.data.synth import findings
+from rsna_pkg.data.synth.findings import Finding
 from rsna_pkg.data.synth.machines import MACHINES
 
 STANDARD_VIEWS = (("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO"))
@@ -44,7 +46,7 @@ class Breast:
     invasive: int = 0
     birads: float = math.nan
     difficult_negative: bool = False
-    lesion: Lesion | None = None
+    lesion: Lesion | Finding | None = None
 
 
 @dataclass
@@ -105,26 +107,73 @@ def _label_breasts(patients: list[Patient], rate: float, rng: np.random.Generato
             missing_birads = patient.site_id == 2 or rng.random() < 0.15
             if i in positive:
                 kind = CANCER_KINDS[len([j for j in positive if j < i]) % 2]
-                breast.cancer, breast.biopsy = 1, 1
-                breast.invasive = int(rng.random() < 0.65)
+                set_cancer_columns(breast, rng)
                 breast.lesion = _lesion(kind, rng)
-                breast.birads = 0.0
             elif rng.random() < 0.15 or (split == "train" and n_benign < 2 and i >= 2):
                 breast.lesion = _lesion(BENIGN_KINDS[n_benign % 2], rng)
                 n_benign += 1
-                breast.biopsy = int(rng.random() < 0.3)
-                breast.birads = float(rng.choice([0.0, 2.0], p=[0.6, 0.4]))
-                breast.difficult_negative = bool(rng.random() < 0.7)
+                set_benign_columns(breast, rng)
             else:
-                breast.biopsy = int(rng.random() < 0.01)
-                breast.birads = float(rng.choice([1.0, 2.0, 0.0], p=[0.65, 0.3, 0.05]))
-                breast.difficult_negative = bool(breast.biopsy or rng.random() < 0.05)
+                set_normal_columns(breast, rng)
             if missing_birads:
                 breast.birads = math.nan
 
 
-def plan_patients(n: int, seed: int, cancer_rate: float, test_frac: float) -> list[Patient]:
-    """Draw patients, their images and labels. The last ``n_test`` patients form the test set."""
+def _label_breasts_realistic(
+    patients: list[Patient], rate: float, rng: np.random.Generator
+) -> None:
+    """Like ``_label_breasts`` with findings in mm: positives drawn with per-machine weights
+    (``findings.MACHINE_PREVALENCE``), some cancers hidden in one view, benign look-alikes."""
+    for split in ("train", "test"):
+        breasts = [(p, b) for p in patients if p.split == split for b in p.breasts.values()]
+        if not breasts:
+            continue
+        n_pos = round(rate * len(breasts))
+        if split == "train" and rate > 0:
+            n_pos = max(n_pos, min(2, len(breasts)))  # a tiny set still has something to learn
+        weights = findings.machine_weights([p.machine_id for p, _ in breasts])
+        positive = set(rng.choice(len(breasts), size=n_pos, replace=False, p=weights).tolist())
+        for i, (patient, breast) in enumerate(breasts):
+            missing_birads = patient.site_id == 2 or rng.random() < 0.15
+            if i in positive:
+                set_cancer_columns(breast, rng)
+                kind = findings.pick_kind(findings.CANCER_MIX, rng)
+                breast.lesion = findings.draw_finding(kind, rng, findings.ONE_VIEW_RATE)
+            elif rng.random() < findings.BENIGN_RATE:
+                kind = findings.pick_kind(findings.BENIGN_MIX, rng)
+                breast.lesion = findings.draw_finding(kind, rng)
+                set_benign_columns(breast, rng)
+            else:
+                set_normal_columns(breast, rng)
+            if missing_birads:
+                breast.birads = math.nan
+
+
+def set_cancer_columns(breast: Breast, rng: np.random.Generator) -> None:
+    """A cancer was biopsied; BIRADS 0 (recalled); about two in three invasive."""
+    breast.cancer, breast.biopsy = 1, 1
+    breast.invasive = int(rng.random() < 0.65)
+    breast.birads = 0.0
+
+
+def set_benign_columns(breast: Breast, rng: np.random.Generator) -> None:
+    """A benign finding: often recalled, sometimes biopsied, mostly a difficult negative."""
+    breast.biopsy = int(rng.random() < 0.3)
+    breast.birads = float(rng.choice([0.0, 2.0], p=[0.6, 0.4]))
+    breast.difficult_negative = bool(rng.random() < 0.7)
+
+
+def set_normal_columns(breast: Breast, rng: np.random.Generator) -> None:
+    breast.biopsy = int(rng.random() < 0.01)
+    breast.birads = float(rng.choice([1.0, 2.0, 0.0], p=[0.65, 0.3, 0.05]))
+    breast.difficult_negative = bool(breast.biopsy or rng.random() < 0.05)
+
+
+def plan_patients(
+    n: int, seed: int, cancer_rate: float, test_frac: float, difficulty: str = "easy"
+) -> list[Patient]:
+    """Draw patients, their images and labels. The last ``n_test`` patients form the test set.
+    ``difficulty`` changes only the labels and findings (who, which images: the same)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     n_test = min(n - 1, max(1, round(n * test_frac)))
     n_train = n - n_test
@@ -164,7 +213,12 @@ def plan_patients(n: int, seed: int, cancer_rate: float, test_frac: float) -> li
     image_ids = iter(_unique_ints(rng, n_images, 100_000, 2**31 - 1).tolist())
     for p in patients:
         p.images = [(next(image_ids), lat, view) for _, lat, view in p.images]
-    _label_breasts(patients, cancer_rate, rng)
+    if difficulty not in findings.DIFFICULTIES:
+        raise ValueError(f"unknown difficulty {difficulty!r}")
+    if difficulty == "realistic":
+        _label_breasts_realistic(patients, cancer_rate, rng)
+    else:
+        _label_breasts(patients, cancer_rate, rng)
     return patients
 
 

@@ -111,6 +111,10 @@ def test_resume_continues_exactly(tiny, trained, tmp_path, monkeypatch) -> None:
     assert not (out / "metrics.json").exists()
     assert command.run(_args(*tiny, out, "--resume")) == 0
     assert _metrics(out) == _metrics(trained)
+    # elapsed_seconds runs on from the first call's last row, not from zero
+    history = pd.read_csv(out / "history.csv")
+    elapsed, seconds = history["elapsed_seconds"].to_numpy(), history["seconds"].to_numpy()
+    assert elapsed[1] >= elapsed[0] + seconds[1] - 0.1, (elapsed, seconds)
     with pytest.raises(InputError, match="backbone"):
         command.run(_args(*tiny, out, "--resume", "--backbone", "squeezenet1_1"))
 

@@ -110,12 +110,14 @@ def _run(
     trainer = make_trainer(model, cfg, ctx, steps_per_epoch=len(train_loader), prep=prep)
     history: list[dict[str, Any]] = []
     best, best_row, bad, start = -math.inf, {}, 0, 0
+    earlier = 0.0  # wall seconds of the run's earlier calls (--resume)
     if state is not None:
         trainer.load_state_dict(state)
         history, best, bad = list(state["history"]), float(state["best"]), int(state["bad_epochs"])
         best_row, start = dict(state["best_row"]), int(state["epoch"])
         if ctx.is_main:
             print(f"resuming after epoch {start} (best {cfg.monitor} {best:.4f})")
+        earlier = float(history[-1].get("elapsed_seconds", 0.0)) if history else 0.0
 
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
@@ -129,8 +131,9 @@ def _run(
         seconds = time.perf_counter() - t0
         row = {"epoch": epoch + 1, "train_loss": loss, "lr": trainer.lr(), **metrics}
         row["seconds"] = round(seconds, 2)
-        # wall time since this call began (set-up included): when each metric was reached
-        row["elapsed_seconds"] = round(time.perf_counter() - started, 1)
+        # wall time since the run began (set-up included; a resumed run adds this call's to
+        # the time its earlier calls took): when each metric was reached
+        row["elapsed_seconds"] = round(earlier + time.perf_counter() - started, 1)
         history.append(row)
         value = metrics["val_auc"] if cfg.monitor == "auc" else metrics["val_pf1_best"]
         value = -math.inf if value is None or math.isnan(value) else float(value)

@@ -92,15 +92,27 @@ def _lesion(kind: str, rng: np.random.Generator) -> Lesion:
     )
 
 
-def _label_breasts(patients: list[Patient], rate: float, rng: np.random.Generator) -> None:
-    """Pick positive breasts (an exact share per split) and set the label columns."""
+def _breasts_by_split(
+    patients: list[Patient], rate: float
+) -> list[tuple[str, list[tuple[Patient, Breast]], int]]:
+    """Each split's name, its (patient, breast) pairs and how many of them are positive:
+    ``rate`` of them, and at least two in a train split with any cancers (both cancer kinds
+    appear, and a tiny set still has something to learn)."""
+    out = []
     for split in ("train", "test"):
         breasts = [(p, b) for p in patients if p.split == split for b in p.breasts.values()]
         if not breasts:
             continue
         n_pos = round(rate * len(breasts))
         if split == "train" and rate > 0:
-            n_pos = max(n_pos, min(2, len(breasts)))  # both cancer kinds appear
+            n_pos = max(n_pos, min(2, len(breasts)))
+        out.append((split, breasts, n_pos))
+    return out
+
+
+def _label_breasts(patients: list[Patient], rate: float, rng: np.random.Generator) -> None:
+    """Pick positive breasts (an exact share per split) and set the label columns."""
+    for split, breasts, n_pos in _breasts_by_split(patients, rate):
         positive = set(rng.choice(len(breasts), size=n_pos, replace=False).tolist())
         n_benign = 0
         for i, (patient, breast) in enumerate(breasts):
@@ -124,13 +136,7 @@ def _label_breasts_realistic(
 ) -> None:
     """Like ``_label_breasts`` with findings in mm: positives drawn with per-machine weights
     (``findings.MACHINE_PREVALENCE``), some cancers hidden in one view, benign look-alikes."""
-    for split in ("train", "test"):
-        breasts = [(p, b) for p in patients if p.split == split for b in p.breasts.values()]
-        if not breasts:
-            continue
-        n_pos = round(rate * len(breasts))
-        if split == "train" and rate > 0:
-            n_pos = max(n_pos, min(2, len(breasts)))  # a tiny set still has something to learn
+    for _, breasts, n_pos in _breasts_by_split(patients, rate):
         weights = findings.machine_weights([p.machine_id for p, _ in breasts])
         positive = set(rng.choice(len(breasts), size=n_pos, replace=False, p=weights).tolist())
         for i, (patient, breast) in enumerate(breasts):

@@ -152,11 +152,11 @@ def _parse(
 
 def format_table(rows: list[dict[str, Any]], common: str) -> str:
     lines = [f"Training ablation (`rsna train {common}`), breast-level validation", "",
-             "| variant | val AUC | pF1 @ best thr | best thr | pF1 @ 0.5 | best epoch | "
+             "| variant | val AUC | pF1 @ best thr | best thr | pF1 (probabilities) | best epoch | "
              "val + breasts | seconds |", "|" + " --- |" * 8]  # fmt: skip
     for r in rows:
         cells = [r["variant"] + (" (reused run)" if r.get("reused") else ""),
-                 *(_fmt(r[k]) for k in COLUMNS[2:])]  # fmt: skip
+                 *(_fmt(r[k]) for k in COLUMNS[2:-1]), f"{r['seconds']:.0f}"]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -74,5 +74,9 @@ def test_bench_ablation_trains_each_variant_on_one_split(tmp_path: Path) -> None
     assert code == 0
     again = json.loads((tmp_path / "b.json").read_text())["rows"]
     assert [(r["reused"], r["seconds"]) for r in again][0] == (True, 123.5)
+    table = (out / "ablation.md").read_text()
+    assert "| pF1 (probabilities) |" in table
+    assert any(line.startswith("| baseline (reused run) |") and line.endswith("| 124 |")
+               for line in table.splitlines())  # fmt: skip
     assert again[0]["val_auc"] == rows[0]["val_auc"]
     assert again[1]["reused"] is False  # pos-fraction 0.5 is another configuration

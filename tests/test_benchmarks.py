@@ -60,6 +60,7 @@ def test_bench_ablation_trains_each_variant_on_one_split(tmp_path: Path) -> None
     assert configs["baseline"]["aux"] == {} and configs["baseline"]["model"]["aux_heads"] == []
     assert len(configs["+aux heads"]["model"]["aux_heads"]) == 5
     assert configs["+balanced sampler"]["balance"] == "batch"
+    assert configs["+balanced sampler"]["pos_fraction"] == 0.5  # one positive per negative
     assert configs["+2x resolution"]["model"]["preprocess"]["height"] == 64
     splits = {(out / d / "split.csv").read_text() for d in ("baseline", "2x_resolution")}
     assert len(splits) == 1  # the same patients in validation
@@ -69,7 +70,7 @@ def test_bench_ablation_trains_each_variant_on_one_split(tmp_path: Path) -> None
     code = main(["bench", "ablation", "--data", str(data), "--images", str(images), "--size",
                  "32", "32", "--out", str(out), "--json", str(tmp_path / "b.json"), "--reuse",
                  "--variant", "baseline=", "--variant", "+balanced sampler=--balance batch "
-                 "--pos-fraction 0.5", "--common",
+                 "--pos-fraction 0.25", "--common",
                  "--epochs 1 --batch-size 8 --workers 0 --threads 1 --no-augment"])  # fmt: skip
     assert code == 0
     again = json.loads((tmp_path / "b.json").read_text())["rows"]
@@ -79,4 +80,4 @@ def test_bench_ablation_trains_each_variant_on_one_split(tmp_path: Path) -> None
     assert any(line.startswith("| baseline (reused run) |") and line.endswith("| 124 |")
                for line in table.splitlines())  # fmt: skip
     assert again[0]["val_auc"] == rows[0]["val_auc"]
-    assert again[1]["reused"] is False  # pos-fraction 0.5 is another configuration
+    assert again[1]["reused"] is False  # pos-fraction 0.25 is another configuration

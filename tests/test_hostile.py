@@ -705,7 +705,15 @@ def start(argv: list[str], log: Path) -> subprocess.Popen:
     module = ["rsna_pkg.train", *argv[1:]] if argv[0] == "train" else ["rsna_pkg", *argv]
     with open(log, "wb") as f:
         return subprocess.Popen([sys.executable, "-m", *module], env=subprocess_env(),
-                                stdout=f, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+                                stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_ctrl_c_as_in_a_terminal)  # fmt: skip
+
+
+def _ctrl_c_as_in_a_terminal() -> None:
+    """The command must see Ctrl-C as a terminal delivers it, even when these tests run
+    in a background job (``nohup``, ``&``), which starts with SIGINT ignored: Python then
+    keeps it ignored, rightly, and the command would not stop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(cond: Callable[[], bool], proc: subprocess.Popen, timeout: float = 120) -> None:

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from train_data import make_dataset
+from train_data import ctrl_c_in_second_epoch, make_dataset
 
 from rsna_pkg.data.dataset import load_image_table, read_png
 from rsna_pkg.errors import InputError
 from rsna_pkg.models.checkpoint import load_checkpoint
 from rsna_pkg.train import command
-from rsna_pkg.train.optim import Trainer, warmup_cosine
+from rsna_pkg.train.optim import warmup_cosine
 
 SIZE = ("64", "32")
 
@@ -95,19 +95,10 @@ def test_same_seed_reproduces_metrics_with_any_worker_count(tiny, trained, tmp_p
 
 def test_resume_continues_exactly(tiny, trained, tmp_path, monkeypatch) -> None:
     out = tmp_path / "resumed"
-    real = Trainer.train_epoch
-    calls = {"n": 0}
-
-    def crash_on_second(self, loader, show):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(self, loader, show)
-
-    monkeypatch.setattr(Trainer, "train_epoch", crash_on_second)
+    restore = ctrl_c_in_second_epoch(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         command.run(_args(*tiny, out))
-    monkeypatch.setattr(Trainer, "train_epoch", real)
+    restore()
     assert not (out / "metrics.json").exists()
     assert command.run(_args(*tiny, out, "--resume")) == 0
     assert _metrics(out) == _metrics(trained)

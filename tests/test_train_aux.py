@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 from test_infer import read_sub, run_infer
-from train_data import make_dataset
+from train_data import ctrl_c_in_second_epoch, make_dataset
 
 from rsna_pkg.data.aux_targets import MISSING, aux_heads, aux_labels, describe_aux, parse_aux
 from rsna_pkg.errors import InputError
@@ -255,18 +255,10 @@ def test_resume_is_exact_with_heads_and_balanced_batches(tiny_aux, tmp_path, mon
     extra = ("--epochs", "2", "--aux", "density,biopsy", "--balance", "batch",
              "--neg-fraction", "0.8", "--batch-size", "4")  # fmt: skip
     assert command.run(_args(*tiny_aux, tmp_path / "whole", *extra)) == 0
-    real, calls = Trainer.train_epoch, {"n": 0}
-
-    def crash_on_second(self, loader, show):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(self, loader, show)
-
-    monkeypatch.setattr(Trainer, "train_epoch", crash_on_second)
+    restore = ctrl_c_in_second_epoch(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         command.run(_args(*tiny_aux, tmp_path / "cut", *extra))
-    monkeypatch.setattr(Trainer, "train_epoch", real)
+    restore()
     assert command.run(_args(*tiny_aux, tmp_path / "cut", *extra, "--resume")) == 0
     timing = ["seconds", "elapsed_seconds"]
     whole, cut = (pd.read_csv(tmp_path / n / "history.csv").drop(columns=timing)

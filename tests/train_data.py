@@ -8,13 +8,16 @@ Positive breasts carry a bright disc, so a model can learn them quickly.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
 from rsna_pkg.data.schema import SITE_MACHINES, TRAIN_COLUMNS
+from rsna_pkg.train.optim import Trainer
 
 
 def make_table(patients: int, seed: int = 0, pos_patients: int | None = None) -> pd.DataFrame:
@@ -80,3 +83,18 @@ def make_dataset(
     pre = PreprocessConfig(height=size[0], width=size[1])
     (images / "preprocess_config.json").write_text(json.dumps(pre.to_dict()))
     return data, images
+
+
+def ctrl_c_in_second_epoch(monkeypatch: Any) -> Callable[[], None]:
+    """Make training raise KeyboardInterrupt when its second epoch starts (as a Ctrl-C
+    would); the returned function restores the real epoch."""
+    real, calls = Trainer.train_epoch, {"n": 0}
+
+    def crash_on_second(self: Trainer, loader: Any, show: bool) -> float:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, loader, show)
+
+    monkeypatch.setattr(Trainer, "train_epoch", crash_on_second)
+    return lambda: monkeypatch.setattr(Trainer, "train_epoch", real)

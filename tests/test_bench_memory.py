@@ -13,17 +13,19 @@ from rsna_pkg.errors import InputError
 
 def test_bench_memory_shows_checkpointing_saves_memory(tmp_path: Path, capsys) -> None:
     out = tmp_path / "memory.json"
-    code = main(["bench", "memory", "--backbones", "timm:efficientnet_b0", "--sizes", "256x128",
+    # 512x256: at 256x128 the activations are small beside the allocator's noise (the
+    # saving measured 0.58-0.77 run to run there; 0.51-0.59 here)
+    code = main(["bench", "memory", "--backbones", "timm:efficientnet_b0", "--sizes", "512x256",
                  "--batch-size", "2", "--threads", "1", "--json", str(out)])  # fmt: skip
     assert code == 0
     result = json.loads(out.read_text())
     plain, ckpt = result["rows"]
     assert (plain["grad_checkpoint"], ckpt["grad_checkpoint"]) == (False, True)
-    assert plain["size"] == "256x128" and plain["threads"] == 1
+    assert plain["size"] == "512x256" and plain["threads"] == 1
     assert plain["baseline_mib"] > 100 and plain["peak_mib"] > plain["baseline_mib"]
     # efficientnet_b0 keeps most activations at high resolution: checkpointing must show
     assert ckpt["per_image_mib"] < 0.75 * plain["per_image_mib"]
-    assert result["saving"]["timm:efficientnet_b0 256x128"] < 0.75
+    assert result["saving"]["timm:efficientnet_b0 512x256"] < 0.75
     assert "MiB/image" in capsys.readouterr().out
 
 

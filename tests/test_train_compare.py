@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,17 +13,23 @@ from rsna_pkg.errors import InputError
 from rsna_pkg.train import compare_command
 
 
-def test_compare_two_backbones_on_one_split(tmp_path) -> None:
+def run_compare(tmp_path: Path, name: str, backbones: str) -> tuple[Path, Path, Path]:
+    """`rsna compare` of BACKBONES for one tiny epoch on a tiny dataset: (data, images, out)."""
     data, images = make_dataset(tmp_path, patients=8, size=(64, 32), seed=2)
-    out = tmp_path / "cmp"
+    out = tmp_path / name
     parser = argparse.ArgumentParser()
     compare_command.add_arguments(parser)
     args = parser.parse_args([
         "--data", str(data), "--images", str(images), "--out", str(out), "--size", "64", "32",
         "--epochs", "1", "--batch-size", "8", "--workers", "0", "--threads", "1",
-        "--backbones", "squeezenet1_1,resnet18",
+        "--backbones", backbones,
     ])  # fmt: skip
     assert compare_command.run(args) == 0
+    return data, images, out
+
+
+def test_compare_two_backbones_on_one_split(tmp_path) -> None:
+    _, _, out = run_compare(tmp_path, "cmp", "squeezenet1_1,resnet18")
     table = pd.read_csv(out / "comparison.csv")
     assert sorted(table["backbone"]) == ["resnet18", "squeezenet1_1"]
     assert table["best"].sum() == 1
@@ -55,16 +62,9 @@ def test_backbone_list_is_checked() -> None:
 
 
 def test_seed_study_vgg11_variants_report_overfitting_columns(tmp_path) -> None:
-    data, images = make_dataset(tmp_path, patients=8, size=(64, 32), seed=2)
-    out = tmp_path / "study"
-    parser = argparse.ArgumentParser()
-    compare_command.add_arguments(parser)
-    args = parser.parse_args([
-        "--data", str(data), "--images", str(images), "--out", str(out), "--size", "64", "32",
-        "--epochs", "1", "--batch-size", "8", "--workers", "0", "--threads", "1",
-        "--backbones", "squeezenet1_1,vgg11@classifier,vgg11@features",
-    ])  # fmt: skip
-    assert compare_command.run(args) == 0
+    data, images, out = run_compare(
+        tmp_path, "study", "squeezenet1_1,vgg11@classifier,vgg11@features"
+    )
     table = pd.read_csv(out / "comparison.csv").set_index("backbone")
     assert sorted(table.index) == ["squeezenet1_1", "vgg11@classifier", "vgg11@features"]
     assert table.loc["vgg11@classifier", "freeze"] == "classifier"

@@ -264,8 +264,8 @@ def make_check_set(cfg: CheckConfig, out: Path, state: dict[str, Any]) -> dict[s
     state["machine"] = dict(zip(paths, table.machine_id.astype(int), strict=True))
     return {
         "files": len(paths),
-        "machines": sorted({int(m) for _, m, _ in written}),
-        "bytes": int(sum(b for _, _, b in written)),
+        "machines": sorted({int(r.machine_id) for r in written}),
+        "bytes": int(sum(r.bytes for r in written)),
         "seconds": round(time.perf_counter() - t, 2),
     }
 

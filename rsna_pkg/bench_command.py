@@ -25,6 +25,7 @@ BENCHES: dict[str, str] = {
     "ablation": "baseline, + aux heads, + balanced sampler, + 2x resolution: one training table",
     "compare": "the seed's backbone study (`rsna compare --study seed`): table, plot, wall time",
     "memory": "peak CPU memory per image of a training step, with/without --grad-checkpoint",
+    "roi": "crop quality against the generator's true breast box, threshold vs segmentation",
     "tta": "breast AUC / pF1 of one checkpoint with each --tta mode on a labelled split",
     "device": "the GPU path on one machine: decode, VOI, preprocess, train, infer, "
     "35,000-image projection (--dry-run: tiny, on the CPU); scripts/device_check.sh runs it",

@@ -81,3 +81,31 @@ def test_bench_ablation_trains_each_variant_on_one_split(tmp_path: Path) -> None
                for line in table.splitlines())  # fmt: skip
     assert again[0]["val_auc"] == rows[0]["val_auc"]
     assert again[1]["reused"] is False  # pos-fraction 0.25 is another configuration
+
+
+def test_bench_roi_prints_both_crops_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture
+                                                   ) -> None:  # fmt: skip
+    """20 generated images, every machine twice: the segmentation meets the crop goals, the
+    earlier threshold crop (kept for old checkpoints) does not: the table tells them apart."""
+    out = tmp_path / "roi.json"
+    assert main(["bench", "roi", "--images", "20", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    now, before = result["summary"]["segment (now)"], result["summary"]["threshold (before)"]
+    assert now["images"] == before["images"] == 20
+    assert now["share_mean"] >= 0.999 and now["share_worst"] >= 0.99
+    assert now["area_ratio_mean"] <= 1.10 and now["images_with_label_px"] == 0
+    assert before["area_ratio_mean"] > 1.10 or before["images_with_label_px"] > 0
+    assert {r["machine_id"] for r in result["images"]["segment (now)"]} == {
+        49,
+        93,
+        170,
+        190,
+        197,
+        210,
+        216,
+        21,
+        29,
+        48,
+    }
+    printed = capsys.readouterr().out
+    assert "threshold (before)" in printed and "segment (now)" in printed and " met" in printed

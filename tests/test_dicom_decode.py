@@ -215,3 +215,36 @@ def test_bad_input_raises_dicom_error(tmp_path: Path) -> None:
                 decode(path, backend=backend)
             assert info.value.path == str(path), label
             assert reason in info.value.reason, (label, backend, info.value.reason)
+
+
+@pytest.mark.parametrize(
+    ("bits", "signed", "shape"),
+    [(12, False, (101, 67)), (16, False, (64, 63)), (10, False, (33, 17)), (14, True, (50, 51)),
+     (16, True, (20, 21))],
+)  # fmt: skip
+def test_rle_decodes_exactly_through_dicomsdl_and_auto_picks_it(
+    tmp_path: Path, bits: int, signed: bool, shape: tuple[int, int]
+) -> None:
+    """RLE Lossless (1.2.840.10008.1.2.5, the real screen-film files' syntax): dicomsdl is
+    bit-exact with pydicom and an order of magnitude faster, so `auto` must use it."""
+    from pydicom.uid import RLELossless
+
+    from rsna_pkg.dicom.backend import choose_backend
+
+    rng = np.random.default_rng(bits)
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    stored = rng.integers(lo, hi + 1, shape)
+    stored[: shape[0] // 2] = stored[0, 0]  # runs, as RLE meets them in a background
+    ds = make_dataset(stored, signed=signed, bits_stored=bits)
+    ds.compress(RLELossless)
+    path = write(ds, tmp_path / "rle.dcm")
+    header = read_header(path)
+    assert header.transfer_syntax_uid == RLELossless
+    backend = choose_backend(header, 0)
+    assert backend is not None and backend.name == "dicomsdl"
+    ref = decode(path, backend="pydicom")
+    np.testing.assert_array_equal(ref.astype(np.int64), stored)
+    for name in ("dicomsdl", "auto"):
+        arr = decode(path, backend=name)
+        assert arr.dtype == ref.dtype, name
+        np.testing.assert_array_equal(arr, ref)

@@ -13,7 +13,7 @@ from rsna_pkg.dicom.decode import DecodeResult, decode, decode_file
 from rsna_pkg.dicom.header import DicomHeader, VoiLut, read_header
 from rsna_pkg.dicom.image import MAX_REDUCE, DicomImage, Level, open_image
 from rsna_pkg.dicom.pixels import area_downsample, reduced_shape
-from rsna_pkg.dicom.voi import apply_voi, voi_plan
+from rsna_pkg.dicom.voi import apply_voi, oriented_values, voi_plan
 
 if TYPE_CHECKING:
     import torch
@@ -40,6 +40,7 @@ __all__ = [
     "decode",
     "decode_file",
     "open_image",
+    "oriented_values",
     "read_header",
     "reduced_shape",
     "voi_plan",

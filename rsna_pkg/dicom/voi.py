@@ -163,6 +163,21 @@ def apply_plan(stored: np.ndarray, plan: VoiPlan) -> np.ndarray:
     return out.astype(np.float32, copy=False)
 
 
+def oriented_values(stored: np.ndarray, header: DicomHeader) -> np.ndarray:
+    """Modality values (C.11.1) as float32, negated for MONOCHROME1 so that bright = dense,
+    with no window: what the breast segmentation looks at, since a tissue window clips the
+    skin line and a faint nipple to the background's black."""
+    x = modality(stored, voi_plan_rescale(header))
+    return np.negative(x, out=x) if header.monochrome1 else x
+
+
+def voi_plan_rescale(header: DicomHeader) -> VoiPlan:
+    """A plan that only carries the modality rescale (for :func:`oriented_values`)."""
+    if not (math.isfinite(header.rescale_slope) and math.isfinite(header.rescale_intercept)):
+        raise DicomError(header.path, "RescaleSlope/Intercept not finite")
+    return VoiPlan("minmax", header.rescale_slope, header.rescale_intercept, header.has_rescale)
+
+
 def apply_voi(stored: np.ndarray, header: DicomHeader, index: int = 0) -> np.ndarray:
     """Stored values -> float32 in [0, 1], MONOCHROME1 inverted (bright = dense tissue)."""
     return apply_plan(stored, voi_plan(header, index))

@@ -118,6 +118,11 @@ def draw_age_histogram(hist: Mapping[str, Sequence[int]]) -> Any:
     plt = pyplot()
     edges = np.asarray(hist["edges"], dtype=float)
     fig, ax = plt.subplots(figsize=(8, 4))
+    if len(edges) < 2:  # every age missing: say so instead of empty axes
+        ax.text(0.5, 0.5, "no ages in this table", ha="center", va="center")
+        ax.set_axis_off()
+        ax.set_title("Age distribution, healthy vs cancer")
+        return fig
     for key, color in (("healthy", BAR), ("cancer", POS)):
         counts = np.asarray(hist[key], dtype=float)
         total = counts.sum()

@@ -45,6 +45,8 @@ class Tiles:
     windowed: np.ndarray | None = None
     cropped: np.ndarray | None = None
     reduce: int = 0
+    outline: np.ndarray | None = None  # breast mask boundary, on the windowed tile
+    box: tuple[float, float, float, float] | None = None  # crop box (y0, x0, y1, x1), tile px
     error: str = ""
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -88,7 +90,10 @@ def to_display(img: np.ndarray, target: int = TILE) -> np.ndarray:
 def render_item(item: GalleryItem) -> Tiles:
     """Decode one image three ways; a failure is recorded on the result."""
     from rsna_pkg.dicom import apply_voi, decode, read_header
+    from rsna_pkg.eda.headers import voi_label
     from rsna_pkg.preprocess import PreprocessConfig, preprocess_file
+    from rsna_pkg.preprocess.pipeline import segment
+    from rsna_pkg.preprocess.roi import outline
 
     tiles = Tiles(item)
     try:
@@ -98,10 +103,15 @@ def render_item(item: GalleryItem) -> Tiles:
         tiles.raw = to_display(stored)
         tiles.windowed = to_display(apply_voi(stored, header))
         cfg = PreprocessConfig(height=CROP_HEIGHT, width=CROP_WIDTH, bits=8, reduce=True)
-        tiles.cropped = to_display(preprocess_file(item.path, cfg).image)
+        result = preprocess_file(item.path, cfg)
+        tiles.cropped = to_display(result.image)
+        step = max(1, math.ceil(max(stored.shape) / TILE))  # to_display's subsampling
+        tiles.outline = outline(segment(stored, header, cfg))[::step, ::step]
+        scale = 2**tiles.reduce * step  # full-resolution pixels per tile pixel
+        tiles.box = tuple(v / scale for v in result.box)  # type: ignore[assignment]
         tiles.info = {
             "photometric": header.photometric,
-            "voi": header.voi_lut_function or "LINEAR",
+            "voi": voi_label(header),
             "decoded_shape": list(stored.shape),
         }
     except Exception as exc:  # noqa: BLE001 - one bad image must not stop the report
@@ -162,7 +172,7 @@ def draw_gallery(title: str, tiles: Sequence[Tiles]) -> Any:
     plt = pyplot()
     n = len(tiles)
     fig, axes = plt.subplots(n, 3, figsize=(9, 3.2 * n), squeeze=False)
-    heads = ("raw stored values (min-max)", "windowed (apply_voi)", "preprocessed crop")
+    heads = ("raw stored values (min-max)", "windowed; breast mask, crop box", "preprocessed crop")
     for r, t in enumerate(tiles):
         images = (t.raw, t.windowed, t.cropped)
         for c, img in enumerate(images):
@@ -171,6 +181,8 @@ def draw_gallery(title: str, tiles: Sequence[Tiles]) -> Any:
             ax.set_yticks([])
             if img is not None:
                 ax.imshow(img, cmap="gray", vmin=0.0, vmax=1.0)
+                if c == 1:
+                    draw_mask_and_box(ax, t)
             else:
                 ax.text(0.5, 0.5, t.error or "n/a", ha="center", va="center", wrap=True, fontsize=7)
             if r == 0:
@@ -180,6 +192,20 @@ def draw_gallery(title: str, tiles: Sequence[Tiles]) -> Any:
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def draw_mask_and_box(ax: Any, t: Tiles) -> None:
+    """The breast mask's outline (green) and the crop box (red) over the windowed tile."""
+    from matplotlib.patches import Rectangle
+
+    if t.outline is not None and t.outline.any():
+        overlay = np.zeros((*t.outline.shape, 4), dtype=np.float32)
+        overlay[t.outline] = (0.25, 0.9, 0.25, 1.0)
+        ax.imshow(overlay, interpolation="nearest")
+    if t.box is not None:
+        y0, x0, y1, x1 = t.box
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
+                               edgecolor=(1.0, 0.25, 0.25), linewidth=1))  # fmt: skip
 
 
 def group_label(row: Mapping[str, Any]) -> str:

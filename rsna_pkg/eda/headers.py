@@ -15,8 +15,12 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from rsna_pkg.dicom import DicomHeader
 
 # One row of the survey; ``error`` is empty for a readable file.
 SURVEY_COLUMNS: tuple[str, ...] = (
@@ -88,11 +92,19 @@ def header_row(item: SurveyItem) -> dict[str, object]:
         bits_stored=int(h.bits_stored),
         rows=int(h.rows),
         columns=int(h.columns),
-        voi_lut_function=str(h.voi_lut_function or "LINEAR"),
+        voi_lut_function=voi_label(h),
         n_windows=len(h.window_centers or ()),
         has_voi_lut_sequence=bool(h.has_voi_lut_sequence),
     )
     return row
+
+
+def voi_label(h: DicomHeader) -> str:
+    """VOILUTFunction as applied: LINEAR when the tag is absent but a window is there;
+    "none (percentile fallback)" when the file has no window and no VOI LUT."""
+    if not (h.window_centers and h.window_widths) and not h.has_voi_lut_sequence:
+        return "none (percentile fallback)"
+    return str(h.voi_lut_function or "LINEAR")
 
 
 def _read_chunk(items: Sequence[SurveyItem]) -> list[dict[str, object]]:

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         dicoms = {int(r.image_id): image_path(args.data, args.split, int(r.patient_id),
                                               int(r.image_id))
                   for r in rows.itertuples(index=False)}  # fmt: skip
-        path = write_preview(Path(args.out), rows, dicoms, args.preview, cfg.voi_index)
+        path = write_preview(Path(args.out), rows, dicoms, args.preview, cfg)
         if path is not None:
             print(f"preview: {path}")
     return 1 if summary.errors else 0

@@ -22,11 +22,21 @@ from rsna_pkg.dicom import (
     apply_voi,
     area_downsample,
     open_image,
+    oriented_values,
     reduced_shape,
 )
 from rsna_pkg.preprocess.config import PreprocessConfig
 from rsna_pkg.preprocess.resize import deepest_reduce, halvings, quantize, resize_pad
-from rsna_pkg.preprocess.roi import Box, breast_box, breast_on_right, crop
+from rsna_pkg.preprocess.roi import (
+    Box,
+    breast_mask,
+    breast_on_right,
+    crop,
+    foreground_threshold,
+    largest_component,
+    mask_box,
+    threshold_box,
+)
 
 
 @dataclass
@@ -50,10 +60,24 @@ def probe_level(rows: int, cols: int, probe_size: int) -> int:
     return halvings(max(rows, cols) / probe_size, MAX_REDUCE)
 
 
-def locate(windowed: np.ndarray, cfg: PreprocessConfig) -> tuple[Box, bool]:
-    """Breast box (in ``windowed``'s pixels) and whether the breast is on the right."""
-    box = breast_box(windowed, cfg.margin) if cfg.crop else Box(0, 0, *windowed.shape)
-    return box, breast_on_right(windowed)
+def segment(stored: np.ndarray, header: DicomHeader, cfg: PreprocessConfig) -> np.ndarray:
+    """The breast mask of a (low-resolution) decode, by ``cfg.roi``: the segmentation on
+    unwindowed values, or the earlier threshold on the windowed image."""
+    if cfg.roi == "threshold":
+        windowed = apply_voi(stored, header, cfg.voi_index)
+        return largest_component(windowed > foreground_threshold(windowed))
+    return breast_mask(oriented_values(stored, header))
+
+
+def locate(stored: np.ndarray, header: DicomHeader, cfg: PreprocessConfig) -> tuple[Box, bool]:
+    """Breast box (in ``stored``'s pixels) and whether the breast is on the right."""
+    windowed = apply_voi(stored, header, cfg.voi_index)
+    flip = breast_on_right(windowed)
+    if not cfg.crop:
+        return Box(0, 0, *stored.shape), flip
+    if cfg.roi == "threshold":
+        return threshold_box(windowed, cfg.margin), flip
+    return mask_box(breast_mask(oriented_values(stored, header)), cfg.margin), flip
 
 
 def finish_image(stored: np.ndarray, header: DicomHeader, box: Box, flip: bool,
@@ -77,7 +101,7 @@ def preprocess_stored(
     t = time.perf_counter()
     rp = probe_level(header.rows, header.columns, cfg.probe_size)
     small = area_downsample(stored, rp)
-    pbox, flip = locate(apply_voi(small, header, cfg.voi_index), cfg)
+    pbox, flip = locate(small, header, cfg)
     box = pbox.scaled(2**rp, header.rows, header.columns)
     timings["locate"] = time.perf_counter() - t
     return finish_image(stored, header, box, flip, cfg, timings), box, flip
@@ -105,7 +129,7 @@ def preprocess_file(path: str | Path, cfg: PreprocessConfig) -> PreprocessResult
     probe = image.decode(probe_r, cfg.backend, native=cfg.reduce)
     timings["decode_probe" if levels else "decode"] = probe.seconds
     t = time.perf_counter()
-    pbox, flip = locate(apply_voi(probe.array, header, cfg.voi_index), cfg)
+    pbox, flip = locate(probe.array, header, cfg)
     full_box = pbox.scaled(2**probe_r, header.rows, header.columns)
     r = deepest_reduce(full_box.height, full_box.width, cfg.height, cfg.width, levels)
     timings["locate"] = time.perf_counter() - t

@@ -1,4 +1,5 @@
-"""OUT/preview.png: a few images before (windowed, breast box drawn) and after cropping."""
+"""OUT/preview.png: a few images before (windowed, the breast mask's outline in green and the
+crop box in red) and after cropping."""
 
 from __future__ import annotations
 
@@ -10,25 +11,38 @@ import pandas as pd
 
 from rsna_pkg.errors import RsnaError
 from rsna_pkg.outputs import atomic_write_bytes
+from rsna_pkg.preprocess.config import PreprocessConfig
 from rsna_pkg.preprocess.resize import halvings
 
 TILE = 256  # tile height in the sheet
+MASK_COLOUR = (64, 220, 64)
+BOX_COLOUR = (255, 64, 64)
 
 
-def before_tile(dicom: Path, box: tuple[int, int, int, int], voi_index: int) -> np.ndarray:
-    """The windowed image at about TILE px with the box outlined (box in full-res pixels)."""
+def before_tile(dicom: Path, box: tuple[int, int, int, int], cfg: PreprocessConfig) -> np.ndarray:
+    """The windowed image at about TILE px with the mask (found again at this level, by
+    the same segmentation) and the box (full-res pixels) drawn."""
     from PIL import Image, ImageDraw
 
     from rsna_pkg.dicom import apply_voi, decode, read_header
+    from rsna_pkg.preprocess.pipeline import segment
+    from rsna_pkg.preprocess.roi import outline
 
     header = read_header(dicom)
     level = halvings(max(header.rows, header.columns) / TILE)
-    img = apply_voi(decode(dicom, reduce=level), header, voi_index)
-    im = Image.fromarray(np.rint(img * 255).astype(np.uint8)).convert("RGB")
+    stored = decode(dicom, reduce=level)
+    rgb = np.repeat(
+        np.rint(apply_voi(stored, header, cfg.voi_index) * 255).astype(np.uint8)[..., None],
+        3,
+        axis=2,
+    )
+    rgb[outline(segment(stored, header, cfg))] = MASK_COLOUR
+    im = Image.fromarray(rgb)
     y0, x0, y1, x1 = (v / 2**level for v in box)
-    ImageDraw.Draw(im).rectangle([x0, y0, x1 - 1, y1 - 1], outline=(255, 64, 64), width=2)
+    ImageDraw.Draw(im).rectangle([x0, y0, x1 - 1, y1 - 1], outline=BOX_COLOUR, width=2)
     scale = TILE / im.height
-    return np.asarray(im.resize((max(1, round(im.width * scale)), TILE)))
+    # nearest: the one-pixel outline and box keep their colours
+    return np.asarray(im.resize((max(1, round(im.width * scale)), TILE), Image.Resampling.NEAREST))
 
 
 def after_tile(png: Path) -> np.ndarray:
@@ -44,7 +58,7 @@ def after_tile(png: Path) -> np.ndarray:
 
 
 def write_preview(out_dir: Path, manifest: pd.DataFrame, dicoms: dict[int, Path], count: int,
-                  voi_index: int = 0) -> Path | None:  # fmt: skip
+                  cfg: PreprocessConfig) -> Path | None:  # fmt: skip
     """Rows of [before | after] for the first ``count`` ok images; None if there are none."""
     from PIL import Image
 
@@ -55,7 +69,7 @@ def write_preview(out_dir: Path, manifest: pd.DataFrame, dicoms: dict[int, Path]
             continue  # a resumed row without its box
         box = (int(r["box_y0"]), int(r["box_x0"]), int(r["box_y1"]), int(r["box_x1"]))
         try:
-            before = before_tile(dicoms[int(r["image_id"])], box, voi_index)
+            before = before_tile(dicoms[int(r["image_id"])], box, cfg)
             after = after_tile(out_dir / str(r["png"]))
         except (RsnaError, OSError):
             continue  # changed on disk since it was preprocessed: leave it out of the sheet

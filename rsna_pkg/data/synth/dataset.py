@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 
 from rsna_pkg.data.schema import IMAGE_DIRS
+from rsna_pkg.data.synth.artefacts import ARTEFACT_RATES
 from rsna_pkg.data.synth.findings import DIFFICULTIES, REAL_BREAST_RATE, Finding, visible_in
 from rsna_pkg.data.synth.machines import MACHINES, SCALES
-from rsna_pkg.data.synth.phantom import render
+from rsna_pkg.data.synth.phantom import render_scene
 from rsna_pkg.data.synth.tables import (
     Lesion,
     Patient,
@@ -44,6 +45,7 @@ from rsna_pkg.data.synth.writer import (
 from rsna_pkg.errors import InputError
 
 MARKER_FILE = "rsna_synth.json"
+BREAST_BOXES_FILE = "breast_boxes.csv"
 DEFAULT_CANCER_RATE = {"small": 0.2, "full": 0.02}
 
 
@@ -129,16 +131,38 @@ class ImageTask:
     threads: int
 
 
-def make_image(task: ImageTask, root: str) -> tuple[str, int, int]:
-    """Render, encode and write one image; returns (rel_path, machine_id, bytes)."""
+@dataclass(frozen=True)
+class ImageResult:
+    rel_path: str
+    machine_id: int
+    bytes: int
+    breast_box: tuple[int, int, int, int]  # the true box (y0, x0, y1, x1) in stored pixels
+
+
+def make_image(task: ImageTask, root: str) -> ImageResult:
+    """Render (with the machine's artefacts), encode and write one image."""
     profile = MACHINES[task.machine_id]
     rng = np.random.default_rng(image_seed(task.ids.seed, task.index))
-    t = render(profile.shape(task.scale), task.ids.laterality, task.ids.view, task.density,
-               task.implant, task.lesion, rng, profile.mm_per_pixel(task.scale))  # fmt: skip
+    scene = render_scene(profile.shape(task.scale), task.ids.laterality, task.ids.view,
+                         task.density, task.implant, task.lesion, rng,
+                         profile.mm_per_pixel(task.scale), ARTEFACT_RATES[task.machine_id])  # fmt: skip
+    t = scene.image
     stored = to_stored(t, profile)
     frame = encode_frame(stored, profile, task.threads)
     ds = build_dataset(stored, frame, voi_for(stored, t, profile), task.ids, profile)
-    return task.rel_path, task.machine_id, write_dicom(Path(root) / task.rel_path, ds)
+    size = write_dicom(Path(root) / task.rel_path, ds)
+    return ImageResult(task.rel_path, task.machine_id, size, scene.breast_box())
+
+
+def breast_box_table(tasks: list[ImageTask], results: list[ImageResult]) -> pd.DataFrame:
+    """BREAST_BOXES_FILE: each image's true breast box, kept out of train.csv and test.csv
+    (a competitor has no such column) for crop-quality checks."""
+    rows = [
+        {"patient_id": t.ids.patient_id, "image_id": t.ids.image_id,
+         **dict(zip(("box_y0", "box_x0", "box_y1", "box_x1"), r.breast_box, strict=True))}
+        for t, r in zip(tasks, results, strict=True)
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def image_tasks(patients: list[Patient], cfg: SynthConfig) -> list[ImageTask]:
@@ -169,7 +193,7 @@ def check_out_dir(out: Path) -> bool:
     return False
 
 
-def _run_tasks(tasks: list[ImageTask], root: Path, cfg: SynthConfig) -> list[tuple[str, int, int]]:
+def _run_tasks(tasks: list[ImageTask], root: Path, cfg: SynthConfig) -> list[ImageResult]:
     from tqdm import tqdm
 
     bar = tqdm(total=len(tasks), desc="synth", unit="img", disable=not cfg.progress)
@@ -213,7 +237,9 @@ def generate(out_dir: str | Path, cfg: SynthConfig) -> SynthSummary:
             tmp / "sample_submission.csv", index=False
         )
         test_solution(patients).to_csv(tmp / "test_solution.csv", index=False)
-        results = _run_tasks(image_tasks(patients, cfg), tmp, cfg)
+        tasks = image_tasks(patients, cfg)
+        results = _run_tasks(tasks, tmp, cfg)
+        breast_box_table(tasks, results).to_csv(tmp / BREAST_BOXES_FILE, index=False)
         summary = _summarise(out, patients, results, time.perf_counter() - start, replaced)
         marker = {
             "generator": "rsna_pkg.data.synth",
@@ -236,9 +262,9 @@ def generate(out_dir: str | Path, cfg: SynthConfig) -> SynthSummary:
     return summary
 
 
-def _summarise(out: Path, patients: list[Patient], results: list[tuple[str, int, int]],
+def _summarise(out: Path, patients: list[Patient], results: list[ImageResult],
                seconds: float, replaced: bool) -> SynthSummary:  # fmt: skip
-    machines = Counter(m for _, m, _ in results)
+    machines = Counter(r.machine_id for r in results)
     split_count = Counter(p.split for p in patients)
     image_count = Counter(p.split for p in patients for _ in p.images)
     positives = Counter(p.split for p in patients for b in p.breasts.values() if b.cancer)
@@ -253,5 +279,5 @@ def _summarise(out: Path, patients: list[Patient], results: list[tuple[str, int,
         out_dir=str(out), patients=dict(split_count), images=dict(image_count),
         positive_breasts={s: positives.get(s, 0) for s in split_count},
         transfer_syntaxes=by("transfer_syntax"), codecs=by("codec"), photometric=by("photometric"),
-        voi=by("voi_kind"), bytes=sum(b for _, _, b in results), seconds=round(seconds, 2), replaced=replaced,
+        voi=by("voi_kind"), bytes=sum(r.bytes for r in results), seconds=round(seconds, 2), replaced=replaced,
     )  # fmt: skip

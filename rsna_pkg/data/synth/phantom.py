@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from rsna_pkg.data.synth import artefacts as artefact_draw
+from rsna_pkg.data.synth.artefacts import NO_ARTEFACTS, ArtefactRates
 from rsna_pkg.data.synth.findings import Finding
 from rsna_pkg.data.synth.tables import Lesion
 
@@ -247,14 +249,15 @@ def draw_implant(t: np.ndarray, geo: Geometry, rng: np.random.Generator) -> np.n
 
 def draw_markers(t: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Burned-in labels: bright rectangles with text-like strokes in the corners opposite
-    the chest wall, skipped where the breast would be covered."""
+    the chest wall, skipped where they would fall inside the breast's box."""
     h, w = t.shape
+    gap = round(artefact_draw.CLEARANCE * max(h, w))
     out = t.copy()
     for top in (True, False):
         bh, bw = int(h * rng.uniform(0.025, 0.04)), int(w * rng.uniform(0.07, 0.12))
         y0 = int(h * 0.02) if top else h - int(h * 0.02) - bh
         x0 = w - int(w * 0.03) - bw
-        if mask[max(0, y0 - 5) : y0 + bh + 5, max(0, x0 - 5) :].any() or (
+        if not artefact_draw.clear_of_box(mask, y0, x0, bh, bw, gap) or (
             not top and rng.random() < 0.5
         ):
             continue
@@ -268,6 +271,25 @@ def draw_markers(t: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> n
     return out
 
 
+@dataclass(frozen=True)
+class Scene:
+    """A rendered image and where things are: the breast (nipple included) and burned-in
+    labels as masks of the drawing canvas, which ``render`` upsamples to ``image.shape``."""
+
+    image: np.ndarray  # float32 t in [0, 1], shape (rows, cols), mirrored for right breasts
+    breast: np.ndarray  # bool, canvas shape, same orientation as ``image``
+    labels: np.ndarray  # bool, canvas shape
+
+    def breast_box(self) -> tuple[int, int, int, int]:
+        """The true breast box (y0, x0, y1, x1), half-open, in ``image`` pixels."""
+        ys = np.flatnonzero(self.breast.any(axis=1))
+        xs = np.flatnonzero(self.breast.any(axis=0))
+        sy = self.image.shape[0] / self.breast.shape[0]
+        sx = self.image.shape[1] / self.breast.shape[1]
+        return (math.floor(ys[0] * sy), math.floor(xs[0] * sx),
+                math.ceil((ys[-1] + 1) * sy), math.ceil((xs[-1] + 1) * sx))  # fmt: skip
+
+
 def render(
     shape: tuple[int, int],
     laterality: str,
@@ -277,14 +299,35 @@ def render(
     lesion: Lesion | Finding | None,
     rng: np.random.Generator,
     mm_per_px: float = 0.0,
+    artefacts: ArtefactRates = NO_ARTEFACTS,
 ) -> np.ndarray:
-    """Full image as float32 t in [0, 1], shape ``shape`` (rows, cols).
+    """Full image as float32 t in [0, 1], shape ``shape`` (rows, cols): see :func:`render_scene`."""
+    return render_scene(shape, laterality, view, density, implant, lesion, rng, mm_per_px,
+                        artefacts).image  # fmt: skip
+
+
+def render_scene(
+    shape: tuple[int, int],
+    laterality: str,
+    view: str,
+    density: str | None,
+    implant: bool,
+    lesion: Lesion | Finding | None,
+    rng: np.random.Generator,
+    mm_per_px: float = 0.0,
+    artefacts: ArtefactRates = NO_ARTEFACTS,
+) -> Scene:
+    """The image with its truth masks.
 
     Each part draws from its own child Generator, so adding a lesion or an implant
     changes nothing else in the image (the tests compare with and without). A realistic
-    ``Finding`` needs ``mm_per_px``, the pixel size of ``shape`` (``MachineProfile.mm_per_pixel``)."""
-    children = [np.random.default_rng(int(s)) for s in rng.integers(0, 2**63, 5)]
+    ``Finding`` needs ``mm_per_px``, the pixel size of ``shape`` (``MachineProfile.mm_per_pixel``).
+    ``artefacts`` gives the rate of each artefact (``artefacts.ARTEFACT_RATES`` per machine),
+    drawn from a Generator of their own: with none, the image is as it was before them."""
+    seeds = rng.integers(0, 2**63, 5)
+    children = [np.random.default_rng(int(s)) for s in seeds]
     shape_rng, tissue_rng, implant_rng, lesion_rng, noise_rng = children
+    art_rng = np.random.default_rng([int(seeds[0]), 20])
     scale = min(1.0, MAX_CANVAS_ROWS / shape[0])
     canvas = (round(shape[0] * scale), round(shape[1] * scale))
     geo = draw_geometry(view, canvas, shape_rng)
@@ -298,7 +341,18 @@ def render(
     elif lesion is not None:
         t = draw_lesion(t, mask, lesion, geo, lesion_rng)
     air = AIR + 0.006 * smooth_noise(noise_rng, canvas, (canvas[0] / 20, canvas[0] / 20))
-    t = draw_markers(np.where(mask, t, air), mask, noise_rng)
+    draws = art_rng.random(5)  # one per artefact, always all five: rates stay independent
+    bump, nipple_level = np.zeros_like(mask), 0.0
+    if draws[4] < artefacts.nipple:
+        bump, nipple_level = artefact_draw.nipple(mask, geo.yc, AIR, art_rng)
+    breast = mask | bump  # the truth: labels and markers stay outside its box
+    before = np.where(mask, t, air)
+    t = draw_markers(before, breast, noise_rng)
+    labels = t != before
+    if bump.any():
+        t = np.where(bump, nipple_level, t)
+    t, labels = _draw_artefacts(t, mask, breast, labels, laterality + view, draws, artefacts,
+                                art_rng)  # fmt: skip
     if canvas != shape:
         t = resample(t, shape)
     if isinstance(lesion, Finding) and lesion.specks_mm:  # at full resolution: specks are fine
@@ -309,5 +363,23 @@ def render(
         t = add_specks(t, lesion, (cy, cx), mm_per_px, lesion_rng)
     t += 0.005 * noise_rng.standard_normal(shape, dtype=np.float32)  # quantum noise, full res
     if laterality == "R":
-        t = t[:, ::-1]
-    return np.clip(t, 0.0, 1.0).astype(np.float32)
+        t, breast, labels = t[:, ::-1], breast[:, ::-1], labels[:, ::-1]
+    return Scene(np.clip(t, 0.0, 1.0).astype(np.float32), breast, labels)
+
+
+def _draw_artefacts(t: np.ndarray, mask: np.ndarray, breast: np.ndarray, labels: np.ndarray,
+                    text: str, draws: np.ndarray, rates: ArtefactRates, rng: np.random.Generator
+                    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The skin fade, strip, bands and view label where ``draws`` fall under their rates:
+    (image, label pixels: ``labels`` and the view label's)."""
+    if draws[3] < rates.faint_skin:
+        t = artefact_draw.fade_skin(t, mask, inside_distance(mask), AIR, rng)
+    if draws[2] < rates.chest_strip:
+        t = artefact_draw.chest_strip(t, rng)
+    if draws[1] < rates.edge_bands:
+        t = artefact_draw.edge_bands(t, rng)
+    if draws[0] < rates.view_label:
+        # drawn mirrored for right breasts, so that it reads the right way once flipped
+        t, more = artefact_draw.view_label(t, breast, labels, text, rng, text.startswith("R"))
+        labels = labels | more
+    return t, labels

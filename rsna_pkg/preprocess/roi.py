@@ -145,17 +145,14 @@ def scale_to_unit(img: np.ndarray) -> np.ndarray:
 
 
 def open_square(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Binary opening by a (2 radius + 1)-pixel square (outside the image counts as
-    background), through two chessboard distance transforms: linear time, where a
-    footprint costs its area per pixel (a Euclidean disk was 7x slower, no better here)."""
+    """Binary opening by a (2 radius + 1)-pixel square, outside the image counting as
+    background: separable running min then max, linear time (a disk footprint costs its
+    area per pixel, and a Euclidean disk through distance transforms was 7x slower)."""
     from scipy import ndimage
 
-    padded = np.pad(mask, 1)
-    eroded = ndimage.distance_transform_cdt(padded, metric="chessboard") > radius
-    if not eroded.any():
-        return np.zeros_like(mask)
-    opened = ndimage.distance_transform_cdt(~eroded, metric="chessboard") <= radius
-    return np.asarray(opened[1:-1, 1:-1])
+    size = 2 * radius + 1
+    eroded = ndimage.minimum_filter(mask.astype(np.uint8), size=size, mode="constant", cval=0)
+    return ndimage.maximum_filter(eroded, size=size, mode="constant", cval=0).astype(bool)
 
 
 def near_edge(shape: tuple[int, int], width: int) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -290,20 +291,9 @@ class Scene:
                 math.ceil((ys[-1] + 1) * sy), math.ceil((xs[-1] + 1) * sx))  # fmt: skip
 
 
-def render(
-    shape: tuple[int, int],
-    laterality: str,
-    view: str,
-    density: str | None,
-    implant: bool,
-    lesion: Lesion | Finding | None,
-    rng: np.random.Generator,
-    mm_per_px: float = 0.0,
-    artefacts: ArtefactRates = NO_ARTEFACTS,
-) -> np.ndarray:
-    """Full image as float32 t in [0, 1], shape ``shape`` (rows, cols): see :func:`render_scene`."""
-    return render_scene(shape, laterality, view, density, implant, lesion, rng, mm_per_px,
-                        artefacts).image  # fmt: skip
+def render(*args: Any, **kwargs: Any) -> np.ndarray:
+    """The image alone (float32 t in [0, 1]) of :func:`render_scene`, same arguments."""
+    return render_scene(*args, **kwargs).image
 
 
 def render_scene(

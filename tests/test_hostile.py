@@ -1387,3 +1387,44 @@ def test_infer_exits_3_when_no_image_was_scored(
     assert_clean(run)
     assert run.err.strip().splitlines()[-1].startswith("infer: every breast of ")
     assert_full_submission(csv_data, tmp_path / "sub.csv")
+
+
+def test_synth_caps_workers_and_checks_its_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``rsna synth`` is the one other command with --workers (it renders in a pool)."""
+    import rsna_pkg.data.synth as synth
+    from rsna_pkg.options import usable_cores
+
+    assert usage_error("synth", tmp_path, "--patients", "4", "--test-frac", "nan") == (
+        "rsna synth: error: argument --test-frac: must be a number in [0, 1], got nan"
+    )
+    seen: list[int] = []
+
+    class Stop(Exception):
+        """Raised in place of generating: the cap is all this test needs."""
+
+    def generate(out: Path, cfg: Any) -> None:
+        seen.append(cfg.workers)
+        raise Stop
+
+    monkeypatch.setattr(synth, "generate", generate)
+    err = io.StringIO()
+    with redirect_stderr(err), pytest.raises(Stop):
+        cli.main(["synth", str(tmp_path / "s"), "--patients", "2", "--workers", "10000"])
+    assert seen == [usable_cores()]
+    assert err.getvalue().strip() == (
+        f"--workers 10000 capped to {usable_cores()} ({usable_cores()} usable cores)"
+    )
+
+
+def test_diverged_training_is_one_line_not_a_traceback() -> None:
+    """Fixed: NaN validation predictions (weights blown up by a high --lr) raised a
+    RuntimeError ("validation predictions cover 0/12") and a traceback; now an InputError
+    the command prints in one line."""
+    from rsna_pkg.train.evaluate import score
+
+    val = pd.DataFrame({"patient_id": [1, 1, 2, 2], "laterality": ["L", "R", "L", "R"],
+                        "cancer": [0, 1, 0, 0]})  # fmt: skip
+    with pytest.raises(InputError, match=r"not finite for 4/4 images: training diverged"):
+        score(val, np.full(4, np.nan), "mean")

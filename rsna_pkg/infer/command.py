@@ -143,14 +143,17 @@ def run(args: argparse.Namespace) -> int:
 def check_output_paths(args: argparse.Namespace) -> None:
     """--out and --report: distinct, and neither one of the run's inputs (the CSVs, a
     checkpoint): a typo must not overwrite test.csv or model.pt."""
+    from rsna_pkg.errors import InputError
     from rsna_pkg.models.checkpoint import checkpoint_files
     from rsna_pkg.options import check_outputs
 
     outputs = {"--out": args.out, **({"--report": args.report} if args.report else {})}
     inputs = {name: args.data / name for name in (f"{args.split}.csv", "sample_submission.csv")}
     for arg in args.model:
-        if arg.exists():
+        try:
             inputs.update({f"--model {p}": p for p in checkpoint_files(arg)})
+        except InputError:  # a folder without checkpoints: reported (prior written) later
+            continue
     check_outputs(outputs, inputs)
 
 

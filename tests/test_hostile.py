@@ -1308,16 +1308,20 @@ def test_infer_refuses_outputs_that_overwrite_inputs(
 def test_preprocess_and_train_refuse_an_output_folder_over_their_inputs(
     csv_data: Path, tmp_path: Path
 ) -> None:
+    """Fixed: an output folder equal to DATA or the image folder was written into,
+    mixing model.pt, split.csv or PNGs among the inputs."""
     run = preprocess(csv_data, csv_data / "test_images")
     assert run.rc == 2 and run.err.strip().splitlines() == [
         f"rsna preprocess: error: --out {csv_data / 'test_images'} is the input the images: "
         "it would be overwritten; choose another path"
     ]
-    run = rsna("train", "--data", csv_data, "--images", tmp_path, "--out", csv_data)
-    assert run.rc == 2 and run.err.strip().splitlines() == [
-        f"rsna train: error: --out {csv_data} is the input --data: it would be overwritten; "
-        "choose another path"
-    ]
+    for command in ("train", "compare"):
+        extra = ["--backbones", "resnet18"] if command == "compare" else []
+        run = rsna(command, "--data", csv_data, "--images", tmp_path, "--out", csv_data, *extra)
+        assert run.rc == 2 and run.err.strip().splitlines() == [
+            f"rsna {command}: error: --out {csv_data} is the input --data: it would be "
+            "overwritten; choose another path"
+        ]
 
 
 def usage_error(*argv: object) -> str:

@@ -113,6 +113,18 @@ def default_workers() -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
+def worker_count(args: argparse.Namespace) -> int:
+    """--workers (default: cores - 1, at most 4) capped at the usable cores, with one
+    line when capped (a caller building several configs caps ``args.workers`` once)."""
+    from rsna_pkg.options import capped_workers
+
+    workers = default_workers() if args.workers is None else args.workers
+    workers, capped = capped_workers("--workers", workers)
+    if capped:
+        print(f"train: {capped}", file=sys.stderr)
+    return workers
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--backbone", default="resnet18")
@@ -128,7 +140,6 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
     from rsna_pkg.data.aux_targets import aux_heads, parse_aux
     from rsna_pkg.models.config import ModelConfig
     from rsna_pkg.models.zoo import backbone_model_fields, check_backbone, check_input_size
-    from rsna_pkg.options import capped_workers
     from rsna_pkg.preprocess import PreprocessConfig
     from rsna_pkg.train.config import TrainConfig
 
@@ -144,10 +155,7 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
     if args.no_augment:
         aug = AugmentConfig(vflip=0, affine_p=0, brightness=0, contrast=0, gamma_min=1,
                             gamma_max=1, crop_p=0, erase_p=0)  # fmt: skip
-    workers = default_workers() if args.workers is None else args.workers
-    workers, capped = capped_workers("--workers", workers)
-    if capped:
-        print(f"train: {capped}", file=sys.stderr)
+    workers = worker_count(args)
     # the size only, until training reads the images' own PreprocessConfig (train/data.py)
     size = PreprocessConfig(height=args.size[0], width=args.size[1])
     aux = parse_aux(args.aux)

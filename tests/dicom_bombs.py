@@ -89,8 +89,40 @@ def j2k_fragment_bomb(img: np.ndarray, path: Path) -> Path:
     return path
 
 
+def many_fragments_bomb(img: np.ndarray, path: Path) -> Path:
+    """J2K: the honest codestream, then 2,000 sparse 1 MiB fragments (2 GB on paper):
+    each fragment is small, their sum is not."""
+    frame = bytes(imagecodecs.jpeg2k_encode(img, level=0, codecformat="JP2", reversible=True,
+                                            bitspersample=12))  # fmt: skip
+    frame += b"\0" * (len(frame) % 2)
+    ds = header_only(img, J2K)
+    with open(path, "wb") as f:
+        f.write(file_meta_bytes(ds) + data_set_bytes(ds) + pixel_header(b"OB", 0xFFFFFFFF))
+        f.write(ITEM + struct.pack("<I", 0) + ITEM + struct.pack("<I", len(frame)) + frame)
+        for _ in range(2000):
+            f.write(ITEM + struct.pack("<I", 2**20))
+            f.seek(2**20, 1)
+        f.write(SEQUENCE_END + struct.pack("<I", 0))
+    return path
+
+
+def private_element_bomb(img: np.ndarray, path: Path) -> Path:
+    """A good native image behind a private OB element of 1.5e9 bytes (sparse): nothing
+    needs the element, so it must not be read."""
+    ds = header_only(img, "1.2.840.10008.1.2.1")
+    creator = struct.pack("<HH", 0x0029, 0x0010) + b"LO" + struct.pack("<H", 4) + b"ACME"
+    blob = struct.pack("<HH", 0x0029, 0x1010) + b"OB\0\0" + struct.pack("<I", BOMB_BYTES)
+    with open(path, "wb") as f:
+        f.write(file_meta_bytes(ds) + data_set_bytes(ds) + creator + blob)
+        f.seek(BOMB_BYTES, 1)
+        f.write(pixel_header(b"OW", img.nbytes) + img.astype("<u2").tobytes())
+    return path
+
+
 BOMBS = {
     "deflate_bomb": deflate_bomb,
     "native_length_bomb": native_length_bomb,
     "j2k_fragment_bomb": j2k_fragment_bomb,
+    "many_fragments_bomb": many_fragments_bomb,
+    "private_element_bomb": private_element_bomb,
 }

@@ -34,7 +34,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from dicom_bombs import deflate_bomb, j2k_fragment_bomb, native_length_bomb
+from dicom_bombs import (
+    deflate_bomb,
+    j2k_fragment_bomb,
+    many_fragments_bomb,
+    native_length_bomb,
+    private_element_bomb,
+)
 from dicom_cases import J2K, LJPEG, encapsulated, make_dataset, phantom, write
 from PIL import Image
 from pydicom.dataset import Dataset
@@ -245,6 +251,8 @@ BOMB_CASES: dict[str, tuple[Callable[[np.ndarray, Path], Path], str]] = {
                                                r"12288 the header allows"),
     "j2k_fragment_bomb": (j2k_fragment_bomb, r"encapsulated PixelData of at least 1500000016 "
                                              r"bytes exceeds the 1073152 the header allows"),
+    "many_fragments_bomb": (many_fragments_bomb, r"encapsulated PixelData of at least \d+ bytes "
+                                                 r"exceeds the 1073152 the header allows"),
 }  # fmt: skip
 # every hostile file of the shared runs: case -> (writer, None or the reason's pattern)
 HOSTILE_FILES: dict[str, tuple[Callable[[Path], Path], str | None]] = {
@@ -1081,6 +1089,25 @@ def test_bombs_are_refused_from_the_header_fast_and_small(
             tracemalloc.stop()
         print(f"{bomb} {backend} reduce={reduce}: {seconds:.3f} s, peak {peak / 2**20:.1f} MiB")
         assert seconds < 2 and peak < 64 * 2**20
+
+
+def test_a_huge_element_nothing_needs_is_not_read(tmp_path: Path) -> None:
+    """Fixed: a 1.5e9-byte private element before PixelData (sparse) was read whole
+    (5 s, 1.4 GB) before a good image decoded; now it is left unread (defer_size)."""
+    import tracemalloc
+
+    from rsna_pkg.dicom import decode
+
+    path = private_element_bomb(IMG, tmp_path / "private.dcm")
+    tracemalloc.start()
+    start_t = time.perf_counter()
+    try:
+        arr = decode(path)
+        seconds, peak = time.perf_counter() - start_t, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(arr, IMG)
+    assert seconds < 2 and peak < 64 * 2**20, (seconds, peak)
 
 
 def test_deflated_file_still_decodes(tmp_path: Path) -> None:

@@ -17,6 +17,9 @@ DEFLATED = "1.2.840.10008.1.2.1.99"
 # The data set before PixelData, inflated, at most: a mammogram's header is tens of KB.
 HEADER_INFLATE_LIMIT = 16 * 2**20
 CHUNK = 2**16
+# Values longer than this are left unread (pydicom's defer_size) unless used: a 1.5 GB
+# private element before PixelData was read whole, 5 s and 1.4 GB, though nothing needs it.
+DEFER_SIZE = 2**20
 
 
 def inflate(fp: BinaryIO, limit: int) -> bytes:
@@ -72,7 +75,8 @@ def open_dataset(
             ds.set_original_encoding(False, True, dataset._character_set)
             return ds, buf
         fp.seek(0)
-        ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=specific_tags)
+        ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=specific_tags,
+                             defer_size=DEFER_SIZE)  # fmt: skip
         return ds, fp
     except BaseException:
         fp.close()

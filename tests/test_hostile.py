@@ -680,7 +680,10 @@ def test_bad_checkpoint_alone_is_one_line_error(
     """Already refused (weights_only=True, strict loading); fixed: the message is now one
     line naming the file (torch's was several lines, a newer format read as 'not an
     rsna_pkg checkpoint', a config error did not name the file), and the run still writes
-    every prediction_id (the training prior) before it exits 2 (it used to write nothing)."""
+    every prediction_id (the training prior) before it exits 2 (it used to write nothing).
+    Second round: stored fields are checked on load, the field named (a NaN threshold
+    turned every breast to 0, an unknown backend failed each image, a 100000 px input
+    side took 2.5 GB)."""
     path, pattern = bad_models[name]
     with pytest.raises(InputError, match=pattern) as info:
         load_checkpoint(path)

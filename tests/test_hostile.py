@@ -11,6 +11,7 @@ reduced and one full-resolution checkpoint.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import contextlib
 import errno
@@ -33,6 +34,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from dicom_bombs import (
+    deflate_bomb,
+    j2k_fragment_bomb,
+    many_fragments_bomb,
+    native_length_bomb,
+    private_element_bomb,
+)
 from dicom_cases import J2K, LJPEG, encapsulated, make_dataset, phantom, write
 from PIL import Image
 from pydicom.dataset import Dataset
@@ -46,6 +54,7 @@ from rsna_pkg.dicom import read_header
 from rsna_pkg.dicom.header import VoiLut, header_from_dataset
 from rsna_pkg.dicom.voi import lut_problem, voi_plan
 from rsna_pkg.errors import DicomError, InputError
+from rsna_pkg.infer.command import EXIT_ALL_FALLBACK
 from rsna_pkg.models.checkpoint import load_checkpoint, read_checkpoint
 from rsna_pkg.preprocess.runner import MANIFEST_NAME, journal_path
 
@@ -234,6 +243,24 @@ DICOM_CASES: dict[str, tuple[Callable[[], Dataset], str | None]] = {
                                       r"VOI LUT 0: LUT Descriptor declares 4096 entries, "
                                       r"LUT Data holds 10"),
 }  # fmt: skip
+# Bombs under the pixel limit (tests/dicom_bombs.py): case -> (writer, reason's pattern)
+BOMB_CASES: dict[str, tuple[Callable[[np.ndarray, Path], Path], str]] = {
+    "deflate_bomb": (deflate_bomb, r"PixelData length 1500000000 bytes exceeds the 12288 the "
+                                   r"header allows \(Rows x Columns = 96x64"),
+    "native_length_bomb": (native_length_bomb, r"PixelData length 1500000000 bytes exceeds the "
+                                               r"12288 the header allows"),
+    "j2k_fragment_bomb": (j2k_fragment_bomb, r"encapsulated PixelData of at least 1500000016 "
+                                             r"bytes exceeds the 1073152 the header allows"),
+    "many_fragments_bomb": (many_fragments_bomb, r"encapsulated PixelData of at least \d+ bytes "
+                                                 r"exceeds the 1073152 the header allows"),
+}  # fmt: skip
+# every hostile file of the shared runs: case -> (writer, None or the reason's pattern)
+HOSTILE_FILES: dict[str, tuple[Callable[[Path], Path], str | None]] = {
+    **{case: (lambda path, build=build: write(build(), path), pattern)
+       for case, (build, pattern) in DICOM_CASES.items()},
+    **{case: (lambda path, bomb=bomb: bomb(IMG, path), pattern)
+       for case, (bomb, pattern) in BOMB_CASES.items()},
+}  # fmt: skip
 FIRST_HOSTILE_PATIENT = 900_000
 
 
@@ -256,11 +283,11 @@ def hostile(synth_data: Path, models: dict[str, Path],
     data = copy_test_split(synth_data, root / "data")
     test = pd.read_csv(data / "test.csv")
     rows, made = [], {}
-    for k, (case, (build, _)) in enumerate(DICOM_CASES.items()):
+    for k, (case, (writer, _)) in enumerate(HOSTILE_FILES.items()):
         pid, iid = FIRST_HOSTILE_PATIENT + k, 10 * (FIRST_HOSTILE_PATIENT + k)
         path = data / "test_images" / str(pid) / f"{iid}.dcm"
         path.parent.mkdir()
-        write(build(), path)
+        writer(path)
         made[case] = (pid, iid, path)
         rows.append({**test.iloc[0].to_dict(), "patient_id": pid, "image_id": iid,
                      "laterality": "L", "prediction_id": f"{pid}_L"})  # fmt: skip
@@ -289,17 +316,17 @@ def test_hostile_runs_finish_and_write_every_prediction(hostile: HostileRuns) ->
     assert_clean(hostile.infer)
     assert_full_submission(hostile.data, hostile.submission)
     expected_failures = {iid for case, (_, iid, _) in hostile.files.items()
-                         if DICOM_CASES[case][1] is not None}  # fmt: skip
+                         if HOSTILE_FILES[case][1] is not None}  # fmt: skip
     assert {f["image_id"] for f in hostile.report["failures"]} == expected_failures
     # every line of the log that reports a failed image names the file and the reason
     failed_lines = [ln for ln in hostile.infer.err.splitlines() if ln.startswith("infer: failed")]
     assert len(failed_lines) == len(expected_failures)
 
 
-@pytest.mark.parametrize("case", list(DICOM_CASES))
+@pytest.mark.parametrize("case", list(HOSTILE_FILES))
 def test_hostile_dicom(case: str, hostile: HostileRuns) -> None:
     _, iid, path = hostile.files[case]
-    pattern = DICOM_CASES[case][1]
+    pattern = HOSTILE_FILES[case][1]
     failures = {f["image_id"]: f for f in hostile.report["failures"]}
     for name, run in (("reduced", hostile.reduced), ("full", hostile.full)):
         row = hostile.manifests[name].set_index("image_id").loc[iid]
@@ -466,15 +493,20 @@ def test_unusable_test_csv_still_gives_the_sample_submission(
 ) -> None:
     """Fixed for inference: it used to exit 2 without a submission; with a
     sample_submission.csv it now writes every sample breast from the fallback (the
-    checkpoint's prevalence) after one line saying why. Preprocess, with nothing to do,
-    still exits 2 with that line."""
+    checkpoint's prevalence) after one line saying why, and (second round) exits 3 with a
+    last line saying no image was scored, so a prior-only file is not taken for a real
+    one. Preprocess, with nothing to do, still exits 2 with that line."""
     test = pd.read_csv(csv_data / "test.csv")
     (test.drop(columns=["image_id"]) if kind == "missing_key_column" else test.iloc[:0]).to_csv(
         csv_data / "test.csv", index=False
     )
     reason = "missing required column(s) image_id" if kind == "missing_key_column" else "no rows"
     pre, run, sub = run_both(csv_data, models, tmp_path)
-    assert pre.rc == 2 and run.rc == 0
+    assert pre.rc == 2 and run.rc == EXIT_ALL_FALLBACK  # written, but from fallbacks only
+    assert run.err.strip().splitlines()[-1] == (
+        f"infer: every breast of {sub} got its fallback value: no image was scored by a model "
+        f"(exit {EXIT_ALL_FALLBACK})"
+    )
     csv = str(csv_data / "test.csv")
     assert len(pre.err.strip().splitlines()) == 1 and pre.lines_naming(csv, reason)
     assert run.lines_naming(csv, reason, "fallback")
@@ -612,6 +644,17 @@ def bad_models(models: dict[str, Path], marker: Path,
     unknown = tmp_path / "unknown_key.pt"
     torch.save({**good, "model": {**good["model"], "new_setting": 1}}, unknown)
     out["unknown_config_key"] = (unknown, r"unknown key\(s\) \['new_setting'\]")
+    # stored fields checked on load, each named in the reason
+    pre = good["model"]["preprocess"]
+    for name, change, pattern in (
+        ("nan_threshold", {"threshold": float("nan")}, r"threshold nan is not a number in \[0, 1\]"),
+        ("unknown_backend", {"preprocess": {**pre, "backend": "nosuch"}},
+         r"preprocess backend 'nosuch' unknown"),
+        ("huge_input", {"preprocess": {**pre, "height": 100000}},
+         r"preprocess height 100000 outside 8\.\.4096 px"),
+    ):  # fmt: skip
+        torch.save({**good, "model": {**good["model"], **change}}, tmp_path / f"{name}.pt")
+        out[name] = (tmp_path / f"{name}.pt", pattern)
     return out
 
 
@@ -627,8 +670,9 @@ def test_every_torch_load_in_the_package_is_weights_only() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["runs_code", "truncated", "other_backbone", "newer_format", "unknown_config_key"]
-)
+    "name", ["runs_code", "truncated", "other_backbone", "newer_format", "unknown_config_key",
+             "nan_threshold", "unknown_backend", "huge_input"],
+)  # fmt: skip
 def test_bad_checkpoint_alone_is_one_line_error(
     name: str, bad_models: dict[str, tuple[Path, str]], csv_data: Path, tmp_path: Path,
     marker: Path,
@@ -636,7 +680,10 @@ def test_bad_checkpoint_alone_is_one_line_error(
     """Already refused (weights_only=True, strict loading); fixed: the message is now one
     line naming the file (torch's was several lines, a newer format read as 'not an
     rsna_pkg checkpoint', a config error did not name the file), and the run still writes
-    every prediction_id (the training prior) before it exits 2 (it used to write nothing)."""
+    every prediction_id (the training prior) before it exits 2 (it used to write nothing).
+    Second round: stored fields are checked on load, the field named (a NaN threshold
+    turned every breast to 0, an unknown backend failed each image, a 100000 px input
+    side took 2.5 GB)."""
     path, pattern = bad_models[name]
     with pytest.raises(InputError, match=pattern) as info:
         load_checkpoint(path)
@@ -1012,3 +1059,406 @@ def test_reasons_are_one_line() -> None:
     err = DicomError("x.dcm", "first line\nsecond\tline   " + "y" * 1000)
     assert "\n" not in err.reason and err.reason.startswith("first line second line y")
     assert len(err.reason) <= 300 and err.reason.endswith("...")
+
+
+# -- second round: resource limits, bombs, outputs over inputs, option values ------------
+
+
+@pytest.mark.parametrize("bomb", list(BOMB_CASES))
+@pytest.mark.parametrize("backend", ["auto", "pydicom"])
+def test_bombs_are_refused_from_the_header_fast_and_small(
+    bomb: str, backend: str, tmp_path: Path
+) -> None:
+    """Fixed: a Deflated file inflating to 1.5 GB took 4.5 GB before it was refused, a
+    native length of 1.5e9 over a sparse file 3.3 GB, a J2K fragment padded to 1.5 GB
+    minutes. Now reading stops at what the header declares: each is refused in well
+    under 2 s, Python allocating under 64 MB (tracemalloc sees numpy and bytes alike)."""
+    import tracemalloc
+
+    from rsna_pkg.dicom import decode
+
+    writer, pattern = BOMB_CASES[bomb]
+    path = writer(IMG, tmp_path / f"{bomb}.dcm")
+    assert path.stat().st_size >= 1_400_000  # 1.5 MB deflated or a 1.5 GB sparse file
+    for reduce in (0, 2):
+        tracemalloc.start()
+        start_t = time.perf_counter()
+        try:
+            with pytest.raises(DicomError, match=pattern):
+                decode(path, backend=backend, reduce=reduce)
+            seconds = time.perf_counter() - start_t
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        print(f"{bomb} {backend} reduce={reduce}: {seconds:.3f} s, peak {peak / 2**20:.1f} MiB")
+        assert seconds < 2 and peak < 64 * 2**20
+
+
+def test_a_huge_element_nothing_needs_is_not_read(tmp_path: Path) -> None:
+    """Fixed: a 1.5e9-byte private element before PixelData (sparse) was read whole
+    (5 s, 1.4 GB) before a good image decoded; now it is left unread (defer_size)."""
+    import tracemalloc
+
+    from rsna_pkg.dicom import decode
+
+    path = private_element_bomb(IMG, tmp_path / "private.dcm")
+    tracemalloc.start()
+    start_t = time.perf_counter()
+    try:
+        arr = decode(path)
+        seconds, peak = time.perf_counter() - start_t, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(arr, IMG)
+    assert seconds < 2 and peak < 64 * 2**20, (seconds, peak)
+
+
+def test_deflated_file_still_decodes(tmp_path: Path) -> None:
+    """Already right, kept so: a real Deflated file reads through the bounded inflate."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from rsna_pkg.dicom import decode
+
+    ds = native()
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    path = write(ds, tmp_path / "deflated.dcm")
+    assert read_header(path).rows == 96
+    assert np.array_equal(decode(path), IMG)
+
+
+MAX_RSS_GROWTH = 2**30  # the issue's bound: 1 GB above the same run on a good file
+
+
+# Started from a small Python process, not from pytest's: a child's ru_maxrss counts the
+# pages it had before exec, and a fork of this torch-laden process starts at over 1 GB.
+MEASURE = """
+import json, os, subprocess, sys, time
+start = time.perf_counter()
+with open(sys.argv[1], "wb") as log:
+    proc = subprocess.Popen(sys.argv[2:], stdout=log, stderr=subprocess.STDOUT)
+    _, status, usage = os.wait4(proc.pid, 0)
+print(json.dumps([os.waitstatus_to_exitcode(status), time.perf_counter() - start,
+                  usage.ru_maxrss * 1024]))
+"""
+
+
+def run_measured(argv: list[str], log: Path) -> tuple[int, float, int]:
+    """``python -m rsna_pkg ARGV``: (exit code, seconds, its peak RSS in bytes)."""
+    done = subprocess.run([sys.executable, "-c", MEASURE, str(log), sys.executable, "-m",
+                           "rsna_pkg", *argv], env=subprocess_env(), capture_output=True,
+                          text=True, check=True, timeout=300)  # fmt: skip
+    rc, seconds, rss = json.loads(done.stdout)
+    return int(rc), float(seconds), int(rss)
+
+
+def test_commands_on_bombs_stay_within_a_gigabyte_and_two_seconds_each(
+    synth_data: Path, models: dict[str, Path], tmp_path: Path
+) -> None:
+    """preprocess and infer (decoding in the process measured) on the three bombs: peak
+    memory within 1 GB of the same command on one good image, each bomb refused within
+    2 s (preprocess times each image; infer's extra time over the good run is shared
+    by the three). Measured by the child's own ru_maxrss (os.wait4): no GPU, no cgroup."""
+    test = pd.read_csv(synth_data / "test.csv")
+    good = test.iloc[[0]]
+    runs = {}
+    for name, bombs in (("good", {}), ("bombs", BOMB_CASES)):
+        data = tmp_path / name
+        (data / "test_images").mkdir(parents=True)
+        src = synth_data / "test_images" / str(good.patient_id.iloc[0])
+        shutil.copytree(src, data / "test_images" / src.name)
+        rows = [good]
+        for k, (writer, _) in enumerate(bombs.values()):
+            pid = FIRST_HOSTILE_PATIENT + k
+            (data / "test_images" / str(pid)).mkdir()
+            writer(IMG, data / "test_images" / str(pid) / f"{10 * pid}.dcm")
+            rows.append(good.assign(patient_id=pid, image_id=10 * pid,
+                                    prediction_id=f"{pid}_{good.laterality.iloc[0]}"))  # fmt: skip
+        pd.concat(rows).to_csv(data / "test.csv", index=False)
+        pre = run_measured(["preprocess", "--data", str(data), "--split", "test", "--out",
+                            str(tmp_path / f"pre_{name}"), "--size", *SIZE, "--quiet",
+                            "--preview", "0"], tmp_path / f"pre_{name}.log")  # fmt: skip
+        inf = run_measured(["infer", "--data", str(data), "--model", str(models["reduced"]),
+                            "--out", str(tmp_path / f"{name}.csv"), "--device", "cpu",
+                            "--workers", "0", "--threads", "1"], tmp_path / f"inf_{name}.log")  # fmt: skip
+        runs[name] = (pre, inf)
+    for k, what in enumerate(("preprocess", "infer")):
+        (rc_good, s_good, rss_good), (rc_bad, s_bad, rss_bad) = runs["good"][k], runs["bombs"][k]
+        print(f"{what}: good {rss_good / 2**20:.0f} MiB {s_good:.1f} s; bombs "
+              f"{rss_bad / 2**20:.0f} MiB {s_bad:.1f} s")  # fmt: skip
+        assert rc_good == 0 and rc_bad == (1 if what == "preprocess" else 0)
+        assert rss_bad - rss_good < MAX_RSS_GROWTH
+    manifest = pd.read_csv(tmp_path / "pre_bombs" / MANIFEST_NAME).set_index("image_id")
+    bombs = manifest.loc[[10 * (FIRST_HOSTILE_PATIENT + k) for k in range(len(BOMB_CASES))]]
+    assert (bombs["status"] == "error").all() and (bombs["seconds"] < 2).all()
+    assert runs["bombs"][1][1] - runs["good"][1][1] < 2 * len(BOMB_CASES)
+    assert len(pd.read_csv(tmp_path / "bombs.csv")) == len(BOMB_CASES) + 1
+
+
+@pytest.mark.parametrize(
+    ("requested", "cores", "items", "expected"),
+    [(10_000, 2, 5, 2), (10_000, 16, 5, 5), (4, 16, 100, 4), (0, 2, 5, 0), (3, 2, None, 2),
+     (8, 4, 0, 1), (1, 1, 1, 1)],
+)  # fmt: skip
+def test_cap_workers_table(requested: int, cores: int, items: int | None, expected: int) -> None:
+    from rsna_pkg.options import cap_workers
+
+    assert cap_workers(requested, cores, items) == expected
+
+
+def test_preprocess_caps_workers_with_one_line(
+    csv_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fixed: ``--workers 10000`` used to start 10,000 processes for 5 images. The pool is
+    replaced by one that refuses more workers than cores (so the unfixed code fails here
+    instead of starting them)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from rsna_pkg.options import usable_cores
+    from rsna_pkg.preprocess import runner
+
+    asked: list[int] = []
+
+    def pool(max_workers: int, **kw: Any) -> ProcessPoolExecutor:
+        asked.append(max_workers)
+        assert max_workers <= usable_cores(), f"{max_workers} workers started"
+        return ProcessPoolExecutor(max_workers=max_workers, **kw)
+
+    monkeypatch.setattr(runner, "ProcessPoolExecutor", pool)
+    run = preprocess(csv_data, tmp_path / "out", "--workers", "10000")
+    assert run.rc == 0, run.text[-2000:]
+    n = len(pd.read_csv(csv_data / "test.csv"))
+    cores = usable_cores()
+    expected = min(cores, n)
+    assert run.lines_naming(f"--workers 10000 capped to {expected} ({cores} usable cores, "
+                            f"{n} images to do)")  # fmt: skip
+    assert asked in ([], [expected])  # one core: inline, no pool
+
+
+def test_infer_caps_workers_with_one_line(
+    csv_data: Path, models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fixed: ``rsna infer --workers 10000`` started over a thousand DataLoader workers
+    and ran the machine out of memory. The loader is wrapped to refuse more than cores."""
+    from rsna_pkg.infer import devices
+    from rsna_pkg.options import usable_cores
+
+    real = devices.iterate_batches
+    asked: list[int] = []
+
+    def batches(paths: Any, config: Any, batch_size: int, workers: int, prefetch: int) -> Any:
+        asked.append(workers)
+        assert workers <= usable_cores(), f"{workers} workers started"
+        return real(paths, config, batch_size, workers, prefetch)
+
+    monkeypatch.setattr(devices, "iterate_batches", batches)
+    run = infer(csv_data, [models["reduced"]], tmp_path / "sub.csv", "--workers", "10000")
+    assert run.rc == 0, run.text[-2000:]
+    cores = usable_cores()
+    assert run.lines_naming(f"infer: --workers 10000 capped to {cores} ({cores} usable cores)")
+    assert asked == [min(cores, len(pd.read_csv(csv_data / "test.csv")))]
+    assert_full_submission(csv_data, tmp_path / "sub.csv")
+
+
+def test_train_caps_workers(tmp_path: Path) -> None:
+    from rsna_pkg.options import usable_cores
+    from rsna_pkg.train.command import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--data", "d", "--images", "i", "--out", "o", "--size", "64", "32",
+                              "--workers", "10000"])  # fmt: skip
+    err = io.StringIO()
+    with redirect_stderr(err):
+        cfg = config_from_args(args, "resnet18")
+    assert cfg.workers == usable_cores()
+    assert err.getvalue().strip() == (
+        f"train: --workers 10000 capped to {usable_cores()} ({usable_cores()} usable cores)"
+    )
+
+
+def test_blank_and_na_ids_in_sample_submission_are_skipped(
+    csv_data: Path, models: dict[str, Path], tmp_path: Path
+) -> None:
+    """Fixed: an Excel blank line ``,``, an empty id or ``NA`` in sample_submission.csv
+    stopped inference with a traceback and no submission. Now they are skipped with one
+    line and every real id is written, in order."""
+    sample_path = csv_data / "sample_submission.csv"
+    lines = sample_path.read_text().splitlines()
+    ids = [line.split(",")[0] for line in lines[1:]]
+    # header, id, ",", id..., "NA,0.5", id..., ",0.5" (blank id)
+    edited = [lines[0], lines[1], ",", *lines[2:4], "NA,0.5", *lines[4:], ",0.5"]
+    sample_path.write_text("\r\n".join(edited) + "\r\n")
+    run = infer(csv_data, [models["reduced"]], tmp_path / "sub.csv", "--workers", "0")
+    assert run.rc == 0
+    assert_clean(run)
+    n = len(edited)
+    skipped = run.lines_naming(str(sample_path), "blank or NA prediction_id skipped")
+    assert skipped == [f"infer: WARNING: {sample_path}: 3 row(s) with a blank or NA "
+                       f"prediction_id skipped (line 3, 6, {n})"]  # fmt: skip
+    written = pd.read_csv(tmp_path / "sub.csv", dtype=str, keep_default_na=False)
+    assert written["prediction_id"].tolist()[: len(ids)] == ids
+    assert written["prediction_id"].is_unique and "" not in set(written["prediction_id"])
+
+
+@pytest.mark.parametrize(
+    ("case", "input_name"),
+    [("report_is_out", None), ("out_is_test_csv", "test.csv"),
+     ("out_is_sample", "sample_submission.csv"), ("out_is_checkpoint", "model.pt"),
+     ("report_is_checkpoint", "model.pt")],
+)  # fmt: skip
+def test_infer_refuses_outputs_that_overwrite_inputs(
+    case: str, input_name: str | None, csv_data: Path, models: dict[str, Path], tmp_path: Path
+) -> None:
+    """Fixed: ``--report`` equal to ``--out`` left the JSON report as submission.csv,
+    ``--out DATA/test.csv`` overwrote test.csv, ``--out run/model.pt`` the checkpoint;
+    all silently, exit 0. Now refused before any work, in one line, the file untouched."""
+    model = tmp_path / "run" / "model.pt"
+    model.parent.mkdir()
+    shutil.copy(models["reduced"], model)
+    target = {"test.csv": csv_data / "test.csv", "model.pt": model, None: tmp_path / "s.csv",
+              "sample_submission.csv": csv_data / "sample_submission.csv"}[input_name]  # fmt: skip
+    before = target.read_bytes() if target.exists() else None
+    out, report = (tmp_path / "s.csv", target) if case.startswith("report") else (target, target)
+    if case == "report_is_out":
+        out = report = tmp_path / "s.csv"
+    elif case.startswith("out"):
+        report = tmp_path / "r.json"
+    run = rsna("infer", "--data", csv_data, "--model", model.parent, "--out", out, "--device",
+               "cpu", "--report", report)  # fmt: skip
+    assert run.rc == 2
+    assert_clean(run)
+    what = {"report_is_out": "the same file as --report",
+            "report_is_checkpoint": f"--report {target} is the input --model {model}"}.get(
+        case, f"--out {target} is the input ")  # fmt: skip
+    lines = run.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rsna infer: error: ") and what in lines[0]
+    assert (target.read_bytes() if target.exists() else None) == before
+
+
+def test_preprocess_and_train_refuse_an_output_folder_over_their_inputs(
+    csv_data: Path, tmp_path: Path
+) -> None:
+    """Fixed: an output folder equal to DATA or the image folder was written into,
+    mixing model.pt, split.csv or PNGs among the inputs."""
+    run = preprocess(csv_data, csv_data / "test_images")
+    assert run.rc == 2 and run.err.strip().splitlines() == [
+        f"rsna preprocess: error: --out {csv_data / 'test_images'} is the input the images: "
+        "it would be overwritten; choose another path"
+    ]
+    for command in ("train", "compare"):
+        extra = ["--backbones", "resnet18"] if command == "compare" else []
+        run = rsna(command, "--data", csv_data, "--images", tmp_path, "--out", csv_data, *extra)
+        assert run.rc == 2 and run.err.strip().splitlines() == [
+            f"rsna {command}: error: --out {csv_data} is the input --data: it would be "
+            "overwritten; choose another path"
+        ]
+
+
+def usage_error(*argv: object) -> str:
+    """The last stderr line of an argparse usage error (exit 2); fails on anything else."""
+    err = io.StringIO()
+    with redirect_stdout(io.StringIO()), redirect_stderr(err), pytest.raises(SystemExit) as info:
+        cli.main([str(a) for a in argv])
+    assert info.value.code == 2
+    return err.getvalue().strip().splitlines()[-1]
+
+
+NOWHERE = ("--data", "/nonexistent", "--out", "/nonexistent/out")
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["train", "--images", "/x", "--lr", "inf"],
+         "rsna train: error: argument --lr: must be a number in (0, 1], got inf"),
+        (["train", "--images", "/x", "--lr", "1e6"],
+         "rsna train: error: argument --lr: must be a number in (0, 1], got 1e6"),
+        (["train", "--images", "/x", "--lr", "0"],
+         "rsna train: error: argument --lr: must be a number in (0, 1], got 0"),
+        (["train", "--images", "/x", "--weight-decay", "nan"],
+         "rsna train: error: argument --weight-decay: must be a number in [0, 1], got nan"),
+        (["train", "--images", "/x", "--threads", "-1"],
+         "rsna train: error: argument --threads: must be an integer in [0, 4096], got -1"),
+        (["train", "--images", "/x", "--epochs", "1.5"],
+         "rsna train: error: argument --epochs: must be an integer in [1, 10000], got '1.5'"),
+        (["infer", "--model", "/x.pt", "--threads", "-1"],
+         "rsna infer: error: argument --threads: must be an integer in [1, 4096], got -1"),
+        (["infer", "--model", "/x.pt", "--batch-size", "0"],
+         "rsna infer: error: argument --batch-size: must be an integer in [1, 4096], got 0"),
+        (["infer", "--model", "/x.pt", "--workers", "-3"],
+         "rsna infer: error: argument --workers: must be an integer in [0, 1000000], got -3"),
+        (["preprocess", "--size", "100000", "100000"],
+         "rsna preprocess: error: argument --size: must be an integer in [8, 4096], got 100000"),
+        (["preprocess", "--workers", "0"],
+         "rsna preprocess: error: argument --workers: must be an integer in [1, 1000000], got 0"),
+        (["preprocess", "--neg-ratio", "nan"],
+         "rsna preprocess: error: argument --neg-ratio: must be a number in (0, 1000000], got nan"),
+    ],
+)  # fmt: skip
+def test_numeric_options_are_usage_errors(argv: list[str], line: str) -> None:
+    """Fixed: ``--lr inf`` or ``1e6`` ended in a traceback from evaluate, ``--weight-decay
+    nan`` and ``--threads -1`` crashed, ``preprocess --size 100000 100000`` failed every
+    image with MemoryError. Each is now refused once, where it is typed."""
+    assert usage_error(argv[0], *NOWHERE, *argv[1:]) == line
+
+
+def test_stored_backend_names_match_the_decoders() -> None:
+    from rsna_pkg.dicom.backend import BACKEND_MODULES
+    from rsna_pkg.preprocess.config import BACKENDS
+
+    assert ("auto", *BACKEND_MODULES) == BACKENDS
+
+
+def test_infer_exits_3_when_no_image_was_scored(
+    csv_data: Path, models: dict[str, Path], tmp_path: Path
+) -> None:
+    """Fixed: a run whose every breast got the fallback exited 0, like a real one. With
+    every image missing it still writes every id, then says so last and exits 3."""
+    shutil.rmtree(csv_data / "test_images")
+    (csv_data / "test_images").mkdir()
+    run = infer(csv_data, [models["reduced"]], tmp_path / "sub.csv", "--workers", "0")
+    assert run.rc == EXIT_ALL_FALLBACK == 3
+    assert_clean(run)
+    assert run.err.strip().splitlines()[-1].startswith("infer: every breast of ")
+    assert_full_submission(csv_data, tmp_path / "sub.csv")
+
+
+def test_synth_caps_workers_and_checks_its_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``rsna synth`` is the one other command with --workers (it renders in a pool)."""
+    import rsna_pkg.data.synth as synth
+    from rsna_pkg.options import usable_cores
+
+    assert usage_error("synth", tmp_path, "--patients", "4", "--test-frac", "nan") == (
+        "rsna synth: error: argument --test-frac: must be a number in [0, 1], got nan"
+    )
+    seen: list[int] = []
+
+    class Stop(Exception):
+        """Raised in place of generating: the cap is all this test needs."""
+
+    def generate(out: Path, cfg: Any) -> None:
+        seen.append(cfg.workers)
+        raise Stop
+
+    monkeypatch.setattr(synth, "generate", generate)
+    err = io.StringIO()
+    with redirect_stderr(err), pytest.raises(Stop):
+        cli.main(["synth", str(tmp_path / "s"), "--patients", "2", "--workers", "10000"])
+    assert seen == [usable_cores()]
+    assert err.getvalue().strip() == (
+        f"--workers 10000 capped to {usable_cores()} ({usable_cores()} usable cores)"
+    )
+
+
+def test_diverged_training_is_one_line_not_a_traceback() -> None:
+    """Fixed: NaN validation predictions (weights blown up by a high --lr) raised a
+    RuntimeError ("validation predictions cover 0/12") and a traceback; now an InputError
+    the command prints in one line."""
+    from rsna_pkg.train.evaluate import score
+
+    val = pd.DataFrame({"patient_id": [1, 1, 2, 2], "laterality": ["L", "R", "L", "R"],
+                        "cancer": [0, 1, 0, 0]})  # fmt: skip
+    with pytest.raises(InputError, match=r"not finite for 4/4 images: training diverged"):
+        score(val, np.full(4, np.nan), "mean")

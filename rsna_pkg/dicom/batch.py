@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from rsna_pkg.dicom.frames import first_frame, j2k_info, jpeg_precision, sniff_codec
-from rsna_pkg.dicom.header import DicomHeader, header_from_dataset, read_dataset
+from rsna_pkg.dicom.header import DicomHeader, read_header
+from rsna_pkg.dicom.pixeldata import read_pixel_dataset
 from rsna_pkg.dicom.pixels import stored_dtype
 
 PROBE_SHAPE = (8, 16)
@@ -44,9 +45,9 @@ def read_item(path: str | Path) -> Item:
     from rsna_pkg.dicom.decode import check_decodable, check_frame
 
     item = Item(Path(path))
-    ds = read_dataset(item.path, pixels=True)
-    item.header = header_from_dataset(ds, item.path)
-    check_decodable(item.header)
+    item.header = read_header(item.path)
+    check_decodable(item.header)  # before any PixelData byte is read
+    ds = read_pixel_dataset(item.path, item.header)
     item.frame = first_frame(ds, item.path)
     check_frame(item.header, item.frame)
     return item

@@ -10,7 +10,8 @@ import numpy as np
 
 from rsna_pkg.dicom.backend import Backend, Decoded, choose_backend, get_backend
 from rsna_pkg.dicom.frames import NATIVE_SYNTAXES, first_frame, frame_mismatch
-from rsna_pkg.dicom.header import DicomHeader, read_dataset, read_header
+from rsna_pkg.dicom.header import DicomHeader, read_header
+from rsna_pkg.dicom.pixeldata import read_pixel_dataset
 from rsna_pkg.dicom.pixels import area_downsample, reduced_shape
 from rsna_pkg.errors import DicomError, describe
 
@@ -106,8 +107,8 @@ def check_file_frame(path: Path, header: DicomHeader) -> None:
     """For an encapsulated (compressed) file: read frame 0 and :func:`check_frame` it
     before a backend that trusts the header (dicomsdl, DALI) decodes it."""
     if header.transfer_syntax_uid in NATIVE_SYNTAXES:
-        return  # pydicom checks the PixelData length of native files itself
-    check_frame(header, first_frame(read_dataset(path, pixels=True), path))
+        return  # native: read_pixel_dataset bounds the PixelData length by the header
+    check_frame(header, first_frame(read_pixel_dataset(path, header), path))
 
 
 def finish(out: Decoded, header: DicomHeader, reduce: int) -> np.ndarray:

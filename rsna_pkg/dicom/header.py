@@ -157,10 +157,12 @@ def header_from_dataset(ds: Any, path: str | Path) -> DicomHeader:
     )
 
 
-def read_dataset(path: str | Path, *, pixels: bool) -> Any:
-    """dcmread with our error type; ``pixels=False`` reads only the header tags."""
-    import pydicom
+def read_dataset(path: str | Path) -> Any:
+    """The header tags (HEADER_TAGS) with our error type, no pixel data; a Deflated file is
+    inflated only as far as HEADER_INFLATE_LIMIT (see ``rsna_pkg.dicom.inflate``)."""
     from pydicom.errors import InvalidDicomError
+
+    from rsna_pkg.dicom.inflate import HEADER_INFLATE_LIMIT, open_dataset
 
     path = Path(path)
     if not path.is_file():
@@ -168,9 +170,9 @@ def read_dataset(path: str | Path, *, pixels: bool) -> Any:
     if path.stat().st_size == 0:
         raise DicomError(path, "zero-byte file")
     try:
-        if pixels:
-            return pydicom.dcmread(path)
-        return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(HEADER_TAGS))
+        ds, fp = open_dataset(path, HEADER_INFLATE_LIMIT, list(HEADER_TAGS))
+        fp.close()
+        return ds
     except InvalidDicomError as exc:
         raise DicomError(path, f"not a DICOM file ({exc})") from exc
     except Exception as exc:  # truncated or garbled files fail in many ways inside pydicom
@@ -179,7 +181,7 @@ def read_dataset(path: str | Path, *, pixels: bool) -> Any:
 
 def read_header(path: str | Path) -> DicomHeader:
     """The header of one file, without reading its pixel data."""
-    ds = read_dataset(path, pixels=False)
+    ds = read_dataset(path)
     try:
         return header_from_dataset(ds, path)
     except DicomError:

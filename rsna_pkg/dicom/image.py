@@ -25,7 +25,8 @@ from rsna_pkg.dicom.decode import (
     resolve_backend,
 )
 from rsna_pkg.dicom.frames import J2K_SYNTAXES, first_frame, j2k_info
-from rsna_pkg.dicom.header import DicomHeader, read_dataset, read_header
+from rsna_pkg.dicom.header import DicomHeader, read_header
+from rsna_pkg.dicom.pixeldata import read_pixel_dataset
 from rsna_pkg.dicom.pixels import area_downsample
 from rsna_pkg.errors import DicomError, describe
 
@@ -65,7 +66,7 @@ class DicomImage:
         """Frame 0's encapsulated bytes, checked against the header (read on first use)."""
         if self._frame is None:
             check_decodable(self.header)
-            frame = first_frame(read_dataset(self.path, pixels=True), self.path)
+            frame = first_frame(read_pixel_dataset(self.path, self.header), self.path)
             check_frame(self.header, frame)
             self._frame = frame
         return self._frame

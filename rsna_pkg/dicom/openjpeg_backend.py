@@ -18,7 +18,8 @@ import numpy as np
 
 from rsna_pkg.dicom.backend import Decoded
 from rsna_pkg.dicom.frames import J2K_SYNTAXES, first_frame, j2k_info, sniff_codec
-from rsna_pkg.dicom.header import DicomHeader, read_dataset
+from rsna_pkg.dicom.header import DicomHeader
+from rsna_pkg.dicom.pixeldata import read_pixel_dataset
 from rsna_pkg.dicom.pixels import area_downsample, reduced_shape, stored_dtype, to_stored
 from rsna_pkg.errors import DicomError
 
@@ -69,7 +70,7 @@ class OpenjpegBackend:
         return J2K_SYNTAXES
 
     def decode(self, path: Path, header: DicomHeader, reduce: int) -> Decoded:
-        ds = read_dataset(path, pixels=True)
+        ds = read_pixel_dataset(path, header)
         return self.decode_frame(first_frame(ds, path), header, reduce)
 
     def decode_frame(self, frame: bytes, header: DicomHeader, reduce: int) -> Decoded:

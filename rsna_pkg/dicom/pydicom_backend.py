@@ -7,7 +7,8 @@ from pathlib import Path
 
 from rsna_pkg.dicom.backend import Decoded
 from rsna_pkg.dicom.frames import NATIVE_SYNTAXES
-from rsna_pkg.dicom.header import DicomHeader, read_dataset
+from rsna_pkg.dicom.header import DicomHeader
+from rsna_pkg.dicom.pixeldata import read_pixel_dataset
 from rsna_pkg.dicom.pixels import to_stored
 from rsna_pkg.errors import DicomError
 
@@ -38,7 +39,7 @@ class PydicomBackend:
         return NATIVE_SYNTAXES | _decodable()
 
     def decode(self, path: Path, header: DicomHeader, reduce: int) -> Decoded:
-        ds = read_dataset(path, pixels=True)
+        ds = read_pixel_dataset(path, header)
         if "PixelData" not in ds:
             raise DicomError(path, "no PixelData element")
         arr = ds.pixel_array

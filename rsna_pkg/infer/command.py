@@ -14,6 +14,13 @@ import sys
 import time
 from pathlib import Path
 
+from rsna_pkg.options import integer
+
+# Exit code of a run whose submission was written but holds no model prediction at all:
+# every breast got its fallback (metadata model or prevalence). Distinct from 0 so a user
+# or a kernel can tell a prior-only submission from a real one, and from 2 (no file).
+EXIT_ALL_FALLBACK = 3
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder holding <split>.csv")
@@ -45,16 +52,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="decoding path: CPU workers, or a batch GPU decoder (auto: DALI, else "
         "nvImageCodec, on CUDA when the checkpoints decode full resolution)",
     )
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=integer(1, 4096), default=8)
     parser.add_argument(
         "--workers",
-        type=int,
+        type=integer(0, 1_000_000),
         default=None,
-        help="decoding processes (default: half the cores, at most 8)",
+        help="decoding processes (default: half the cores, at most 8; capped at the usable "
+        "cores and the number of images)",
     )
     parser.add_argument(
-        "--threads", type=int, default=None, help="CPU model threads (default: cores - workers)"
-    )
+        "--threads", type=integer(1, 4096), default=None,
+        help="CPU model threads (default: cores - workers)",
+    )  # fmt: skip
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--report", type=Path, default=None, help="JSON run report to write")
 
@@ -70,12 +79,17 @@ def run(args: argparse.Namespace) -> int:
     from rsna_pkg.infer.pipeline import InferOptions, infer
     from rsna_pkg.infer.report import build_report, write_report
     from rsna_pkg.infer.submission import parse_threshold
+    from rsna_pkg.options import capped_workers
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
     start = time.perf_counter()
+    check_output_paths(args)
     workers = default_workers() if args.workers is None else args.workers
+    workers, capped = capped_workers("--workers", workers)
+    if capped:
+        log(f"infer: {capped}")
     opts = InferOptions(
         data=args.data,
         models=tuple(args.model),
@@ -119,7 +133,28 @@ def run(args: argparse.Namespace) -> int:
         }
         write_report(build_report(result, settings, seconds), args.report)
         log(f"infer: report {args.report}")
+    if result.submission.shape[0] and len(result.fallback_breasts) == len(result.submission):
+        log(f"infer: every breast of {opts.out} got its fallback value: no image was scored by "
+            f"a model (exit {EXIT_ALL_FALLBACK})")  # fmt: skip
+        return EXIT_ALL_FALLBACK
     return 0
+
+
+def check_output_paths(args: argparse.Namespace) -> None:
+    """--out and --report: distinct, and neither one of the run's inputs (the CSVs, a
+    checkpoint): a typo must not overwrite test.csv or model.pt."""
+    from rsna_pkg.errors import InputError
+    from rsna_pkg.models.checkpoint import checkpoint_files
+    from rsna_pkg.options import check_outputs
+
+    outputs = {"--out": args.out, **({"--report": args.report} if args.report else {})}
+    inputs = {name: args.data / name for name in (f"{args.split}.csv", "sample_submission.csv")}
+    for arg in args.model:
+        try:
+            inputs.update({f"--model {p}": p for p in checkpoint_files(arg)})
+        except InputError:  # a folder without checkpoints: reported (prior written) later
+            continue
+    check_outputs(outputs, inputs)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,7 @@ from rsna_pkg.infer import submission as sub
 from rsna_pkg.infer.devices import Runtime, settle_backend
 from rsna_pkg.infer.stream import Batch
 from rsna_pkg.metrics import Aggregation
+from rsna_pkg.options import capped_workers
 
 if TYPE_CHECKING:
     from rsna_pkg.preprocess.config import PreprocessConfig
@@ -333,6 +334,9 @@ def run_inference(
         for p, i in zip(table["patient_id"], table["image_id"], strict=True)
     ]
     n = len(table)
+    workers, capped = capped_workers("--workers", opts.workers, n, "images")
+    if capped and n:
+        log(f"infer: {capped}")
     prob_sum = np.zeros(n, dtype=np.float64)
     prob_count = np.zeros(n, dtype=np.int64)
     failures: dict[int, str] = {}
@@ -343,7 +347,7 @@ def run_inference(
         log(
             f"infer: pass {g + 1}/{len(groups)}: {n} images, models {members}, {runtime.describe()}"
         )
-        batches = runtime.batches(paths, cfg, opts.batch_size, opts.workers, opts.prefetch)
+        batches = runtime.batches(paths, cfg, opts.batch_size, workers, opts.prefetch)
         member_models = [models[i] for i in members]
         tick = time.perf_counter()
         for b, batch in enumerate(batches):
@@ -369,7 +373,7 @@ def run_inference(
     t1 = time.perf_counter()
     with np.errstate(invalid="ignore", divide="ignore"):
         image_probs = np.where(prob_count > 0, prob_sum / np.maximum(prob_count, 1), np.nan)
-    result = assemble_submission(opts, table, image_probs, models, failures, paths)
+    result = assemble_submission(opts, table, image_probs, models, failures, paths, log)
     seconds["aggregate_write"] = time.perf_counter() - t1
     result.seconds = seconds
     return result
@@ -420,6 +424,7 @@ def assemble_submission(
     models: Sequence[Scorer],
     failures: dict[int, str],
     paths: Sequence[Path],
+    log: Log = print,
 ) -> InferResult:
     """Aggregate, fill breasts without images, binarise, order, check and write."""
     breast = sub.aggregate_images(table["prediction_id"], image_probs, opts.agg)
@@ -429,7 +434,8 @@ def assemble_submission(
     prevalence = float(np.mean([m.config.prevalence for m in models]))
     threshold = sub.resolve_threshold(opts.threshold, [m.config.threshold for m in models])
     sample = Path(opts.data) / "sample_submission.csv" if opts.split == "test" else None
-    order = sub.submission_order(table["prediction_id"].tolist(), sample)
+    order = sub.submission_order(table["prediction_id"].tolist(), sample,
+                                 lambda m: log(f"infer: WARNING: {m}"))  # fmt: skip
     frame = sub.assemble(order, breast, fallbacks, prevalence, threshold)
     sub.validate_submission(frame, order)
     sub.write_submission(frame, opts.out)

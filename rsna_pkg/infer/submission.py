@@ -8,7 +8,7 @@ final check, so that whatever went wrong upstream the file has every breast exac
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +75,40 @@ def aggregate_images(
     return aggregate_per_breast(ids[ok], p[ok], how=how)
 
 
-def submission_order(test_ids: Sequence[str], sample_path: str | Path | None) -> list[str]:
+# Ids a CSV reader (pandas, and so most scorers) reads back as missing: such a row names
+# no breast, and writing it would give a file that does not read back as written.
+MISSING_IDS = frozenset({"", "NA", "N/A", "#N/A", "NAN", "-NAN", "NULL", "NONE", "<NA>"})
+
+
+def blank_id_lines(ids: Sequence[str]) -> list[int]:
+    """CSV line numbers (header = line 1) of the ids that are blank or an NA marker."""
+    return [k + 2 for k, i in enumerate(ids) if i.strip().upper() in MISSING_IDS]
+
+
+def read_sample_ids(sample_path: str | Path, warn: Callable[[str], None]) -> list[str]:
+    """sample_submission.csv's prediction_ids, in order, once each. Rows with a blank or
+    NA id (an Excel blank line ``,``) are skipped with one line: they name no breast."""
+    try:
+        sample = pd.read_csv(sample_path, dtype=str, keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"{sample_path}: not a readable CSV ({exc})") from exc
+    if "prediction_id" not in sample.columns:
+        raise InputError(f"{sample_path}: missing required column prediction_id")
+    ids = sample["prediction_id"].tolist()
+    blank = blank_id_lines(ids)
+    if blank:
+        shown = ", ".join(map(str, blank[:10])) + (", ..." if len(blank) > 10 else "")
+        warn(f"{sample_path}: {len(blank)} row(s) with a blank or NA prediction_id skipped "
+             f"(line {shown})")  # fmt: skip
+    kept = [i.strip() for i in ids if i.strip().upper() not in MISSING_IDS]
+    return list(dict.fromkeys(kept))
+
+
+def submission_order(
+    test_ids: Sequence[str],
+    sample_path: str | Path | None,
+    warn: Callable[[str], None] = lambda _: None,
+) -> list[str]:
     """Row order: sample_submission.csv's when it exists, then any test.csv breast it lacks.
 
     Kaggle scores the rows of the hidden sample submission; test.csv's breasts are the ones
@@ -84,13 +117,7 @@ def submission_order(test_ids: Sequence[str], sample_path: str | Path | None) ->
     unique_test = list(dict.fromkeys(str(i) for i in test_ids))
     if sample_path is None or not Path(sample_path).is_file():
         return unique_test
-    try:
-        sample = pd.read_csv(sample_path, dtype={"prediction_id": str})
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputError(f"{sample_path}: not a readable CSV ({exc})") from exc
-    if "prediction_id" not in sample.columns:
-        raise InputError(f"{sample_path}: missing required column prediction_id")
-    order = list(dict.fromkeys(sample["prediction_id"].astype(str)))
+    order = read_sample_ids(sample_path, warn)
     seen = set(order)
     return order + [i for i in unique_test if i not in seen]
 

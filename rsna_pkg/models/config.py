@@ -11,6 +11,7 @@ architecture (the state_dict must rebuild), never of a prediction.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -61,6 +62,22 @@ class PretrainedConfig:
         return cls(**kw)
 
 
+def decision_problem(config: ModelConfig) -> str:
+    """Why the stored numbers cannot be used ('' when they can): a NaN threshold turned
+    every breast to 0, and nothing downstream would have said so."""
+    if not (math.isfinite(config.norm_mean) and math.isfinite(config.norm_std)
+            and config.norm_std > 0):  # fmt: skip
+        return f"norm_mean/norm_std {config.norm_mean}/{config.norm_std}: not finite and positive"
+    for name in ("threshold", "prevalence"):
+        value = getattr(config, name)
+        if not 0.0 <= value <= 1.0:  # False for NaN too
+            return f"{name} {value} is not a number in [0, 1]"
+    coefs = (*config.fallback_coef, config.fallback_intercept)
+    if not all(math.isfinite(c) for c in coefs):
+        return "fallback_coef/fallback_intercept hold a non-finite value"
+    return ""
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     backbone: str = "resnet18"
@@ -88,8 +105,9 @@ class ModelConfig:
             raise InputError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.norm_std <= 0:
-            raise InputError(f"norm_std must be positive, got {self.norm_std}")
+        problem = decision_problem(self)
+        if problem:
+            raise InputError(problem)
         names = [name for name, _ in self.aux_heads]
         for name, outputs in self.aux_heads:
             if not name.isidentifier() or outputs < 1 or names.count(name) > 1:

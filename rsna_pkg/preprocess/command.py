@@ -13,6 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rsna_pkg.options import integer, number
+from rsna_pkg.preprocess.config import MAX_SIZE, MIN_SIZE
+
 # Failed files listed one line each (file and reason); the manifest has every one.
 MAX_ERROR_LINES = 20
 
@@ -23,29 +26,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--split", choices=("train", "test"), default="train")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--size", nargs=2, type=int, metavar=("H", "W"), default=(1024, 512))
+    parser.add_argument(
+        "--size", nargs=2, type=integer(MIN_SIZE, MAX_SIZE), metavar=("H", "W"),
+        default=(1024, 512), help=f"output image size, {MIN_SIZE} to {MAX_SIZE} px a side",
+    )  # fmt: skip
     parser.add_argument(
         "--backend",
         default="auto",
         help="decode backend (rsna_pkg.dicom): auto, dicomsdl, openjpeg, pydicom, dali, nvimgcodec",
     )
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--workers", type=integer(1, 1_000_000), default=1,
+        help="processes (capped at the usable cores and the images to do)",
+    )  # fmt: skip
     parser.add_argument("--bits", type=int, choices=(8, 16), default=8)
-    parser.add_argument("--voi-index", type=int, default=0, help="which window / VOI LUT")
+    parser.add_argument(
+        "--voi-index", type=integer(0, 1000), default=0, help="which window / VOI LUT"
+    )
     parser.add_argument("--no-reduce", action="store_true", help="always decode full resolution")
     parser.add_argument("--no-crop", action="store_true", help="keep the whole image")
-    parser.add_argument("--neg-ratio", type=float, default=None, help="negatives per positive")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--limit", type=int, default=None, help="first N images only")
+    parser.add_argument(
+        "--neg-ratio",
+        type=number(0, 1e6, lo_open=True),
+        default=None,
+        help="negatives per positive",
+    )
+    parser.add_argument("--seed", type=integer(0, 2**32 - 1), default=0)
+    parser.add_argument("--limit", type=integer(1, 10**9), default=None, help="first N images only")
     parser.add_argument("--shard", default=None, help="I/N: this run's share of patients")
     parser.add_argument("--merge", action="store_true", help="merge OUT's shard manifests")
-    parser.add_argument("--preview", type=int, default=6, help="images in preview.png (0: none)")
+    parser.add_argument(
+        "--preview", type=integer(0, 64), default=6, help="images in preview.png (0: none)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     from rsna_pkg.data.schema import image_path
     from rsna_pkg.errors import InputError
+    from rsna_pkg.options import check_outputs
     from rsna_pkg.preprocess.config import PreprocessConfig
     from rsna_pkg.preprocess.preview import write_preview
     from rsna_pkg.preprocess.runner import merge_manifests, run_preprocess
@@ -58,8 +77,9 @@ def run(args: argparse.Namespace) -> int:
         return 1 if bad else 0
     if not args.data:
         raise InputError("--data is required (unless --merge)")
-    if args.workers < 1:
-        raise InputError(f"--workers must be >= 1, got {args.workers}")
+    # the output folder may sit inside DATA, but not be DATA or its images folder
+    check_outputs({"--out": args.out},
+                  {"--data": args.data, "the images": args.data / f"{args.split}_images"})  # fmt: skip
     cfg = PreprocessConfig(height=args.size[0], width=args.size[1], bits=args.bits,
                            backend=args.backend, voi_index=args.voi_index,
                            reduce=not args.no_reduce, crop=not args.no_crop)  # fmt: skip

@@ -7,13 +7,22 @@ so inference rebuilds exactly the training-time preprocessing from it.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from dataclasses import dataclass
 from typing import Any
 
 from rsna_pkg.dataclass_io import known_fields
 from rsna_pkg.errors import InputError
 
-ROI_METHODS = ("segment", "threshold")
+ROI_METHODS = ("segment", "threshold")  # rsna_pkg.preprocess.roi: breast_mask, threshold_box
+# Output sides in pixels. Models here take at most 2048 x 1024 (a mammogram is at most
+# 5355 x 4915): 4096 leaves room, while a stored or typed 100000 (a 40 GB float resize
+# per image) is refused before any image is read.
+MIN_SIZE, MAX_SIZE = 8, 4096
+# Decode backend names (rsna_pkg.dicom.backend.BACKEND_MODULES, plus "auto"); repeated
+# here, not imported, to keep this config free of the decoding modules. A test checks
+# the two agree.
+BACKENDS: tuple[str, ...] = ("auto", "dicomsdl", "openjpeg", "pydicom", "dali", "nvimgcodec")
 
 
 @dataclass(frozen=True)
@@ -30,8 +39,17 @@ class PreprocessConfig:
     probe_size: int = 256  # long side of the low-resolution decode used to find the box
 
     def __post_init__(self) -> None:
-        if self.height < 8 or self.width < 8:
-            raise InputError(f"preprocess size {self.height}x{self.width} is too small")
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            try:  # numpy integers are fine, floats and strings are not
+                value = operator.index(value)
+            except TypeError:
+                raise InputError(f"preprocess {name} {value!r} is not an integer") from None
+            if not MIN_SIZE <= value <= MAX_SIZE:
+                raise InputError(f"preprocess {name} {value} outside {MIN_SIZE}..{MAX_SIZE} px")
+        if self.backend not in BACKENDS:
+            raise InputError(f"preprocess backend {self.backend!r} unknown; known: "
+                             f"{', '.join(BACKENDS)}")  # fmt: skip
         if self.bits not in (8, 16):
             raise InputError(f"preprocess bits must be 8 or 16, got {self.bits}")
         if self.voi_index < 0:

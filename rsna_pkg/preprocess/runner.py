@@ -28,6 +28,7 @@ import pandas as pd
 
 from rsna_pkg.data.schema import TEST_TIME_COLUMNS, TRAIN_COLUMNS, image_path, read_table
 from rsna_pkg.errors import DicomError, InputError, OutputError, describe
+from rsna_pkg.options import capped_workers
 from rsna_pkg.outputs import (
     MANIFEST_COLUMNS,
     MANIFEST_NAME,
@@ -316,6 +317,9 @@ def run_preprocess(data_dir: str | Path, split: str, out_dir: str | Path, cfg: P
         else:
             todo.append(job)
     skipped = len(rows)
+    workers, capped = capped_workers("--workers", workers, len(todo), "images to do")
+    if capped and todo:
+        print(capped, file=sys.stderr)
     journal = Journal(journal_path(manifest))
     try:
         with contextlib.closing(run_jobs(largest_first(todo), cfg, out_dir, workers,

@@ -12,10 +12,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from rsna_pkg.errors import InputError
+from rsna_pkg.options import integer, number
+from rsna_pkg.preprocess.config import MAX_SIZE
+
+# Largest --lr taken. An SGD step over 1 (AdamW's is lr itself) throws weights past any
+# useful region in one step; 1e6 or inf turned every prediction into NaN.
+MAX_LR = 1.0
 
 FREEZE_CHOICES = ("auto", "none", "features", "classifier")
 
@@ -26,24 +33,28 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="competition folder with train.csv")
     p.add_argument("--images", type=Path, required=True, help="`rsna preprocess` output folder")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--size", nargs=2, type=int, default=[512, 256], metavar=("H", "W"))
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument(
+        "--size", nargs=2, type=integer(32, MAX_SIZE), default=[512, 256], metavar=("H", "W")
+    )
+    p.add_argument("--epochs", type=integer(1, 10_000), default=12)
+    p.add_argument("--batch-size", type=integer(1, 4096), default=32)
+    p.add_argument("--lr", type=number(0, MAX_LR, lo_open=True), default=1e-3)
+    p.add_argument("--weight-decay", type=number(0, 1), default=1e-4)
     p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
-    p.add_argument("--warmup-epochs", type=float, default=1.0)
-    p.add_argument("--accumulate", type=int, default=1, help="gradient accumulation steps")
-    p.add_argument("--ema", type=float, default=0.0, help="EMA decay of weights (0: off)")
+    p.add_argument("--warmup-epochs", type=number(0, 10_000), default=1.0)
+    p.add_argument(
+        "--accumulate", type=integer(1, 1024), default=1, help="gradient accumulation steps"
+    )
+    p.add_argument("--ema", type=number(0, 1), default=0.0, help="EMA decay of weights (0: off)")
     split = p.add_mutually_exclusive_group()
-    split.add_argument("--val-frac", type=float, default=0.25)
+    split.add_argument("--val-frac", type=number(0, 1, lo_open=True), default=0.25)
     split.add_argument(
-        "--folds", type=int, default=0,
+        "--folds", type=integer(0, 100), default=0,
         help="K-fold patient split: rsna train trains every fold (OUT/fold_<i>/) and writes "
         "out-of-fold predictions (OUT/oof.csv), unless --fold I picks one",
     )  # fmt: skip
     p.add_argument(
-        "--fold", type=int, default=None,
+        "--fold", type=integer(0, 99), default=None,
         help="with --folds K: train only this fold (rsna compare: fold 0 unless given)",
     )  # fmt: skip
     p.add_argument(
@@ -58,9 +69,14 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="oversample: repeat positives to --pos-fraction of an epoch; batch: every batch "
         "holds round(pos-fraction x batch-size) positives (cycled), the rest negatives",
     )  # fmt: skip
-    p.add_argument("--pos-fraction", type=float, default=0.25, help="positive share (--balance)")
     p.add_argument(
-        "--neg-fraction", type=float, default=1.0,
+        "--pos-fraction",
+        type=number(0, 1, lo_open=True),
+        default=0.25,
+        help="positive share (--balance)",
+    )
+    p.add_argument(
+        "--neg-fraction", type=number(0, 1, lo_open=True), default=1.0,
         help="each epoch keeps a fresh random share of the negatives (1: all)",
     )  # fmt: skip
     p.add_argument(
@@ -69,18 +85,18 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "invasive, difficult_negative_case; a bare name weighs 0.1",
     )  # fmt: skip
     p.add_argument("--monitor", choices=("auc", "pf1"), default="auc")
-    p.add_argument("--patience", type=int, default=0, help="early stopping (0: off)")
+    p.add_argument("--patience", type=integer(0, 10_000), default=0, help="early stopping (0: off)")
     p.add_argument("--aggregation", choices=("mean", "max"), default="mean")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=integer(0, 2**32 - 1), default=0)
     p.add_argument(
         "--pretrained", type=Path, default=None, help="local torchvision state_dict file"
     )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument(
-        "--workers", type=int, default=None,
+        "--workers", type=integer(0, 1_000_000), default=None,
         help="loader processes (default: cores - 1, at most 4, so the model keeps a core)",
     )  # fmt: skip
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
+    p.add_argument("--threads", type=integer(0, 4096), default=0, help="CPU threads (0: all cores)")
     p.add_argument("--no-amp", action="store_true")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument(
@@ -95,6 +111,18 @@ def default_workers() -> int:
     import os
 
     return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def worker_count(args: argparse.Namespace) -> int:
+    """--workers (default: cores - 1, at most 4) capped at the usable cores, with one
+    line when capped (a caller building several configs caps ``args.workers`` once)."""
+    from rsna_pkg.options import capped_workers
+
+    workers = default_workers() if args.workers is None else args.workers
+    workers, capped = capped_workers("--workers", workers)
+    if capped:
+        print(f"train: {capped}", file=sys.stderr)
+    return workers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -127,7 +155,7 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
     if args.no_augment:
         aug = AugmentConfig(vflip=0, affine_p=0, brightness=0, contrast=0, gamma_min=1,
                             gamma_max=1, crop_p=0, erase_p=0)  # fmt: skip
-    workers = default_workers() if args.workers is None else args.workers
+    workers = worker_count(args)
     # the size only, until training reads the images' own PreprocessConfig (train/data.py)
     size = PreprocessConfig(height=args.size[0], width=args.size[1])
     aux = parse_aux(args.aux)
@@ -152,6 +180,7 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
 def run(args: argparse.Namespace) -> int:
     from rsna_pkg.train.loop import run_training
 
+    check_output_folder(args)
     cfg = config_from_args(args, args.backbone)
     if cfg.folds > 1 and args.fold is None:
         return run_all_folds(cfg, args)
@@ -164,6 +193,17 @@ def run(args: argparse.Namespace) -> int:
         f"@ {metrics['threshold']:.3f} -> {args.out}/model.pt"
     )
     return 0
+
+
+def check_output_folder(args: argparse.Namespace) -> None:
+    """OUT is not DATA or the image folder (its model.pt, split.csv ... would land among
+    the inputs), and --pretrained is not a file the run rewrites."""
+    from rsna_pkg.options import check_outputs
+
+    check_outputs({"--out": args.out}, {"--data": args.data, "--images": args.images})
+    if args.pretrained is not None:
+        written = {f"--out {name}": args.out / name for name in ("model.pt", "last.pt")}
+        check_outputs(written, {"--pretrained": args.pretrained})
 
 
 def run_all_folds(cfg: Any, args: argparse.Namespace) -> int:

@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from rsna_pkg.errors import InputError
-from rsna_pkg.train.command import add_common_arguments, config_from_args
+from rsna_pkg.train.command import (
+    add_common_arguments,
+    check_output_folder,
+    config_from_args,
+    worker_count,
+)
 
 COLUMNS: tuple[str, ...] = (
     "backbone", "val_auc", "val_pf1_best", "val_pf1", "threshold", "image_auc", "train_auc",
@@ -63,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give --backbones a,b,c or --study " + "|".join(STUDIES))
     if args.pretrained and args.pretrained_dir:
         raise InputError("--pretrained and --pretrained-dir: give one")
+    check_output_folder(args)
+    args.workers = worker_count(args)  # capped once, not per variant
     names = list(STUDIES[args.study]) if args.study else parse_backbones(args.backbones)
     variants = resolve_variants(names, args.freeze, args.pretrained, args.pretrained_dir)
     configs = {  # validate all first

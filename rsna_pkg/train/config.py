@@ -7,6 +7,7 @@ saved beside it as config.json. ``from_dict`` rejects unknown keys.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -79,7 +80,16 @@ class TrainConfig:
             (self.batch_size >= 1, "--batch-size must be >= 1"),
             (self.accumulate >= 1, "--accumulate must be >= 1"),
             (0.0 <= self.ema < 1.0, "--ema must be in [0, 1)"),
-            (self.lr > 0, "--lr must be positive"),
+            (math.isfinite(self.lr) and self.lr > 0, f"--lr must be positive, got {self.lr}"),
+            (
+                math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+                f"--weight-decay must be >= 0, got {self.weight_decay}",
+            ),
+            (
+                math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0,
+                f"--warmup-epochs must be >= 0, got {self.warmup_epochs}",
+            ),
+            (self.workers >= 0 and self.threads >= 0, "--workers and --threads must be >= 0"),
             (0 < self.val_frac < 1 or self.folds > 1, "--val-frac must be in (0, 1)"),
             (self.folds == 0 or 0 <= self.fold < self.folds, "--fold must be in [0, folds)"),
             (self.folds != 1, "--folds must be at least 2"),

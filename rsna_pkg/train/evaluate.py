@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from rsna_pkg.errors import InputError
 from rsna_pkg.metrics import aggregate_per_breast, best_threshold, pfbeta, roc_auc
 from rsna_pkg.outputs import atomic_write_text
 from rsna_pkg.train.ddp import DistContext, gather_objects
@@ -55,8 +56,11 @@ def gather_predictions(ctx: DistContext, rows: np.ndarray, probs: np.ndarray) ->
 def score(val: pd.DataFrame, probs: np.ndarray, aggregation: str) -> dict[str, Any]:
     """Per-image and per-breast AUC and pF1 (raw probabilities), plus the
     best-threshold pF1 per breast and that threshold (used at inference)."""
-    if len(probs) != len(val) or np.isnan(probs).any():
-        raise RuntimeError(f"validation predictions cover {np.isfinite(probs).sum()}/{len(val)}")
+    if len(probs) != len(val):
+        raise RuntimeError(f"validation predictions cover {len(probs)}/{len(val)}")
+    if not np.isfinite(probs).all():  # NaN/inf weights: the optimiser diverged (a high --lr)
+        raise InputError(f"validation predictions are not finite for {(~np.isfinite(probs)).sum()}"
+                         f"/{len(val)} images: training diverged (try a lower --lr)")  # fmt: skip
     y_img = val["cancer"].to_numpy()
     breast_y, breast_p = per_breast(val, probs, aggregation)
     best = best_threshold(breast_y.to_numpy(), breast_p.to_numpy())

@@ -5,6 +5,7 @@ come from $RSNA_PREPROCESS_ARGS when set (the local replay's small sizes).
 """
 
 # >>> bootstrap: copied from rsna_pkg/kaggle/bootstrap.py by `rsna kaggle render`; edit there.
+import fnmatch
 import os
 import shlex
 import subprocess
@@ -16,14 +17,35 @@ KAGGLE = Path(os.environ.get("KAGGLE_ROOT", "/kaggle"))
 INPUT, WORKING = KAGGLE / "input", KAGGLE / "working"
 
 
+def find_inputs(pattern: str) -> list[Path]:
+    """Every folder under /kaggle/input holding a file matching ``pattern``, at any depth and
+    in any mount layout (input/<slug>/, input/competitions/<slug>/,
+    input/datasets/<owner>/<slug>/, input/notebooks/<owner>/<slug>/), sorted."""
+    found, seen = [], set()
+    for folder, dirs, files in os.walk(INPUT, followlinks=True):  # mounts may be symlinks
+        real = os.path.realpath(folder)
+        if real in seen:  # a link back up the tree: walk each folder once
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        if any(fnmatch.fnmatchcase(f, pattern) for f in files):
+            found.append(Path(folder))
+    return sorted(found)
+
+
 def find_input(pattern: str) -> Path:
-    """The folder under /kaggle/input holding a file matching ``pattern``, whatever the mount
-    layout: input/<slug>/, input/competitions/<slug>/, input/datasets/<owner>/<slug>/."""
-    for depth in range(1, 5):
-        hits = sorted(INPUT.glob("*/" * depth + pattern))
-        if hits:
-            return hits[0].parent
-    raise SystemExit(f"no {pattern} under {INPUT}")
+    """The one folder under /kaggle/input holding ``pattern``; two such folders are an error,
+    never a guess (a stale output or a second dataset could hold the same file)."""
+    found = find_inputs(pattern)
+    if not found:
+        raise SystemExit(f"no {pattern} under {INPUT}")
+    if len(found) > 1:
+        raise SystemExit(
+            f"{pattern} is in {len(found)} folders under {INPUT}, expected one: "
+            + ", ".join(str(f.relative_to(INPUT)) for f in found)
+        )
+    return found[0]
 
 
 def settings(name: str, default: str) -> list[str]:

@@ -76,10 +76,11 @@ def aggregate_images(
 
 
 def submission_order(test_ids: Sequence[str], sample_path: str | Path | None) -> list[str]:
-    """Row order: sample_submission.csv's when it exists, then any test.csv breast it lacks.
+    """Row order: exactly sample_submission.csv's ids when it exists, else test.csv's breasts.
 
-    Kaggle scores the rows of the hidden sample submission; test.csv's breasts are the ones
-    we can predict. Their union is written so no breast is ever missing.
+    Kaggle scores the rows of the hidden sample submission, and an id it does not hold is a
+    scoring risk, so a test.csv breast outside the sample is left out (``unscored`` names
+    it). Without a sample (a validation split) every test.csv breast is written.
     """
     unique_test = list(dict.fromkeys(str(i) for i in test_ids))
     if sample_path is None or not Path(sample_path).is_file():
@@ -90,9 +91,13 @@ def submission_order(test_ids: Sequence[str], sample_path: str | Path | None) ->
         raise InputError(f"{sample_path}: not a readable CSV ({exc})") from exc
     if "prediction_id" not in sample.columns:
         raise InputError(f"{sample_path}: missing required column prediction_id")
-    order = list(dict.fromkeys(sample["prediction_id"].astype(str)))
-    seen = set(order)
-    return order + [i for i in unique_test if i not in seen]
+    return list(dict.fromkeys(sample["prediction_id"].astype(str)))
+
+
+def unscored(test_ids: Sequence[str], order: Sequence[str]) -> list[str]:
+    """test.csv breasts that ``order`` leaves out (in test.csv order): reported, not written."""
+    written = set(order)
+    return [i for i in dict.fromkeys(str(t) for t in test_ids) if i not in written]
 
 
 def assemble(

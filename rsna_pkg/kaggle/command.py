@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     push.add_argument("--message", default="rsna_pkg release", help="dataset version notes")
     push.add_argument("--owner", help="Kaggle owner (default: $RSNA_KAGGLE_OWNER or kaggle.toml)")
+    push.add_argument(
+        "--dataset-timeout", type=float, default=1800.0,
+        help="seconds to wait for Kaggle to process each dataset version (1800)",
+    )  # fmt: skip
     _build_options(push)
 
 
@@ -94,8 +98,9 @@ def run(args: argparse.Namespace) -> int:
     from rsna_pkg.kaggle.push import push
 
     return push(
-        repo, cfg, _options(args), args.work, args.dry_run, args.kernels, args.model, args.message
-    )
+        repo, cfg, _options(args), args.work, args.dry_run, args.kernels, args.model, args.message,
+        dataset_timeout=args.dataset_timeout,
+    )  # fmt: skip
 
 
 def _check(repo: Path, cfg: KaggleConfig, args: argparse.Namespace) -> int:

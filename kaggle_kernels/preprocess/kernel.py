@@ -55,7 +55,8 @@ def settings(name: str, default: str) -> list[str]:
 
 def install(gpu: bool = False) -> None:
     """pip install rsna_pkg offline from the wheel dataset, exactly as a Kaggle rerun must;
-    with ``gpu`` also the GPU decoder the dataset bundles: DALI, else nvImageCodec."""
+    with ``gpu`` also the GPU decoder the dataset bundles: DALI, else nvImageCodec. The
+    dataset holds wheels for the image's Python and the next; pip takes those whose tags fit."""
     wheels = find_input("rsna_pkg-*.whl")
     extra = ""
     if gpu and any(wheels.glob("nvidia_dali*.whl")):

@@ -196,6 +196,30 @@ def test_find_input_follows_mount_links_and_refuses_to_guess(
     assert bootstrap.find_inputs("manifest.csv") == sorted([found, inp / "stale"])
 
 
+def test_find_output_takes_a_kfold_folder_whole_and_refuses_a_second_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inp = tmp_path / "input"
+    train = inp / "notebooks" / "me" / "rsna-pkg-train"
+    for fold in ("fold_0", "fold_1"):
+        (train / fold).mkdir(parents=True)
+        (train / fold / "model.pt").write_bytes(b"")
+    monkeypatch.setattr(bootstrap, "INPUT", inp)
+    with pytest.raises(SystemExit, match="model.pt is in 2 folders"):
+        bootstrap.find_input("model.pt")  # the two folds
+    (train / "oof.csv").write_text("x\n")
+    assert bootstrap.find_output("model.pt", marker="oof.csv") == train
+    single = inp / "datasets" / "me" / "rsna-pkg-model"
+    single.mkdir(parents=True)
+    (single / "model.pt").write_bytes(b"")
+    with pytest.raises(SystemExit, match="also in datasets/me/rsna-pkg-model"):
+        bootstrap.find_output("model.pt", marker="oof.csv")
+    for fold in ("fold_0", "fold_1"):
+        (train / fold / "model.pt").unlink()
+    (train / "oof.csv").unlink()
+    assert bootstrap.find_output("model.pt", marker="oof.csv") == single
+
+
 def test_settings_come_from_env_else_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RSNA_TRAIN_ARGS", raising=False)
     assert bootstrap.settings("train", "--epochs 12") == ["--epochs", "12"]

@@ -53,6 +53,21 @@ def find_input(pattern: str) -> Path:
     return found[0]
 
 
+def find_output(pattern: str, marker: str) -> Path:
+    """The folder holding ``marker`` when there is one (a K-fold output: oof.csv beside
+    fold_<i>/model.pt), else the one holding ``pattern``; a ``pattern`` match outside the
+    chosen folder (a second model source) is an error, never ignored."""
+    chosen = find_input(marker) if find_inputs(marker) else find_input(pattern)
+    stray = [f for f in find_inputs(pattern) if chosen not in (f, *f.parents)]
+    if stray:
+        raise SystemExit(
+            f"{pattern} is in {chosen.relative_to(INPUT)} and also in "
+            + ", ".join(str(f.relative_to(INPUT)) for f in stray)
+            + f" under {INPUT}, expected one source"
+        )
+    return chosen
+
+
 def settings(name: str, default: str) -> list[str]:
     """Extra CLI arguments: $RSNA_<NAME>_ARGS if set (the replay's small sizes), else ``default``."""
     return shlex.split(os.environ.get(f"RSNA_{name.upper()}_ARGS", default))

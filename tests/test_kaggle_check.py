@@ -156,7 +156,8 @@ def test_push_dry_run_prints_the_commands_in_chain_order(
 
 FAKE_KAGGLE = """#!{python}
 # A stand-in for the kaggle CLI: records each call; `datasets status` first says the
-# dataset does not exist, then "processing" until the STATUS_AFTER-th call, then "ready".
+# dataset does not exist, then $STATUS (a processing step) until the STATUS_AFTER-th call,
+# then "ready".
 import json, os, sys
 from pathlib import Path
 
@@ -169,7 +170,8 @@ if sys.argv[1:3] == ["datasets", "status"]:
     if n == 1:
         print("404 - Not Found")
         sys.exit(1)
-    print("processing" if n < int(os.environ["STATUS_AFTER"]) else "ready")
+    print(os.environ.get("STATUS", "blobs_received") if n < int(os.environ["STATUS_AFTER"])
+          else "ready")
 elif sys.argv[1:3] == ["kernels", "push"]:
     print(os.environ.get("PUSH_SAYS", "Kernel version 1 successfully pushed."))
 elif sys.argv[1:3] == ["kernels", "status"]:
@@ -195,6 +197,7 @@ def fake_kaggle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_KAGGLE_LOG", str(tmp_path / "calls.json"))
     monkeypatch.setenv("STATUS_AFTER", "4")
+    monkeypatch.setenv("STATUS", "processing")
     monkeypatch.delenv("RSNA_KAGGLE_OWNER", raising=False)
 
     def fake_build(out: Path, cfg, opts, repo):
@@ -238,6 +241,10 @@ def test_push_stops_when_the_dataset_never_gets_ready(
     with pytest.raises(RsnaError, match="rsna-pkg/rsna-pkg-wheels: still 'processing' after 0 s"):
         push_mod.push(REPO, load_config(REPO), BuildOptions(), tmp_path / "st", False, None,
                       None, "v", dataset_timeout=0)  # fmt: skip
+    monkeypatch.setenv("STATUS", "failed")  # Kaggle gave up processing it: no point waiting
+    with pytest.raises(RsnaError, match="kaggle datasets status says 'failed'"):
+        push_mod.push(REPO, load_config(REPO), BuildOptions(), tmp_path / "st", False, None,
+                      None, "v")  # fmt: skip
     assert not any(c[:2] == ["kernels", "push"] for c in calls())
 
 

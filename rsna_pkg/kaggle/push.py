@@ -29,6 +29,9 @@ from rsna_pkg.kaggle.render import dataset_metadata, dumps
 POLL_SECONDS = 60  # between two `kaggle kernels status`
 DATASET_POLL_SECONDS = 15  # between two `kaggle datasets status`
 DATASET_TIMEOUT = 1800.0  # a 500 MiB DALI bundle can take minutes to process
+# `kaggle datasets status` prints kagglesdk's DatabundleVersionStatus in lower case: ready,
+# or a processing step (blobs_received, ...), or one of these, which no wait will mend.
+DATASET_FAILED = ("failed", "deleted", "error")
 # What `kaggle kernels push` prints, exit code 0, when the push did not do what was asked.
 PUSH_REFUSALS = ("not valid dataset sources", "not valid kernel sources",
                  "not valid competition sources", "not valid model sources", "push error")  # fmt: skip
@@ -147,7 +150,7 @@ def wait_for_dataset(cli: list[str], ref: str, timeout: float) -> None:
         if out.returncode == 0 and state == "ready":
             print(f"dataset {ref}: ready", flush=True)
             return
-        if out.returncode != 0 or "error" in state or "fail" in state:
+        if out.returncode != 0 or state in DATASET_FAILED:
             raise RsnaError(f"dataset {ref}: kaggle datasets status says {said!r}")
         if time.monotonic() >= deadline:
             raise RsnaError(

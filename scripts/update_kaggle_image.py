@@ -38,6 +38,8 @@ ROOTS = [
     "pip",
     "setuptools",
     "timm",  # the optional timm backbones: Colab's base ships it
+    "nvidia-nvimgcodec-cu12",  # the base's GPU decoder, which rsna_pkg's extras upgrade
+    "pydicom",  # not in the base: Kaggle installs it on top (pass --add pydicom==VERSION)
 ]
 
 
@@ -78,6 +80,10 @@ def main() -> int:
     parser.add_argument("--source", help="where the freeze was read (repository@commit:file)")
     parser.add_argument("--release", help="the Kaggle image release this describes")
     parser.add_argument("--manifest", type=Path, default=MANIFEST)
+    parser.add_argument(
+        "--add", action="append", default=[], metavar="NAME==VERSION",
+        help="a package Kaggle's Dockerfile installs on top of the base (e.g. pydicom==3.0.2)",
+    )  # fmt: skip
     args = parser.parse_args()
     header, fields = [], {}
     for line in args.manifest.read_text().splitlines():
@@ -94,6 +100,11 @@ def main() -> int:
                 for line in header
             ]
     freeze = read_freeze(args.freeze)
+    for added in args.add:
+        name, sep, version = added.partition("==")
+        if not sep:
+            raise SystemExit(f"--add {added!r}: expected NAME==VERSION")
+        freeze[canonical(name)] = version
     names = resolve(freeze, fields["python"].rsplit(".", 1)[0], fields["platform"])
     missing = [n for n in names if n not in freeze]
     if missing:

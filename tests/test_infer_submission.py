@@ -53,14 +53,18 @@ def test_binarise_uses_greater_or_equal_and_clips() -> None:
     assert sub.binarise([-0.5, 0.4, 1.5], None).tolist() == [0.0, 0.4, 1.0]
 
 
-def test_submission_order_follows_sample_then_appends_missing(tmp_path) -> None:
+def test_submission_order_is_exactly_the_sample(tmp_path) -> None:
+    """Kaggle scores sample_submission's ids: test.csv breasts outside it are not written."""
     sample = tmp_path / "sample_submission.csv"
     pd.DataFrame({"prediction_id": ["9_R", "1_L", "5_L"], "cancer": 0.02}).to_csv(
         sample, index=False
     )
-    order = sub.submission_order(["1_L", "1_L", "1_R", "9_R"], sample)
-    assert order == ["9_R", "1_L", "5_L", "1_R"]
+    test_ids = ["1_L", "1_L", "1_R", "9_R", "7_L"]
+    order = sub.submission_order(test_ids, sample)
+    assert order == ["9_R", "1_L", "5_L"]
+    assert sub.unscored(test_ids, order) == ["1_R", "7_L"]
     assert sub.submission_order(["2_R", "1_L", "2_R"], tmp_path / "absent.csv") == ["2_R", "1_L"]
+    assert sub.unscored(["2_R", "1_L"], ["2_R", "1_L"]) == []
 
 
 def test_submission_order_bad_sample(tmp_path) -> None:

@@ -47,9 +47,11 @@ def run_py(venv: Path, code: str, env: dict[str, str] | None = None) -> subproce
 
 
 def test_image_env_sees_only_the_image(image_env: Path) -> None:
-    ok = run_py(image_env, "import torch, torchvision, numpy, pandas, sklearn, scipy, PIL, tqdm")
+    ok = run_py(
+        image_env, "import torch, torchvision, numpy, pandas, sklearn, scipy, PIL, tqdm, pydicom"
+    )  # fmt: skip  (Kaggle installs pydicom on top of the Colab base)
     assert ok.returncode == 0, ok.stderr
-    for hidden in ("rsna_pkg", "pydicom", "dicomsdl", "pylibjpeg", "imagecodecs", "nvidia.dali"):
+    for hidden in ("rsna_pkg", "dicomsdl", "pylibjpeg", "imagecodecs", "nvidia.dali"):
         res = run_py(image_env, f"import {hidden}")
         assert res.returncode != 0 and "ModuleNotFoundError" in res.stderr, hidden
 
@@ -107,9 +109,9 @@ def test_wheel_dataset_is_flat_and_installs_offline(
     names = sorted(p.name for p in wheels.iterdir())
     assert "dataset-metadata.json" in names
     assert all(p.is_file() for p in wheels.iterdir())  # flat: Kaggle skips subfolders
-    for stem in ("rsna_pkg-", "pydicom-3", "dicomsdl-", "pylibjpeg-", "imagecodecs-"):
+    for stem in ("rsna_pkg-", "dicomsdl-", "pylibjpeg-", "imagecodecs-"):
         assert any(n.startswith(stem) for n in names), stem
-    assert not any(n.startswith(("torch-", "numpy-", "pandas-")) for n in names)
+    assert not any(n.startswith(("torch-", "numpy-", "pandas-", "pydicom-")) for n in names)
     venv = sandbox.fresh_copy(image_env, tmp_path / "venv")
     pip = [str(sandbox.python(venv)), "-m", "pip", "install", "-q", "--no-index"]
     done = subprocess.run([*pip, "--find-links", str(wheels), "rsna_pkg"],
@@ -158,7 +160,7 @@ def test_internet_off_blocks_ip_connections(image_env: Path, tmp_path: Path) -> 
 @pytest.mark.parametrize(
     "mount",
     ["rsna-breast-cancer-detection", "competitions/rsna-breast-cancer-detection",
-     "datasets/someone/rsna-copy"],
+     "datasets/someone/rsna-copy", "notebooks/someone/rsna-pkg-preprocess/preprocessed/deeper"],
 )  # fmt: skip
 def test_find_input_handles_every_mount_layout(
     mount: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -171,6 +173,51 @@ def test_find_input_handles_every_mount_layout(
     assert bootstrap.find_input("train.csv") == folder
     with pytest.raises(SystemExit, match="no test.csv"):
         bootstrap.find_input("test.csv")
+
+
+def test_find_input_follows_mount_links_and_refuses_to_guess(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two folders holding the pattern (an old output beside the new one) are an error that
+    names both, whichever sorts or lies shallower."""
+    inp, outputs = tmp_path / "input", tmp_path / "outputs"
+    (outputs / "prep" / "preprocessed").mkdir(parents=True)
+    (outputs / "prep" / "preprocessed" / "manifest.csv").write_text("x\n")
+    (inp / "notebooks" / "me").mkdir(parents=True)
+    (inp / "notebooks" / "me" / "rsna-pkg-preprocess").symlink_to(outputs / "prep")
+    monkeypatch.setattr(bootstrap, "INPUT", inp)
+    found = bootstrap.find_input("manifest.csv")  # depth 5, through a symlink
+    assert found == inp / "notebooks/me/rsna-pkg-preprocess/preprocessed"
+    (inp / "stale").mkdir()
+    (inp / "stale" / "manifest.csv").write_text("x\n")
+    with pytest.raises(SystemExit, match="manifest.csv is in 2 folders") as err:
+        bootstrap.find_input("manifest.csv")
+    assert "stale" in str(err.value) and "rsna-pkg-preprocess/preprocessed" in str(err.value)
+    assert bootstrap.find_inputs("manifest.csv") == sorted([found, inp / "stale"])
+
+
+def test_find_output_takes_a_kfold_folder_whole_and_refuses_a_second_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inp = tmp_path / "input"
+    train = inp / "notebooks" / "me" / "rsna-pkg-train"
+    for fold in ("fold_0", "fold_1"):
+        (train / fold).mkdir(parents=True)
+        (train / fold / "model.pt").write_bytes(b"")
+    monkeypatch.setattr(bootstrap, "INPUT", inp)
+    with pytest.raises(SystemExit, match="model.pt is in 2 folders"):
+        bootstrap.find_input("model.pt")  # the two folds
+    (train / "oof.csv").write_text("x\n")
+    assert bootstrap.find_output("model.pt", marker="oof.csv") == train
+    single = inp / "datasets" / "me" / "rsna-pkg-model"
+    single.mkdir(parents=True)
+    (single / "model.pt").write_bytes(b"")
+    with pytest.raises(SystemExit, match="also in datasets/me/rsna-pkg-model"):
+        bootstrap.find_output("model.pt", marker="oof.csv")
+    for fold in ("fold_0", "fold_1"):
+        (train / fold / "model.pt").unlink()
+    (train / "oof.csv").unlink()
+    assert bootstrap.find_output("model.pt", marker="oof.csv") == single
 
 
 def test_settings_come_from_env_else_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -207,6 +254,12 @@ def test_check_submission(rows: str, problem: str | None, tmp_path: Path) -> Non
     test.write_text("patient_id,laterality,prediction_id\n1,L,1_L\n1,L,1_L\n1,R,1_R\n")
     sub = tmp_path / "submission.csv"
     sub.write_text(rows)
+    assert (check_submission(sub, test) == []) == (problem is None)
+    # Kaggle scores sample_submission's ids: with one beside test.csv, its ids are expected
+    test.write_text(test.read_text() + "7,L,7_L\n")
+    (tmp_path / "sample_submission.csv").write_text("prediction_id,cancer\n1_L,0\n1_R,0\n")
+    sub = tmp_path / "submission.csv"
+    sub.write_text(rows)
     found = check_submission(sub, test)
     if problem is None:
         assert found == []
@@ -215,14 +268,20 @@ def test_check_submission(rows: str, problem: str | None, tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize(
-    ("layout", "competition", "wheels"),
+    ("layout", "competition", "wheels", "kernel"),
     [
-        ("new", "competitions/rsna-breast-cancer-detection", "datasets/rsna-pkg/rsna-pkg-wheels"),
-        ("old", "rsna-breast-cancer-detection", "rsna-pkg-wheels"),
+        ("new", "competitions/rsna-breast-cancer-detection", "datasets/rsna-pkg/rsna-pkg-wheels",
+         "notebooks/rsna-pkg/rsna-pkg-preprocess"),
+        ("old", "rsna-breast-cancer-detection", "rsna-pkg-wheels", "rsna-pkg-preprocess"),
     ],
-)
+)  # fmt: skip
 def test_mount_follows_the_kernel_metadata(
-    layout: str, competition: str, wheels: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    layout: str,
+    competition: str,
+    wheels: str,
+    kernel: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import json
 
@@ -234,14 +293,22 @@ def test_mount_follows_the_kernel_metadata(
     src = {n: tmp_path / n for n in ("data", "wheels", "prep")}
     for folder in src.values():
         folder.mkdir()
+    (src["prep"] / "manifest.csv").write_text("x\n")
     mounts = {"competition": src["data"], "dataset:rsna-pkg-wheels": src["wheels"],
               "kernel:rsna-pkg-preprocess": src["prep"]}  # fmt: skip
     mount(tmp_path / "kaggle", cfg, mounts, meta, layout)
     inp = tmp_path / "kaggle" / "input"
     assert (inp / competition).resolve() == src["data"]
     assert (inp / wheels).resolve() == src["wheels"]
-    assert (inp / "rsna-pkg-preprocess").resolve() == src["prep"]
+    assert (inp / kernel).resolve() == src["prep"]
+    assert sorted(p.relative_to(inp).as_posix() for p in inp.glob("**/*") if p.is_symlink()) == (
+        sorted([competition, wheels, kernel])
+    )
+    monkeypatch.setattr(bootstrap, "INPUT", inp)
+    assert bootstrap.find_input("manifest.csv") == inp / kernel
     assert (tmp_path / "kaggle" / "working").is_dir()
     without_prep = {k: v for k, v in mounts.items() if not k.startswith("kernel:")}
     with pytest.raises(RsnaError, match="must run before"):
         mount(tmp_path / "k2", cfg, without_prep, meta, layout)
+    with pytest.raises(RsnaError, match="--layout 'flat'"):
+        mount(tmp_path / "k3", cfg, mounts, meta, "flat")

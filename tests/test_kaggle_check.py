@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -150,3 +152,162 @@ def test_push_dry_run_prints_the_commands_in_chain_order(
     assert order == sorted(order)
     assert "kaggle datasets create -p" in out and "rsna-pkg-wheels" in out
     assert (tmp_path / "stage" / "rsna-pkg-model" / "model.pt").read_bytes() == b"weights"
+
+
+FAKE_KAGGLE = """#!{python}
+# A stand-in for the kaggle CLI: records each call; `datasets status` first says the
+# dataset does not exist, then $STATUS (a processing step) until the STATUS_AFTER-th call,
+# then "ready".
+import json, os, sys
+from pathlib import Path
+
+log = Path(os.environ["FAKE_KAGGLE_LOG"])
+calls = json.loads(log.read_text()) if log.exists() else []
+calls.append(sys.argv[1:])
+log.write_text(json.dumps(calls))
+if sys.argv[1:3] == ["datasets", "status"]:
+    n = sum(c[:2] == ["datasets", "status"] for c in calls)
+    if n == 1:
+        print("404 - Not Found")
+        sys.exit(1)
+    print(os.environ.get("STATUS", "blobs_received") if n < int(os.environ["STATUS_AFTER"])
+          else "ready")
+elif sys.argv[1:3] == ["kernels", "push"]:
+    print(os.environ.get("PUSH_SAYS", "Kernel version 1 successfully pushed."))
+elif sys.argv[1:3] == ["kernels", "status"]:
+    print('rsna-pkg/x has status "KernelWorkerStatus.COMPLETE"')
+else:
+    print("Dataset is being created.")
+"""
+
+
+@pytest.fixture()
+def fake_kaggle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A fake `kaggle` first on PATH, a push that builds no real wheels, no sleeping."""
+    import sys
+
+    from rsna_pkg.kaggle import push as push_mod
+    from rsna_pkg.kaggle.render import dataset_metadata, dumps
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    exe = bin_dir / "kaggle"
+    exe.write_text(FAKE_KAGGLE.format(python=sys.executable))
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_KAGGLE_LOG", str(tmp_path / "calls.json"))
+    monkeypatch.setenv("STATUS_AFTER", "4")
+    monkeypatch.setenv("STATUS", "processing")
+    monkeypatch.delenv("RSNA_KAGGLE_OWNER", raising=False)
+
+    def fake_build(out: Path, cfg, opts, repo):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "rsna_pkg-0.1.0-py3-none-any.whl").write_bytes(b"")
+        (out / "dataset-metadata.json").write_text(dumps(dataset_metadata(cfg, "wheels")))
+        return SimpleNamespace(summary=lambda: "fake wheel dataset")
+
+    monkeypatch.setattr(push_mod, "build_dataset", fake_build)
+    monkeypatch.setattr(push_mod, "DATASET_POLL_SECONDS", 0)
+    monkeypatch.setattr(push_mod, "POLL_SECONDS", 0)
+
+    def calls() -> list[list[str]]:
+        return json.loads((tmp_path / "calls.json").read_text())
+
+    return push_mod, calls
+
+
+def test_push_waits_until_the_dataset_is_ready(fake_kaggle, tmp_path: Path) -> None:
+    from rsna_pkg.kaggle.build import BuildOptions
+
+    push_mod, calls = fake_kaggle
+    cfg = load_config(REPO)
+    assert push_mod.push(REPO, cfg, BuildOptions(), tmp_path / "st", False, None, None, "v") == 0
+    said = [" ".join(c[:2]) for c in calls()]
+    first_kernel = said.index("kernels push")
+    # exists? (no) -> create -> processing -> processing -> ready, and only then the kernels
+    assert said[:first_kernel] == ["datasets status", "datasets create", "datasets status",
+                                   "datasets status", "datasets status"]  # fmt: skip
+    assert said.count("kernels push") == 4
+
+
+def test_push_stops_when_the_dataset_never_gets_ready(
+    fake_kaggle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rsna_pkg.errors import RsnaError
+    from rsna_pkg.kaggle.build import BuildOptions
+
+    push_mod, calls = fake_kaggle
+    monkeypatch.setenv("STATUS_AFTER", "1000")
+    with pytest.raises(RsnaError, match="rsna-pkg/rsna-pkg-wheels: still 'processing' after 0 s"):
+        push_mod.push(REPO, load_config(REPO), BuildOptions(), tmp_path / "st", False, None,
+                      None, "v", dataset_timeout=0)  # fmt: skip
+    monkeypatch.setenv("STATUS", "failed")  # Kaggle gave up processing it: no point waiting
+    with pytest.raises(RsnaError, match="kaggle datasets status says 'failed'"):
+        push_mod.push(REPO, load_config(REPO), BuildOptions(), tmp_path / "st", False, None,
+                      None, "v")  # fmt: skip
+    assert not any(c[:2] == ["kernels", "push"] for c in calls())
+
+
+def test_push_fails_on_invalid_dataset_sources(
+    fake_kaggle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`kaggle kernels push` prints this and exits 0: the kernel would run without its wheels."""
+    from rsna_pkg.errors import RsnaError
+    from rsna_pkg.kaggle.build import BuildOptions
+
+    push_mod, calls = fake_kaggle
+    monkeypatch.setenv(
+        "PUSH_SAYS",
+        "Kernel version 3 successfully pushed.\n"
+        "The following are not valid dataset sources: rsna-pkg/rsna-pkg-wheels",
+    )
+    with pytest.raises(RsnaError, match="eda: The following are not valid dataset sources"):
+        push_mod.push(REPO, load_config(REPO), BuildOptions(), tmp_path / "st", False, None,
+                      None, "v")  # fmt: skip
+    assert sum(c[:2] == ["kernels", "push"] for c in calls()) == 1  # eda only, then stop
+
+
+OLDEST_CHECK = """
+import json, sys
+from pathlib import Path
+from rsna_pkg.kaggle.check import check_kernel, check_repo, offline_api
+from rsna_pkg.kaggle.paths import load_config
+
+repo, broken = Path(sys.argv[1]), Path(sys.argv[2])
+assert check_repo(repo, load_config(repo)) == [], check_repo(repo, load_config(repo))
+import kaggle  # only now: importing it authenticates, which offline_api's credentials allow
+
+print("kaggle from", kaggle.__file__)
+meta = json.loads((repo / "kaggle_kernels/inference/kernel-metadata.json").read_text())
+with offline_api() as api:
+    probs, request = check_kernel(api, repo / "kaggle_kernels/inference", meta)
+assert probs == [] and request.enable_internet is False, (probs, request)
+print("\\n".join(map(str, check_repo(broken, load_config(broken)))))
+"""
+
+
+@pytest.mark.slow
+def test_check_runs_on_the_oldest_kaggle_cli_setup_py_allows(repo: Path) -> None:
+    """The oldest kaggle release setup.py allows, fetched once (--no-deps, 170 KB) into the
+    cache: the check calls only methods it has, and still catches what 2.2.5 catches."""
+    import re
+    import subprocess
+    import sys
+
+    oldest = re.search(r'"kaggle>=([0-9.]+),', (REPO / "setup.py").read_text())
+    assert oldest, "setup.py: the dev extra must bound kaggle from below"
+    version = oldest.group(1)
+    target = Path.home() / ".cache" / "rsna_pkg" / "kaggle-cli" / version
+    if not (target / "kaggle" / "__init__.py").is_file():
+        pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        subprocess.run([*pip, "--no-deps", "--target", str(target), f"kaggle=={version}"],
+                       check=True)  # fmt: skip
+    edit(repo / KERNELS_DIR / "eda" / "kernel-metadata.json", id="rsna-pkg/Bad_Slug")
+    edit(repo / KERNELS_DIR / "train" / "kernel-metadata.json", kernel_sources=["no-owner"])
+    env = {**os.environ, "PYTHONPATH": f"{target}{os.pathsep}{REPO}"}
+    done = subprocess.run([sys.executable, "-c", OLDEST_CHECK, str(REPO), str(repo)],
+                          capture_output=True, text=True, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"kaggle from {target}" in done.stdout
+    assert "eda/kernel-metadata.json: id: " in done.stdout and "Bad_Slug" in done.stdout
+    assert "train/kernel-metadata.json: kernel_sources[0]: ValueError" in done.stdout

@@ -3,14 +3,13 @@ wheels here are tiny ones written by the test, with real names, tags and Require
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from rsna_pkg.errors import InputError
-from rsna_pkg.kaggle.build import BuildOptions, Target
-from rsna_pkg.kaggle.bundle_check import bundled_extras, check_bundle
+from rsna_pkg.kaggle.build import BuildOptions, Target, stub_wheel
+from rsna_pkg.kaggle.bundle_check import bundled_extras, check_bundle, inspect_bundle, pip_proof
 from rsna_pkg.kaggle.manifest import IMAGE_MANIFEST, expand_platforms, load_manifest
 
 HEADER = "release: test image\npython: 3.12.13\nplatform: manylinux_2_35_x86_64\n"
@@ -22,14 +21,8 @@ def write_manifest(path: Path, pins: dict[str, str], header: str = HEADER) -> Pa
 
 
 def fake_wheel(folder: Path, name: str, version: str, tag: str, requires: list[str]) -> Path:
-    """A wheel file holding only its METADATA: enough for tags and Requires-Dist."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}-{version}-{tag}.whl"
-    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-    meta += "".join(f"Requires-Dist: {r}\n" for r in requires)
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(f"{name}-{version}.dist-info/METADATA", meta)
-    return path
+    """A wheel holding only its metadata: enough for tags, Requires-Dist and pip's resolver."""
+    return stub_wheel(folder, name, version, requires, tag)
 
 
 def test_packaged_manifest_names_one_kaggle_release() -> None:
@@ -41,7 +34,11 @@ def test_packaged_manifest_names_one_kaggle_release() -> None:
         assert name in image.pins, name
     assert image.is_replay_local("torch") and image.is_replay_local("nvidia-cublas-cu12")
     assert not image.is_replay_local("numpy")
-    assert "pydicom" not in image.pins and "dicomsdl" not in image.pins  # bundled, never assumed
+    # the image's own DICOM and GPU-decoding packages; dicomsdl is bundled, never assumed
+    assert image.pins["pydicom"] == "3.0.2" and "dicomsdl" not in image.pins
+    assert image.pins["nvidia-nvimgcodec-cu12"] == "0.7.0.11"
+    assert image.extras_upgrade == ("nvidia-nvimgcodec-cu12",)
+    assert image.pythons() == ("3.12", "3.13")  # the image's, then the one Colab moved to
     assert image.platforms()[0] == "manylinux_2_35_x86_64"
     assert "manylinux2014_x86_64" in image.platforms()
 
@@ -54,6 +51,8 @@ def test_packaged_manifest_names_one_kaggle_release() -> None:
         ("python: 3.12\nplatform: manylinux_2_35_x86_64\n", "missing field(s) release"),
         (HEADER.replace("3.12.13", "twelve"), "is not a 3.X"),
         (HEADER + "colour: blue\n", ":4: 'colour: blue'"),
+        (HEADER + "also-python: 3.x\n", "also-python: '3.x' is not a 3.X"),
+        (HEADER + "extras-upgrade: numpy\n", "extras-upgrade: numpy not pinned"),
     ],
 )
 def test_bad_manifest_names_file_and_line(text: str, message: str, tmp_path: Path) -> None:
@@ -80,6 +79,8 @@ def test_build_options_default_to_the_manifest(tmp_path: Path) -> None:
     other = write_manifest(tmp_path / "m.txt", {}, HEADER.replace("3.12.13", "3.13.1"))
     assert BuildOptions(manifest=other).target().python == "3.13"
     assert BuildOptions(python="3.11.7").target().python == "3.11"
+    assert [t.python for t in BuildOptions().targets()] == ["3.12", "3.13"]
+    assert [t.python for t in BuildOptions(python="3.11").targets()] == ["3.11"]
 
 
 @pytest.fixture
@@ -166,6 +167,69 @@ def test_bundled_copy_of_a_pinned_package_is_refused(bundle: Path, tmp_path: Pat
     assert found == ["pylibjpeg_openjpeg-2.7.0: numpy>=2.3 but the image has numpy 2.0.2"]
 
 
+TWO_PYTHONS = HEADER + "also-python: 3.13\n"
+
+
+@pytest.fixture
+def two_python_bundle(tmp_path: Path) -> Path:
+    """A tiny wheel index as build-dataset lays it out for 3.12 and 3.13: the compiled wheel
+    once per Python, the pure-Python ones once."""
+    folder = tmp_path / "two"
+    fake_wheel(folder, "rsna_pkg", "0.1.0", "py3-none-any",
+               ["numpy>=1.24", "pydicom>=3.0", "dicomsdl>=0.109"])  # fmt: skip
+    for cp in ("cp312", "cp313"):
+        fake_wheel(folder, "dicomsdl", "0.109.4", f"{cp}-{cp}-manylinux_2_17_x86_64", ["numpy"])
+    return folder
+
+
+def test_one_bundle_installs_on_the_images_python_and_the_next(
+    two_python_bundle: Path, tmp_path: Path
+) -> None:
+    """Both Pythons install it, by the static check and by pip's resolver (offline, with a
+    metadata-only stand-in per pin); without its cp313 wheel, 3.13 alone fails."""
+    manifest = write_manifest(tmp_path / "m.txt", {"numpy": "2.0.2", "pydicom": "3.0.2"},
+                              TWO_PYTHONS)  # fmt: skip
+    image = load_manifest(manifest)
+    targets = BuildOptions(manifest=manifest).targets(image)
+    assert [t.python for t in targets] == ["3.12", "3.13"]
+    assert check_bundle(two_python_bundle, image, targets) == []
+    assert [p for t in targets for p in pip_proof(two_python_bundle, image, t)] == []
+    (two_python_bundle / "dicomsdl-0.109.4-cp313-cp313-manylinux_2_17_x86_64.whl").unlink()
+    found = [str(p) for p in check_bundle(two_python_bundle, image, targets)]
+    assert found == ["rsna_pkg-0.1.0: dicomsdl>=0.109: neither the image nor the bundle "
+                     "provides dicomsdl (CPython 3.13)"]  # fmt: skip
+    assert pip_proof(two_python_bundle, image, targets[0]) == []
+    (problem,) = pip_proof(two_python_bundle, image, targets[1])
+    assert str(problem).startswith("rsna_pkg: pip cannot install it on CPython 3.13")
+    assert "dicomsdl" in str(problem)
+
+
+def test_extras_upgrade_of_the_images_nvimgcodec_is_reported(tmp_path: Path) -> None:
+    """The image ships nvImageCodec 0.7.0.11; DALI needs 0.9: pip replaces it at install.
+    Listed under extras-upgrade, that is reported; otherwise it is a problem."""
+    folder = tmp_path / "wheels"
+    fake_wheel(folder, "rsna_pkg", "0.1.0", "py3-none-any",
+               ["numpy>=1.24", 'nvidia-dali-cuda120>=1.24; extra == "dali"'])  # fmt: skip
+    fake_wheel(folder, "nvidia_dali_cuda120", "2.4.0", "py3-none-manylinux2014_x86_64",
+               ["numpy", "nvidia-nvimgcodec-cu12<0.10.0,>=0.9.0"])  # fmt: skip
+    fake_wheel(folder, "nvidia_nvimgcodec_cu12", "0.9.0.20", "py3-none-manylinux_2_28_x86_64", [])
+    pins = {"numpy": "2.0.2", "nvidia-nvimgcodec-cu12": "0.7.0.11"}
+    upgrading = write_manifest(tmp_path / "u.txt", pins, HEADER + "extras-upgrade: "
+                               "nvidia-nvimgcodec-cu12\n")  # fmt: skip
+    image, target = image_target(upgrading)
+    report = inspect_bundle(folder, image, target)
+    assert report.problems == []
+    assert report.upgrades == [
+        "rsna_pkg[dali] upgrades the image's nvidia-nvimgcodec-cu12 0.7.0.11 to 0.9.0.20 "
+        "(nvidia_dali_cuda120-2.4.0 needs nvidia-nvimgcodec-cu12<0.10.0,>=0.9.0)"
+    ]
+    assert pip_proof(folder, image, target) == []
+    image, target = image_target(write_manifest(tmp_path / "m.txt", pins))
+    found = [str(p) for p in check_bundle(folder, image, target)]
+    assert found == ["nvidia_dali_cuda120-2.4.0: nvidia-nvimgcodec-cu12<0.10.0,>=0.9.0 but the "
+                     "image has nvidia-nvimgcodec-cu12 0.7.0.11"]  # fmt: skip
+
+
 @pytest.mark.slow
 def test_kaggle_check_on_the_repo_and_on_two_broken_manifests(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
@@ -176,9 +240,15 @@ def test_kaggle_check_on_the_repo_and_on_two_broken_manifests(
     monkeypatch.delenv("RSNA_KAGGLE_OWNER", raising=False)
     bundle = tmp_path / "wheels"
     assert main(["kaggle", "build-dataset", str(bundle), "--no-dali"]) == 0
-    assert any("cp312" in p.name for p in bundle.glob("*.whl"))
+    names = [p.name for p in bundle.glob("*.whl")]
+    for cp in ("cp312", "cp313"):  # the image's Python and the next, in one dataset
+        assert any(f"dicomsdl-0.109.4-{cp}" in n for n in names), names
+    assert not any(n.startswith("pydicom-") for n in names)  # the image ships pydicom 3.0.2
+    assert len([n for n in names if n.startswith("pylibjpeg-")]) == 1  # pure Python: once
     assert main(["kaggle", "check", "--bundle", str(bundle), "--no-dali"]) == 0
-    assert capsys.readouterr().out.strip().endswith("all checks passed")
+    out = capsys.readouterr().out
+    assert "CPython 3.12 or 3.13 on manylinux_2_35_x86_64: 0 problem(s)" in out
+    assert out.strip().endswith("all checks passed")
 
     old_numpy = tmp_path / "old_numpy.txt"
     old_numpy.write_text(IMAGE_MANIFEST.read_text().replace("numpy==2.0.2", "numpy==1.26.4"))

@@ -57,7 +57,8 @@ def test_kernels_installed_offline_and_chained(replayed) -> None:
     # the inference kernel passed the whole K-fold folder: both folds scored the test set
     assert "2 checkpoint(s): fold_0/model.pt, fold_1/model.pt" in runs["inference"].log.read_text()
     train_input = runs["train"].working.parent / "input"
-    assert (train_input / "rsna-pkg-preprocess").is_symlink()  # kernel_sources mount
+    # kernel_sources mount, in the default (2026) layout
+    assert (train_input / "notebooks" / "rsna-pkg" / "rsna-pkg-preprocess").is_symlink()
     for run in replayed.runs:
         log = run.log.read_text()
         assert "+ rsna" in log

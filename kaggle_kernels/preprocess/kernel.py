@@ -5,6 +5,7 @@ come from $RSNA_PREPROCESS_ARGS when set (the local replay's small sizes).
 """
 
 # >>> bootstrap: copied from rsna_pkg/kaggle/bootstrap.py by `rsna kaggle render`; edit there.
+import fnmatch
 import os
 import shlex
 import subprocess
@@ -16,14 +17,50 @@ KAGGLE = Path(os.environ.get("KAGGLE_ROOT", "/kaggle"))
 INPUT, WORKING = KAGGLE / "input", KAGGLE / "working"
 
 
+def find_inputs(pattern: str) -> list[Path]:
+    """Every folder under /kaggle/input holding a file matching ``pattern``, at any depth and
+    in any mount layout (input/<slug>/, input/competitions/<slug>/,
+    input/datasets/<owner>/<slug>/, input/notebooks/<owner>/<slug>/), sorted."""
+    found, seen = [], set()
+    for folder, dirs, files in os.walk(INPUT, followlinks=True):  # mounts may be symlinks
+        real = os.path.realpath(folder)
+        if real in seen:  # a link back up the tree: walk each folder once
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        if any(fnmatch.fnmatchcase(f, pattern) for f in files):
+            found.append(Path(folder))
+    return sorted(found)
+
+
 def find_input(pattern: str) -> Path:
-    """The folder under /kaggle/input holding a file matching ``pattern``, whatever the mount
-    layout: input/<slug>/, input/competitions/<slug>/, input/datasets/<owner>/<slug>/."""
-    for depth in range(1, 5):
-        hits = sorted(INPUT.glob("*/" * depth + pattern))
-        if hits:
-            return hits[0].parent
-    raise SystemExit(f"no {pattern} under {INPUT}")
+    """The one folder under /kaggle/input holding ``pattern``; two such folders are an error,
+    never a guess (a stale output or a second dataset could hold the same file)."""
+    found = find_inputs(pattern)
+    if not found:
+        raise SystemExit(f"no {pattern} under {INPUT}")
+    if len(found) > 1:
+        raise SystemExit(
+            f"{pattern} is in {len(found)} folders under {INPUT}, expected one: "
+            + ", ".join(str(f.relative_to(INPUT)) for f in found)
+        )
+    return found[0]
+
+
+def find_output(pattern: str, marker: str) -> Path:
+    """The folder holding ``marker`` when there is one (a K-fold output: oof.csv beside
+    fold_<i>/model.pt), else the one holding ``pattern``; a ``pattern`` match outside the
+    chosen folder (a second model source) is an error, never ignored."""
+    chosen = find_input(marker) if find_inputs(marker) else find_input(pattern)
+    stray = [f for f in find_inputs(pattern) if chosen not in (f, *f.parents)]
+    if stray:
+        raise SystemExit(
+            f"{pattern} is in {chosen.relative_to(INPUT)} and also in "
+            + ", ".join(str(f.relative_to(INPUT)) for f in stray)
+            + f" under {INPUT}, expected one source"
+        )
+    return chosen
 
 
 def settings(name: str, default: str) -> list[str]:
@@ -33,7 +70,8 @@ def settings(name: str, default: str) -> list[str]:
 
 def install(gpu: bool = False) -> None:
     """pip install rsna_pkg offline from the wheel dataset, exactly as a Kaggle rerun must;
-    with ``gpu`` also the GPU decoder the dataset bundles: DALI, else nvImageCodec."""
+    with ``gpu`` also the GPU decoder the dataset bundles: DALI, else nvImageCodec. The
+    dataset holds wheels for the image's Python and the next; pip takes those whose tags fit."""
     wheels = find_input("rsna_pkg-*.whl")
     extra = ""
     if gpu and any(wheels.glob("nvidia_dali*.whl")):

@@ -116,6 +116,10 @@ def run(args: argparse.Namespace) -> int:
         f"{n_fail} failed, {len(result.fallback_breasts)} breasts from fallback) "
         f"in {seconds['total']:.1f} s"
     )
+    if result.unscored:  # Kaggle scores the sample's ids only; an extra row is a risk
+        shown = ", ".join(result.unscored[:5]) + (" ..." if len(result.unscored) > 5 else "")
+        log(f"infer: {len(result.unscored)} test.csv breast(s) not in sample_submission.csv, "
+            f"not written: {shown}")  # fmt: skip
     if args.report is not None:
         settings = {
             "data": str(opts.data),

@@ -117,6 +117,7 @@ class InferResult:
     runtime: Runtime | None = None
     skipped_models: list[str] = field(default_factory=list)  # checkpoint, reason
     checkpoints: list[str] = field(default_factory=list)  # every --model, folders expanded
+    unscored: list[str] = field(default_factory=list)  # test.csv breasts not in the sample
 
 
 # test.csv columns a model can do without: a missing one is read as unknown values.
@@ -451,4 +452,6 @@ def assemble_submission(
         for i in sorted(failures)
     ]
     no_image = sorted(set(order) - set(breast.index))
-    return InferResult(frame, table, image_probs, failed, no_image, threshold)
+    result = InferResult(frame, table, image_probs, failed, no_image, threshold)
+    result.unscored = sub.unscored(table["prediction_id"].tolist(), order)
+    return result

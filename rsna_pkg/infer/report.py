@@ -49,6 +49,7 @@ def build_report(
         "breasts": int(len(result.submission)),
         "breasts_in_test": int(result.table["prediction_id"].nunique()),
         "breasts_without_image": result.fallback_breasts,
+        "breasts_not_in_sample": list(getattr(result, "unscored", [])),
         "threshold": result.threshold,
         "positive_breasts": int((result.submission["cancer"] >= 0.5).sum())
         if result.threshold is not None

@@ -109,17 +109,22 @@ def submission_order(
     sample_path: str | Path | None,
     warn: Callable[[str], None] = lambda _: None,
 ) -> list[str]:
-    """Row order: sample_submission.csv's when it exists, then any test.csv breast it lacks.
+    """Row order: exactly sample_submission.csv's ids when it exists, else test.csv's breasts.
 
-    Kaggle scores the rows of the hidden sample submission; test.csv's breasts are the ones
-    we can predict. Their union is written so no breast is ever missing.
+    Kaggle scores the rows of the hidden sample submission, and an id it does not hold is a
+    scoring risk, so a test.csv breast outside the sample is left out (``unscored`` names
+    it). Without a sample (a validation split) every test.csv breast is written.
     """
     unique_test = list(dict.fromkeys(str(i) for i in test_ids))
     if sample_path is None or not Path(sample_path).is_file():
         return unique_test
-    order = read_sample_ids(sample_path, warn)
-    seen = set(order)
-    return order + [i for i in unique_test if i not in seen]
+    return read_sample_ids(sample_path, warn)
+
+
+def unscored(test_ids: Sequence[str], order: Sequence[str]) -> list[str]:
+    """test.csv breasts that ``order`` leaves out (in test.csv order): reported, not written."""
+    written = set(order)
+    return [i for i in dict.fromkeys(str(t) for t in test_ids) if i not in written]
 
 
 def assemble(

@@ -1,10 +1,11 @@
 """Build the offline wheel dataset: our wheel plus every wheel the Kaggle image lacks.
 
-The requirement graph is walked by hand: a requirement the image's manifest pins
-(kaggle_image.txt) is left to the image; anything else is fetched with ``pip download
---only-binary=:all: --no-deps`` for the manifest's Python and platform, whatever Python runs
-the build, and its own requirements are walked in turn. Downloads are cached, so a second
-build makes no network request.
+pip's resolver picks the versions (metadata only) for each Python the manifest names (the
+image's and the ones it moves to), with the image's pins as constraints: a pinned requirement
+is left to the image, except the pins the manifest lets rsna_pkg's extras upgrade; anything
+else is fetched with ``pip download --only-binary=:all: --no-deps`` for that Python and the
+manifest's platform, whatever Python runs the build. A pure-Python wheel serves every Python
+and is stored once. Downloads are cached, so a second build makes no network request.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.parser import Parser
 from pathlib import Path
@@ -68,11 +70,17 @@ class BuildOptions:
             return (DALI_EXTRA,)
         return (NVIMGCODEC_EXTRA,) if self.nvimgcodec else ()
 
-    def target(self, image: ImageManifest | None = None) -> Target:
+    def targets(self, image: ImageManifest | None = None) -> tuple[Target, ...]:
+        """The interpreters the wheels are for: ``python`` alone when given (the replay's),
+        else every Python of the manifest (the image's first)."""
         image = image or self.image()
-        python = ".".join((self.python or image.python_minor).split(".")[:2])
+        pythons = (self.python,) if self.python else image.pythons()
         plats = expand_platforms(self.platforms) if self.platforms else image.platforms()
-        return Target(python, plats)
+        return tuple(Target(".".join(py.split(".")[:2]), plats) for py in pythons)
+
+    def target(self, image: ImageManifest | None = None) -> Target:
+        """The first of ``targets``: the image's own Python unless ``python`` is given."""
+        return self.targets(image)[0]
 
 
 @dataclass
@@ -81,7 +89,8 @@ class BuildResult:
     own_wheel: Path
     bundled: list[Path] = field(default_factory=list)
     provided: list[str] = field(default_factory=list)  # requirements left to the Kaggle image
-    target: str = ""  # the interpreter the wheels are for
+    target: str = ""  # the interpreters the wheels are for
+    upgraded: list[str] = field(default_factory=list)  # pins the extras replace: "name pin -> v"
 
     def summary(self) -> str:
         size = sum(p.stat().st_size for p in [self.own_wheel, *self.bundled]) / 2**20
@@ -89,6 +98,7 @@ class BuildResult:
         lines[0] += f" for {self.target}" if self.target else ""
         lines += [f"  {p.name}" for p in [self.own_wheel, *self.bundled]]
         lines.append(f"  left to the Kaggle image: {', '.join(sorted(self.provided))}")
+        lines += [f"  upgrades the image's {u} (extras-upgrade)" for u in self.upgraded]
         return "\n".join(lines)
 
 
@@ -140,20 +150,55 @@ def build_dataset(
     from rsna_pkg.kaggle.render import dataset_metadata, dumps
 
     image = opts.image()
-    target = opts.target(image)
+    targets = opts.targets(image)
     _prepare_out(out)
     own = build_own_wheel(project or repo, out)
+    own_name = canonical(str(wheel_metadata(own)["name"]))
     extras = opts.extras()
-    result = BuildResult(out=out, own_wheel=own, target=target.describe())
-    for name, version in sorted(resolve(own, extras, image, target, opts).items()):
-        if name == canonical(str(wheel_metadata(own)["name"])):
-            continue
-        if name in image.pins:
-            result.provided.append(name)
-        else:
-            result.bundled.append(_place(fetch(name, f"=={version}", target, opts), out))
+    pythons = " and ".join(t.python for t in targets)
+    result = BuildResult(out=out, own_wheel=own, target=f"CPython {pythons} on "
+                         f"{targets[0].platforms[0]}")  # fmt: skip
+    for target in targets:
+        for name, version in sorted(resolve(own, extras, image, target, opts).items()):
+            if name == own_name:
+                continue
+            if image.pins.get(name, "").split("+")[0] == version:
+                result.provided.append(name)
+                continue
+            if name in image.pins:  # an extras-upgrade pin the extras need newer
+                result.upgraded.append(f"{name} {image.pins[name]} -> {version}")
+            wheel = fetch(name, f"=={version}", target, opts)
+            if not (out / wheel.name).exists():  # a pure-Python wheel: once for every Python
+                result.bundled.append(_place(wheel, out))
+    result.provided = sorted(set(result.provided))
+    result.upgraded = list(dict.fromkeys(result.upgraded))
     (out / DATASET_METADATA).write_text(dumps(dataset_metadata(cfg, "wheels")))
     return result
+
+
+def stub_wheel(
+    folder: Path, name: str, version: str, requires: Sequence[str] = (), tag: str = "py3-none-any"
+) -> Path:
+    """A metadata-only wheel: all pip's resolver reads of a package (tags, Requires-Dist)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    base = f"{canonical(name).replace('-', '_')}-{version}"
+    path = folder / f"{base}-{tag}.whl"
+    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    meta += "".join(f"Requires-Dist: {r}\n" for r in requires)
+    wheel = f"Wheel-Version: 1.0\nGenerator: rsna_pkg\nRoot-Is-Purelib: true\nTag: {tag}\n"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{base}.dist-info/METADATA", meta)
+        zf.writestr(f"{base}.dist-info/WHEEL", wheel)
+        zf.writestr(f"{base}.dist-info/RECORD", "")
+    return path
+
+
+def image_stubs(image: ImageManifest, folder: Path) -> Path:
+    """A stub wheel per pin (local labels dropped): the image's packages as pip sees them,
+    for any Python, even one the pinned release has no wheel for (numpy 2.0.2 on 3.13)."""
+    for name, version in image.pins.items():
+        stub_wheel(folder, name, version.split("+")[0])
+    return folder
 
 
 def resolve(
@@ -167,7 +212,7 @@ def resolve(
     """
     requires = sorted(map(str, wheel_metadata(own)["requires"]))
     key = json.dumps([requires, extras, sorted(image.pins.items()), target.python,
-                      target.platforms[0]])  # fmt: skip
+                      target.platforms[0], image.extras_upgrade, "stubs"])  # fmt: skip
     memo = (
         cache_dir(opts).parent
         / "resolved"
@@ -177,15 +222,18 @@ def resolve(
         return dict(json.loads(memo.read_text()))
     with tempfile.TemporaryDirectory() as tmp:
         constraints = Path(tmp, "image.txt")
-        # a local label (+cu128) names a build the registry does not hold; same requirements
-        constraints.write_text("".join(f"{n}=={v.split('+')[0]}\n" for n, v in image.pins.items()))
+        # a local label (+cu128) names a build the registry does not hold; same requirements.
+        # An extras-upgrade pin is left free when extras are asked: they may need it newer.
+        fixed = {n: v for n, v in image.pins.items() if not (extras and n in image.extras_upgrade)}
+        constraints.write_text("".join(f"{n}=={v.split('+')[0]}\n" for n, v in fixed.items()))
         report = Path(tmp, "report.json")
         platforms = [arg for p in target.platforms for arg in ("--platform", p)]
         wanted = f"{own}[{','.join(extras)}]" if extras else str(own)
+        stubs = image_stubs(image, Path(tmp, "image"))
         _pip(
             "install", "--dry-run", "--ignore-installed", "-q", "--only-binary=:all:",
             "--python-version", target.python, *platforms, "--target", str(Path(tmp, "t")),
-            "--report", str(report), "-c", str(constraints), wanted,
+            "--report", str(report), "-c", str(constraints), "--find-links", str(stubs), wanted,
         )  # fmt: skip
         picked = {
             canonical(item["metadata"]["name"]): str(item["metadata"]["version"])

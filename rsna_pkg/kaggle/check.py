@@ -1,7 +1,8 @@
 """Validate every kernel and dataset metadata file offline, with the kaggle CLI's own code.
 
 ``kaggle kernels push`` and ``kaggle datasets create/version`` validate before their first
-network call. We run those very methods on a ``KaggleApi`` that never authenticates: the
+network call. We run those very methods (public ones only, present in every kaggle release
+setup.py allows) on a ``KaggleApi`` that never authenticates: the
 kernel push gets a fake client that records the save request, the dataset calls stop at
 their first network step. Fake credentials and a temporary KAGGLE_CONFIG_DIR keep
 ``~/.kaggle`` untouched. On top come checks Kaggle leaves to the server or to luck: sources
@@ -15,6 +16,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -70,7 +72,9 @@ def offline_api() -> Iterator[Any]:
                     raise InputError(f"the check needs the kaggle CLI package: {exc}") from exc
 
                 api = KaggleApi()
-                api._load_config()
+                # what authenticate() would read from the environment, set without it
+                api.config_values = {api.CONFIG_NAME_USER: "offline-check",
+                                     api.CONFIG_NAME_KEY: "0" * 32}  # fmt: skip
             yield api
         finally:
             for key, value in saved.items():
@@ -124,8 +128,8 @@ def check_kernel(api: Any, folder: Path, meta: dict[str, Any]) -> tuple[list[Pro
         if error:
             probs.append(Problem(path, name, error))
 
-    field("id", lambda: api.parse_kernel_string(meta["id"]))
-    field("id", lambda: _slug_syntax(api, meta["id"]))
+    field("id", partial(api.validate_kernel_string, meta.get("id")))
+    field("id", partial(slug_syntax, str(meta.get("id"))))
     if len(str(meta.get("title", ""))) < 5:
         probs.append(Problem(path, "title", "must be at least five characters"))
     code = meta.get("code_file")
@@ -164,7 +168,7 @@ def check_dataset(api: Any, folder: Path, meta: dict[str, Any]) -> list[Problem]
     if error or ref.count("/") != 1:
         probs.append(Problem(path, "id", error or f"{ref!r} is not 'owner/slug'"))
     else:
-        error, _ = _call(lambda: _slug_syntax(api, ref))
+        error, _ = _call(partial(slug_syntax, ref))
         if error:
             probs.append(Problem(path, "id", error))
         if not 6 <= len(ref.split("/")[1]) <= 50:
@@ -185,11 +189,25 @@ def check_dataset(api: Any, folder: Path, meta: dict[str, Any]) -> list[Problem]
     return probs
 
 
-def _slug_syntax(api: Any, ref: str) -> None:
-    """Kaggle's own slug rule (lowercase, digits, single hyphens) for owner and slug."""
-    owner, slug = ref.split("/")[:2]
-    api._validate_slug_syntax(owner, allow_underscore=True)
-    api._validate_slug_syntax(slug)
+# Kaggle's slug rule, as kaggle 2.2.5 enforces it: lowercase letters and digits, single
+# separators inside (hyphens; owners may also use underscores). Written out here because
+# older CLIs lack the method (the private _validate_slug_syntax is absent from 2.2.3).
+OWNER_SLUG = re.compile(r"[a-z0-9]+(?:[_-][a-z0-9]+)*")
+SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+def slug_syntax(ref: str) -> None:
+    """Raise ValueError unless ``ref`` is ``owner/slug`` with both parts in Kaggle's syntax."""
+    parts = ref.split("/")
+    if len(parts) != 2:
+        raise ValueError(f"{ref!r} is not 'owner/slug'")
+    owner, slug = parts
+    if not OWNER_SLUG.fullmatch(owner):
+        raise ValueError(f"invalid owner slug {owner!r}: lowercase letters, digits and single "
+                         "inner hyphens or underscores")  # fmt: skip
+    if not SLUG.fullmatch(slug):
+        raise ValueError(f"invalid slug {slug!r}: lowercase letters, digits and single inner "
+                         "hyphens")  # fmt: skip
 
 
 def _subfolders(root: Path) -> list[Path]:

@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     push.add_argument("--message", default="rsna_pkg release", help="dataset version notes")
     push.add_argument("--owner", help="Kaggle owner (default: $RSNA_KAGGLE_OWNER or kaggle.toml)")
+    push.add_argument(
+        "--dataset-timeout", type=float, default=1800.0,
+        help="seconds to wait for Kaggle to process each dataset version (1800)",
+    )  # fmt: skip
     _build_options(push)
 
 
@@ -57,7 +61,9 @@ def _build_options(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="Kaggle image manifest (default: the packaged kaggle_image.txt)",
     )
-    parser.add_argument("--python", help="target Python X.Y (default: the manifest's)")
+    parser.add_argument(
+        "--python", help="one target Python X.Y (default: the manifest's python and also-python)"
+    )
     parser.add_argument(
         "--platform", action="append",
         help="wheel platform tag, repeatable; older glibc tags are implied (default: the manifest's)",
@@ -94,30 +100,36 @@ def run(args: argparse.Namespace) -> int:
     from rsna_pkg.kaggle.push import push
 
     return push(
-        repo, cfg, _options(args), args.work, args.dry_run, args.kernels, args.model, args.message
-    )
+        repo, cfg, _options(args), args.work, args.dry_run, args.kernels, args.model, args.message,
+        dataset_timeout=args.dataset_timeout,
+    )  # fmt: skip
 
 
 def _check(repo: Path, cfg: KaggleConfig, args: argparse.Namespace) -> int:
     import tempfile
 
     from rsna_pkg.kaggle.build import build_dataset
-    from rsna_pkg.kaggle.bundle_check import check_bundle
+    from rsna_pkg.kaggle.bundle_check import describe, inspect_bundle, pip_proof
     from rsna_pkg.kaggle.check import check_repo
 
     problems: list[object] = list(check_repo(repo, cfg))
     if not args.no_bundle:
         opts = _options(args)
         image = opts.image()
+        targets = opts.targets(image)
         with tempfile.TemporaryDirectory(prefix="rsna_bundle_") as tmp:
             bundle = args.bundle
             if bundle is None:
                 bundle = Path(tmp) / "wheels"
                 print(build_dataset(bundle, cfg, opts, repo=repo).summary())
-            found = check_bundle(bundle, image, opts.target(image))
-        print(f"bundle {bundle} against {image.release} ({image.path.name}): "
-              f"{len(found)} problem(s)")  # fmt: skip
-        problems += found
+            report = inspect_bundle(bundle, image, targets)
+            for target in targets:  # pip's resolver too, once per Python
+                report.problems += pip_proof(bundle, image, target)
+        print(f"bundle {bundle} against {image.release} ({image.path.name}), "
+              f"{describe(targets)}: {len(report.problems)} problem(s)")  # fmt: skip
+        for line in report.upgrades:
+            print(f"  {line}")
+        problems += report.problems
     for problem in problems:
         print(problem)
     print(f"rsna kaggle check: {len(problems)} problem(s)" if problems else "all checks passed")

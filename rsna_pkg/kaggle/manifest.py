@@ -15,7 +15,15 @@ from pathlib import Path
 from rsna_pkg.errors import InputError
 
 IMAGE_MANIFEST = Path(__file__).with_name("kaggle_image.txt")
-FIELDS = ("release", "python", "platform", "source", "replay-local")
+FIELDS = (
+    "release",
+    "python",
+    "platform",
+    "source",
+    "replay-local",
+    "also-python",
+    "extras-upgrade",
+)
 LEGACY_MANYLINUX = {"manylinux1": 5, "manylinux2010": 12, "manylinux2014": 17}
 
 
@@ -33,10 +41,19 @@ class ImageManifest:
     source: str
     pins: dict[str, str]  # canonical name -> version, as the image's freeze spells it
     replay_local: tuple[str, ...] = ()  # fnmatch patterns: linked, not installed, by the replay
+    also_python: tuple[str, ...] = ()  # "3.13": the bundle carries wheels for these too
+    extras_upgrade: tuple[str, ...] = ()  # pins rsna_pkg's extras may replace (canonical names)
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"3\.\d+(\.\d+)?", self.python):
-            raise InputError(f"{self.path}: python: {self.python!r} is not a 3.X[.Y] version")
+        for field, value in (
+            ("python", self.python),
+            *(("also-python", v) for v in self.also_python),
+        ):
+            if not re.fullmatch(r"3\.\d+(\.\d+)?", value):
+                raise InputError(f"{self.path}: {field}: {value!r} is not a 3.X[.Y] version")
+        unpinned = [n for n in self.extras_upgrade if n not in self.pins]
+        if unpinned:
+            raise InputError(f"{self.path}: extras-upgrade: {', '.join(unpinned)} not pinned")
         if not self.platform.endswith("_x86_64"):
             raise InputError(f"{self.path}: platform: {self.platform!r} is not an x86_64 tag")
 
@@ -44,6 +61,11 @@ class ImageManifest:
     def python_minor(self) -> str:
         """``3.12`` of ``3.12.13``: what wheel tags and pip's --python-version speak."""
         return ".".join(self.python.split(".")[:2])
+
+    def pythons(self) -> tuple[str, ...]:
+        """Every Python X.Y the wheel dataset serves: the image's, then the ones it moves to."""
+        minors = [".".join(p.split(".")[:2]) for p in (self.python, *self.also_python)]
+        return tuple(dict.fromkeys(minors))
 
     def platforms(self) -> tuple[str, ...]:
         """Every platform tag the image accepts, newest first (glibc is backward compatible)."""
@@ -108,4 +130,6 @@ def load_manifest(path: Path | None = None) -> ImageManifest:
         source=fields.get("source", ""),
         pins=pins,
         replay_local=tuple(fields.get("replay-local", "").split()),
+        also_python=tuple(fields.get("also-python", "").split()),
+        extras_upgrade=tuple(canonical(n) for n in fields.get("extras-upgrade", "").split()),
     )

@@ -1,8 +1,11 @@
 """Push the wheel dataset (and optionally a model) and the kernels with the real kaggle CLI.
 
 Order: build the wheel dataset, run every check (the repo's files and the staged dataset
-folders), then ``kaggle datasets create|version -p DIR`` and ``kaggle kernels push -p DIR`` in
-chain order, waiting for each kernel to finish before pushing the one that reads its output.
+folders), then ``kaggle datasets create|version -p DIR``, waiting until Kaggle has processed
+each dataset version (a kernel pushed before that cannot mount it: the CLI only prints "not
+valid dataset sources" and exits 0, which we treat as the error it is), then ``kaggle kernels
+push -p DIR`` in chain order, waiting for each kernel to finish before pushing the one that
+reads its output.
 Credentials come from the user's environment or ~/.kaggle/kaggle.json, never this repo.
 """
 
@@ -23,7 +26,15 @@ from rsna_pkg.kaggle.check import check_dataset, check_repo, offline_api
 from rsna_pkg.kaggle.paths import DATASET_METADATA, KERNEL_ORDER, KaggleConfig, kernel_dir
 from rsna_pkg.kaggle.render import dataset_metadata, dumps
 
-POLL_SECONDS = 60
+POLL_SECONDS = 60  # between two `kaggle kernels status`
+DATASET_POLL_SECONDS = 15  # between two `kaggle datasets status`
+DATASET_TIMEOUT = 1800.0  # a 500 MiB DALI bundle can take minutes to process
+# `kaggle datasets status` prints kagglesdk's DatabundleVersionStatus in lower case: ready,
+# or a processing step (blobs_received, ...), or one of these, which no wait will mend.
+DATASET_FAILED = ("failed", "deleted", "error")
+# What `kaggle kernels push` prints, exit code 0, when the push did not do what was asked.
+PUSH_REFUSALS = ("not valid dataset sources", "not valid kernel sources",
+                 "not valid competition sources", "not valid model sources", "push error")  # fmt: skip
 
 
 def kaggle_cli() -> list[str]:
@@ -63,6 +74,7 @@ def push(
     kernels: Sequence[str] | None,
     model: Path | None,
     message: str,
+    dataset_timeout: float = DATASET_TIMEOUT,
 ) -> int:
     names = [k for k in KERNEL_ORDER if kernels is None or k in kernels]
     if kernels and set(kernels) - set(KERNEL_ORDER):
@@ -83,17 +95,21 @@ def push(
     for name, folder in datasets.items():
         status, version, create = dataset_commands(cfg, name, folder, message)
         if dry_run:
-            print(_show(status), "# exists?", "then", _show(version), "else", _show(create))
+            print(_show(status), "# exists?", "then", _show(version), "else", _show(create),
+                  "&&", "wait for", _show(status), "== ready")  # fmt: skip
             continue
         exists = _run(cli, status, check=False) == 0
         _run(cli, version if exists else create)
+        wait_for_dataset(cli, status[-1], dataset_timeout)
     for name in names:
         ref = cfg.ref(cfg.kernels[name].slug)
         cmd = ["kernels", "push", "-p", str(kernel_dir(repo, name))]
         if dry_run:
             print(_show(cmd), "&&", "wait for", _show(["kernels", "status", ref]), "== complete")
             continue
-        _run(cli, cmd)
+        refused = push_refusal(_run_captured(cli, cmd))
+        if refused:
+            raise RsnaError(f"{_show(cmd)}: {refused}")
         if name != names[-1]:
             wait_for(cli, ref)
     inference = cfg.ref(cfg.kernels["inference"].slug)
@@ -115,6 +131,53 @@ def wait_for(cli: list[str], ref: str) -> None:
             raise RsnaError(f"kernel {ref}: {text.strip()}")
         print(f"waiting for {ref}: {text.strip()}", flush=True)
         time.sleep(POLL_SECONDS)
+
+
+def dataset_state(said: str) -> str:
+    """The status word of ``kaggle datasets status`` (its last line: ready, pending, ...)."""
+    lines = said.strip().lower().splitlines()
+    return lines[-1].strip().strip('"') if lines else ""
+
+
+def wait_for_dataset(cli: list[str], ref: str, timeout: float) -> None:
+    """Poll ``kaggle datasets status`` until the dataset is ready, else fail after ``timeout``
+    seconds: a kernel pushed earlier would not mount the new version."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run([*cli, "datasets", "status", ref], capture_output=True, text=True)
+        said = (out.stdout + out.stderr).strip()
+        state = dataset_state(said)
+        if out.returncode == 0 and state == "ready":
+            print(f"dataset {ref}: ready", flush=True)
+            return
+        if out.returncode != 0 or state in DATASET_FAILED:
+            raise RsnaError(f"dataset {ref}: kaggle datasets status says {said!r}")
+        if time.monotonic() >= deadline:
+            raise RsnaError(
+                f"dataset {ref}: still {state!r} after {timeout:.0f} s (--dataset-timeout); "
+                "the kernels were not pushed"
+            )
+        print(f"waiting for dataset {ref}: {state}", flush=True)
+        time.sleep(DATASET_POLL_SECONDS)
+
+
+def push_refusal(said: str) -> str | None:
+    """The line of ``kaggle kernels push`` output that says the push failed, if any."""
+    for line in said.splitlines():
+        if any(words in line.lower() for words in PUSH_REFUSALS):
+            return line.strip()
+    return None
+
+
+def _run_captured(cli: list[str], args: list[str]) -> str:
+    """Run and echo; returns what it printed. A non-zero exit is an error."""
+    print("+", _show(args), flush=True)
+    done = subprocess.run([*cli, *args], capture_output=True, text=True)
+    said = done.stdout + done.stderr
+    print(said, end="", flush=True)
+    if done.returncode != 0:
+        raise RsnaError(f"{_show(args)} failed (exit {done.returncode}): {said.strip()[-300:]}")
+    return said
 
 
 def _show(args: list[str]) -> str:

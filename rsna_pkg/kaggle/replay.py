@@ -47,7 +47,7 @@ class ReplayOptions:
     patients: int = 60
     seed: int = 0
     difficulty: str = "easy"  # synthetic data: rsna synth --difficulty
-    layout: str = "new"  # new: input/competitions/<slug>, input/datasets/<owner>/<slug>
+    layout: str = "new"  # see mount_point: new (2026) or old (input/<slug>)
     kernels: tuple[str, ...] = KERNEL_ORDER
     settings: dict[str, str] = field(default_factory=lambda: dict(SMALL_SETTINGS))
     build: BuildOptions = BuildOptions()  # replicate sets python to the running interpreter's
@@ -139,23 +139,37 @@ def replay(
     return result
 
 
+LAYOUTS = ("new", "old")
+
+
+def mount_point(kind: str, ref: str, layout: str) -> str:
+    """Where Kaggle mounts a source under /kaggle/input: ``new`` is the 2026 layout
+    (competitions/<slug>, datasets/<owner>/<slug>, notebooks/<owner>/<slug>), ``old`` the
+    flat input/<slug> that some sessions still get."""
+    if layout not in LAYOUTS:
+        raise InputError(f"--layout {layout!r}: choose from {', '.join(LAYOUTS)}")
+    if layout == "old":
+        return ref.split("/")[-1]
+    folder = {"competition": "competitions", "dataset": "datasets", "kernel": "notebooks"}[kind]
+    return f"{folder}/{ref}"  # ref: <slug> for a competition, else <owner>/<slug>
+
+
 def mount(root: Path, cfg: KaggleConfig, mounts: dict[str, Path], meta: dict, layout: str) -> None:
     """Lay out ROOT/input/ for one kernel from its metadata's sources (symlinks)."""
     inp = root / "input"
     links: dict[Path, Path] = {}
     for comp in meta.get("competition_sources", []):
-        links[inp / ("competitions/" if layout == "new" else "") / comp] = mounts["competition"]
+        links[inp / mount_point("competition", comp, layout)] = mounts["competition"]
     for ref in meta.get("dataset_sources", []):
-        owner, slug = ref.split("/")[:2]
+        slug = ref.split("/")[-1]
         if f"dataset:{slug}" not in mounts:
             raise InputError(f"replay: dataset {ref} has no local stand-in")
-        where = f"datasets/{owner}/{slug}" if layout == "new" else slug
-        links[inp / where] = mounts[f"dataset:{slug}"]
+        links[inp / mount_point("dataset", ref, layout)] = mounts[f"dataset:{slug}"]
     for ref in meta.get("kernel_sources", []):
-        slug = ref.split("/")[1]
+        slug = ref.split("/")[-1]
         if f"kernel:{slug}" not in mounts:
             raise InputError(f"replay: kernel {ref} must run before this one")
-        links[inp / slug] = mounts[f"kernel:{slug}"]
+        links[inp / mount_point("kernel", ref, layout)] = mounts[f"kernel:{slug}"]
     for link, target in links.items():
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(target.resolve(), target_is_directory=True)
@@ -217,18 +231,20 @@ def run_kernel(
 
 
 def check_submission(path: Path, test_csv: Path) -> list[str]:
-    """What Kaggle's scorer would reject: header, one row per prediction_id, values in [0, 1]."""
+    """What Kaggle's scorer would reject: header, one row per prediction_id it scores (those
+    of sample_submission.csv beside test.csv, else test.csv's), values in [0, 1]."""
     import pandas as pd
 
     if not path.is_file():
         return ["Submission CSV Not Found"]
-    test = pd.read_csv(test_csv)
-    sub = pd.read_csv(path)
+    sample = test_csv.with_name("sample_submission.csv")
+    scored = pd.read_csv(sample if sample.is_file() else test_csv, dtype={"prediction_id": str})
+    sub = pd.read_csv(path, dtype={"prediction_id": str})
     problems = []
     if list(sub.columns) != ["prediction_id", "cancer"]:
         problems.append(f"header {list(sub.columns)} is not prediction_id,cancer")
         return problems
-    expected = set(test["prediction_id"].astype(str))
+    expected = set(scored["prediction_id"].astype(str))
     ids = sub["prediction_id"].astype(str)
     if ids.duplicated().any():
         problems.append(f"duplicated prediction_id {sorted(ids[ids.duplicated()])[:3]}")

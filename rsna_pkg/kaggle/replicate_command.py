@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="synthetic difficulty (rsna synth --difficulty)")  # fmt: skip
     parser.add_argument(
         "--layout", choices=("new", "old"), default="new",
-        help="new: input/competitions/<slug>, input/datasets/<owner>/<slug>; old: input/<slug>",
+        help="new: input/competitions/<slug>, input/datasets/<owner>/<slug>, "
+        "input/notebooks/<owner>/<slug>; old: input/<slug>",
     )  # fmt: skip
     parser.add_argument(
         "--kernels", nargs="+", default=None, help="run only these (in chain order)"

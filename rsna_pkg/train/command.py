@@ -72,9 +72,17 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, default=0, help="early stopping (0: off)")
     p.add_argument("--aggregation", choices=("mean", "max"), default="mean")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--pretrained", type=Path, default=None, help="local torchvision state_dict file"
-    )
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument(
+        "--pretrained", type=Path, default=None,
+        help="local weights file: a torchvision state_dict, or for timm:NAME a timm "
+        ".safetensors/.pth (`rsna weights convert` makes one from efficientnet_pytorch weights)",
+    )  # fmt: skip
+    weights.add_argument(
+        "--pretrained-dir", type=Path, default=None,
+        help="weights per backbone: DIR/<backbone>.safetensors|.pth|.pt (a timm name without "
+        "'timm:'); a backbone without one starts from random weights",
+    )  # fmt: skip
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument(
         "--workers", type=int, default=None,
@@ -120,9 +128,10 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
     except InputError as exc:
         raise InputError(f"--backbone: {exc}") from exc
     check_input_size(backbone, *args.size)
+    weights = pretrained_path(args, backbone)
     freeze = args.freeze
     if freeze == "auto":
-        freeze = "features" if args.pretrained else "none"
+        freeze = "features" if weights else "none"
     aug = AugmentConfig()
     if args.no_augment:
         aug = AugmentConfig(vflip=0, affine_p=0, brightness=0, contrast=0, gamma_min=1,
@@ -136,9 +145,8 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
         aggregation=args.aggregation, aux_heads=aux_heads(list(aux)),
         **backbone_model_fields(backbone),
     )  # fmt: skip
-    return TrainConfig(
-        model=model, freeze=freeze,
-        pretrained=str(args.pretrained) if args.pretrained else None, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    cfg = TrainConfig(
+        model=model, freeze=freeze, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, optimizer=args.optimizer,
         warmup_epochs=args.warmup_epochs, accumulate=args.accumulate, ema=args.ema,
         balance=args.balance, pos_fraction=args.pos_fraction, neg_fraction=args.neg_fraction,
@@ -147,12 +155,40 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
         val_frac=args.val_frac, folds=args.folds, fold=args.fold or 0, workers=workers,
         threads=args.threads, device=args.device, grad_checkpoint=args.grad_checkpoint,
     )  # fmt: skip
+    return with_weights(cfg, weights)
+
+
+def pretrained_path(args: argparse.Namespace, backbone: str) -> str | None:
+    """--pretrained, else the backbone's file in --pretrained-dir; None: random weights."""
+    from rsna_pkg.train.study import weights_file
+
+    if args.pretrained is not None:
+        return str(args.pretrained)
+    if args.pretrained_dir is None:
+        return None
+    if not args.pretrained_dir.is_dir():
+        raise InputError(f"--pretrained-dir {args.pretrained_dir}: not a folder")
+    return weights_file(args.pretrained_dir, backbone)
+
+
+def with_weights(cfg: Any, path: str | None) -> Any:
+    """``cfg`` starting from weights file ``path`` (None: random), its name and sha256
+    recorded in the model config, so the checkpoint says what it was fine-tuned from."""
+    from rsna_pkg.models.foreign import init_weights
+
+    origin = init_weights(Path(path)) if path else None
+    return cfg.with_(pretrained=path).with_model(init_weights=origin)
 
 
 def run(args: argparse.Namespace) -> int:
     from rsna_pkg.train.loop import run_training
 
     cfg = config_from_args(args, args.backbone)
+    if args.pretrained_dir is not None and cfg.pretrained is None:
+        print(f"--pretrained-dir {args.pretrained_dir}: no weights file for {args.backbone}; "
+              "random initialisation")  # fmt: skip
+    elif cfg.model.init_weights is not None:
+        print(f"starting from {cfg.pretrained} (sha256 {cfg.model.init_weights.sha256})")
     if cfg.folds > 1 and args.fold is None:
         return run_all_folds(cfg, args)
     metrics = run_training(cfg, args.data, args.images, args.out, resume=args.resume)

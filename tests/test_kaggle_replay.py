@@ -12,6 +12,7 @@ import pytest
 from rsna_pkg.kaggle.build import BuildOptions
 from rsna_pkg.kaggle.paths import KERNEL_ORDER, find_repo, load_config
 from rsna_pkg.kaggle.replay import SMALL_SETTINGS, ReplayOptions, check_submission, replay
+from rsna_pkg.models.checkpoint import read_checkpoint
 
 REPO = find_repo(Path(__file__).parent)
 TINY = {
@@ -19,8 +20,8 @@ TINY = {
     "eda": "--sample 1 --max-headers 20 --workers 1 --no-progress",
     "preprocess": "--size 128 64 --workers 2 --quiet",
     # two folds: the inference kernel must find and ensemble a K-fold output
-    "train": "--backbone resnet18 --epochs 1 --batch-size 16 --workers 0 --threads 2 "
-    "--device cpu --folds 2",
+    "train": "--backbone timm:efficientnet_lite0 --freeze none --epochs 1 --batch-size 16 "
+    "--workers 0 --threads 2 --device cpu --folds 2",
 }
 
 pytestmark = pytest.mark.slow
@@ -59,6 +60,15 @@ def test_kernels_installed_offline_and_chained(replayed) -> None:
     train_input = runs["train"].working.parent / "input"
     # kernel_sources mount, in the default (2026) layout
     assert (train_input / "notebooks" / "rsna-pkg" / "rsna-pkg-preprocess").is_symlink()
+    # every fold started from the weights dataset's ImageNet file, and says so; inference
+    # scores from the checkpoints alone, with no weights dataset mounted
+    assert (train_input / "datasets/rsna-pkg/rsna-pkg-weights/weights.json").is_file()
+    for fold in sorted(train_out.glob("fold_*/model.pt")):
+        origin = read_checkpoint(fold)["model"]["init_weights"]
+        assert origin["file"] == "efficientnet_lite0.safetensors", fold
+    inference_input = runs["inference"].working.parent / "input"
+    assert (train_input / "datasets/rsna-pkg/rsna-pkg-weights").is_symlink()
+    assert not any(p.name == "rsna-pkg-weights" for p in inference_input.rglob("*"))
     for run in replayed.runs:
         log = run.log.read_text()
         assert "+ rsna" in log

@@ -227,3 +227,20 @@ def test_models_never_import_train() -> None:
             "print([m for m in sys.modules if m.startswith('rsna_pkg.train')])")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_freeze_top_trains_the_last_stage_head_conv_and_fusion_head_only() -> None:
+    pytest.importorskip("timm")
+    model = CancerClassifier("timm:efficientnet_lite0", meta_dim=3)
+    apply_freeze(model, "top")
+    trainable = {n.split(".")[1] if n.startswith("body.") else n.split(".")[0]
+                 for n, p in model.named_parameters() if p.requires_grad}  # fmt: skip
+    assert trainable == {"blocks", "conv_head", "bn2", "head"}
+    last = len(model.body.blocks) - 1
+    for name, p in model.named_parameters():
+        if name.startswith("body.blocks."):
+            assert p.requires_grad == (int(name.split(".")[2]) == last), name
+    model.train()
+    assert not model.body.blocks[0].training and model.body.blocks[last].training
+    with pytest.raises(InputError, match="--freeze top: ResNet"):
+        apply_freeze(CancerClassifier("resnet18"), "top")

@@ -1,4 +1,5 @@
-"""Kaggle kernel: train on the preprocess kernel's PNGs; writes /kaggle/working/model.pt.
+"""Kaggle kernel: train on the preprocess kernel's PNGs from the ImageNet weights dataset;
+writes /kaggle/working/model.pt.
 
 Installs rsna_pkg offline from the wheel dataset, then calls the library; extra arguments
 come from $RSNA_TRAIN_ARGS when set (the local replay's small sizes).
@@ -99,9 +100,14 @@ def rsna(*args: str, ok: tuple[int, ...] = (0,)) -> None:
 install()
 data = find_input("train.csv")
 images = find_input("manifest.csv")
+# ImageNet weights dataset: <timm name>.safetensors per backbone; the checkpoint records
+# the file's name and sha256, so inference needs no weights dataset.
+weights = find_input("weights.json")
 # Train at the size the preprocess kernel wrote (recorded beside its PNGs).
 pre = json.loads((images / "preprocess_config.json").read_text())
 size = [str(pre["height"]), str(pre["width"])]
-args = settings("train", "--backbone resnet18 --epochs 12 --workers 4")
+# The best measured recipe: efficientnet_lite0 from ImageNet, fully fine-tuned (issue 21).
+recipe = "--backbone timm:efficientnet_lite0 --freeze none --epochs 12 --workers 4"
+args = settings("train", recipe)
 paths = ["--data", str(data), "--images", str(images), "--out", str(WORKING)]
-rsna("train", *paths, "--size", *size, *args)
+rsna("train", *paths, "--size", *size, "--pretrained-dir", str(weights), *args)

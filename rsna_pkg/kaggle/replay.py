@@ -2,6 +2,7 @@
 
 Steps: a competition dataset (synthetic by default), the wheel dataset (build.py) for the
 interpreter that runs the replay, checked against the image's pins (bundle_check.py), the
+ImageNet weights dataset (weights.py, from the installed registry packages), the
 Kaggle image built from its manifest and cached (sandbox.py), then each kernel's pushed ``kernel.py`` in its own process
 and its own simulated /kaggle: the competition, the datasets and the outputs of the kernels
 it names in ``kernel_sources`` mounted under input/, cwd = working/, internet off when its
@@ -26,6 +27,7 @@ from rsna_pkg.kaggle import sandbox
 from rsna_pkg.kaggle.build import BuildOptions, build_dataset
 from rsna_pkg.kaggle.bundle_check import check_bundle
 from rsna_pkg.kaggle.paths import KERNEL_METADATA, KERNEL_ORDER, KaggleConfig, kernel_dir
+from rsna_pkg.kaggle.weights import build_weights
 
 MARKER = ".rsna_replay"  # a work folder holding this may be wiped by the next replay
 
@@ -34,8 +36,8 @@ MARKER = ".rsna_replay"  # a work folder holding this may be wiped by the next r
 SMALL_SETTINGS: dict[str, str] = {
     "eda": "--sample 2 --max-headers 40 --workers 2 --no-progress",
     "preprocess": "--size 256 128 --workers 2 --quiet",
-    "train": "--backbone resnet18 --epochs 3 --batch-size 16 --workers 0 --threads 2 "
-    "--device cpu --val-frac 0.3",
+    "train": "--backbone timm:efficientnet_lite0 --freeze none --epochs 3 --batch-size 16 "
+    "--workers 0 --threads 2 --device cpu --val-frac 0.3",
     "inference": "--batch-size 8 --workers 1 --device cpu",
 }
 
@@ -118,10 +120,15 @@ def replay(
         raise RsnaError(f"{wheels} would not install on the image:\n" + "\n".join(map(str, unmet)))
     seconds["wheels"] = time.perf_counter() - start
     start = time.perf_counter()
+    weights = opts.work / "datasets" / cfg.datasets["weights"].slug
+    log(build_weights(weights, cfg).summary())
+    seconds["weights"] = time.perf_counter() - start
+    start = time.perf_counter()
     venv = sandbox.make_image_env(image, opts.image_cache, log=log)
     seconds["image env"] = time.perf_counter() - start
-    mounts = {"competition": data, f"dataset:{cfg.datasets['wheels'].slug}": wheels}
-    _read_only([wheels] if opts.data else [wheels, data])
+    mounts = {"competition": data, f"dataset:{cfg.datasets['wheels'].slug}": wheels,
+              f"dataset:{cfg.datasets['weights'].slug}": weights}  # fmt: skip
+    _read_only([wheels, weights] if opts.data else [wheels, weights, data])
     runs: list[KernelRun] = []
     for name in opts.kernels:
         run = run_kernel(repo, cfg, name, opts, venv, mounts, log)

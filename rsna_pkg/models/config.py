@@ -79,6 +79,26 @@ def decision_problem(config: ModelConfig) -> str:
 
 
 @dataclass(frozen=True)
+class InitWeights:
+    """The weights file a model started from (``--pretrained``): its name and sha256, and
+    for a converted file (``rsna weights convert``) the source file's, so a checkpoint says
+    which ImageNet weights it was fine-tuned from. Provenance only: nothing reads the file
+    again (the checkpoint holds every trained weight)."""
+
+    file: str
+    sha256: str
+    source_file: str = ""
+    source_sha256: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InitWeights:
+        return cls(**known_fields(cls, d, "init weights"))
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     backbone: str = "resnet18"
     preprocess: PreprocessConfig = field(
@@ -99,6 +119,8 @@ class ModelConfig:
     aux_heads: tuple[tuple[str, int], ...] = ()
     # timm backbones: the pretrained data config (None: torchvision, ImageNet's gray norm)
     pretrained_cfg: PretrainedConfig | None = None
+    # the weights file training started from (None: random initialisation)
+    init_weights: InitWeights | None = None
 
     def __post_init__(self) -> None:
         if self.aggregation not in AGGREGATIONS:
@@ -133,6 +155,7 @@ class ModelConfig:
         d["fallback_coef"] = list(self.fallback_coef)
         d["aux_heads"] = [[name, outputs] for name, outputs in self.aux_heads]
         d["pretrained_cfg"] = self.pretrained_cfg.to_dict() if self.pretrained_cfg else None
+        d["init_weights"] = self.init_weights.to_dict() if self.init_weights else None
         return d
 
     @classmethod
@@ -148,6 +171,8 @@ class ModelConfig:
             kw["aux_heads"] = tuple((str(name), int(n)) for name, n in kw["aux_heads"])
         if kw.get("pretrained_cfg") is not None:
             kw["pretrained_cfg"] = PretrainedConfig.from_dict(kw["pretrained_cfg"])
+        if kw.get("init_weights") is not None:
+            kw["init_weights"] = InitWeights.from_dict(kw["init_weights"])
         return cls(**kw)
 
     @classmethod

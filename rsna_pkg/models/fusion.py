@@ -8,7 +8,10 @@ Freeze modes (``apply_freeze``):
   (VGG/AlexNet classifier, ConvNeXt norm) and the fusion head train -- the
   study's setting (frozen pretrained VGG11 features);
 - ``classifier``: only the fusion head (and any auxiliary heads) trains (linear probe on
-  frozen features).
+  frozen features);
+- ``top``: a timm EfficientNet-like body (``conv_stem``, ``blocks`` stages, ``conv_head``)
+  frozen up to its last stage; that stage, the head conv and the fusion head train -- the
+  seed's "last blocks unfrozen" variant of frozen features.
 Frozen parts are kept in eval mode so their BatchNorm statistics stay fixed.
 
 Gradient checkpointing (``set_grad_checkpointing``, training only, never stored) keeps
@@ -29,7 +32,7 @@ from torch.utils.checkpoint import checkpoint
 from rsna_pkg.errors import InputError
 from rsna_pkg.models.zoo import body_segments, build_backbone
 
-FREEZE_MODES: tuple[str, ...] = ("none", "features", "classifier")
+FREEZE_MODES: tuple[str, ...] = ("none", "features", "classifier", "top")
 META_HIDDEN = 32
 
 
@@ -120,13 +123,28 @@ class CancerClassifier(nn.Module):
             return [self.body]
         if self.freeze == "classifier":
             return [self.body, self.neck]
+        if self.freeze == "top":
+            return below_last_stage(self.body)
         return []
+
+
+def below_last_stage(body: nn.Module) -> list[nn.Module]:
+    """The layers of a timm EfficientNet-like body before its last stage (stem, its norm,
+    every stage but the last); InputError for a body without that layout."""
+    blocks = getattr(body, "blocks", None)
+    if not isinstance(blocks, nn.Sequential) or not hasattr(body, "conv_stem") or len(blocks) < 2:
+        raise InputError(f"--freeze top: {type(body).__name__} has no conv_stem + blocks "
+                         "stages (a timm EfficientNet/MobileNet does)")  # fmt: skip
+    stem = [m for m in (body.conv_stem, getattr(body, "bn1", None)) if isinstance(m, nn.Module)]
+    return [*stem, *list(blocks)[:-1]]
 
 
 def apply_freeze(model: CancerClassifier, mode: str) -> None:
     """Set requires_grad according to the freeze mode (see module docstring)."""
     if mode not in FREEZE_MODES:
         raise InputError(f"--freeze {mode!r}: choose one of {', '.join(FREEZE_MODES)}")
+    if mode == "top":
+        below_last_stage(model.body)  # refuse a body without stages before training starts
     model.freeze = mode
     for p in model.parameters():
         p.requires_grad_(True)

@@ -24,7 +24,7 @@ from rsna_pkg.preprocess.config import MAX_SIZE
 # useful region in one step; 1e6 or inf turned every prediction into NaN.
 MAX_LR = 1.0
 
-FREEZE_CHOICES = ("auto", "none", "features", "classifier")
+FREEZE_CHOICES = ("auto", "none", "features", "classifier", "top")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +61,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--freeze",
         choices=FREEZE_CHOICES,
         default="auto",
-        help="auto: 'features' with --pretrained, else 'none' (random features cannot be frozen)",
+        help="auto: 'features' with --pretrained, else 'none' (random features cannot be "
+        "frozen); top: a timm EfficientNet frozen up to its last stage",
     )
     p.add_argument("--no-metadata", action="store_true", help="image-only model")
     p.add_argument(
@@ -88,9 +89,17 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=integer(0, 10_000), default=0, help="early stopping (0: off)")
     p.add_argument("--aggregation", choices=("mean", "max"), default="mean")
     p.add_argument("--seed", type=integer(0, 2**32 - 1), default=0)
-    p.add_argument(
-        "--pretrained", type=Path, default=None, help="local torchvision state_dict file"
-    )
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument(
+        "--pretrained", type=Path, default=None,
+        help="local weights file: a torchvision state_dict, or for timm:NAME a timm "
+        ".safetensors/.pth (`rsna weights convert` makes one from efficientnet_pytorch weights)",
+    )  # fmt: skip
+    weights.add_argument(
+        "--pretrained-dir", type=Path, default=None,
+        help="weights per backbone: DIR/<backbone>.safetensors|.pth|.pt (a timm name without "
+        "'timm:'); a backbone without one starts from random weights",
+    )  # fmt: skip
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument(
         "--workers", type=integer(0, 1_000_000), default=None,
@@ -148,9 +157,10 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
     except InputError as exc:
         raise InputError(f"--backbone: {exc}") from exc
     check_input_size(backbone, *args.size)
+    weights = pretrained_path(args, backbone)
     freeze = args.freeze
     if freeze == "auto":
-        freeze = "features" if args.pretrained else "none"
+        freeze = "features" if weights else "none"
     aug = AugmentConfig()
     if args.no_augment:
         aug = AugmentConfig(vflip=0, affine_p=0, brightness=0, contrast=0, gamma_min=1,
@@ -164,9 +174,8 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
         aggregation=args.aggregation, aux_heads=aux_heads(list(aux)),
         **backbone_model_fields(backbone),
     )  # fmt: skip
-    return TrainConfig(
-        model=model, freeze=freeze,
-        pretrained=str(args.pretrained) if args.pretrained else None, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    cfg = TrainConfig(
+        model=model, freeze=freeze, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, optimizer=args.optimizer,
         warmup_epochs=args.warmup_epochs, accumulate=args.accumulate, ema=args.ema,
         balance=args.balance, pos_fraction=args.pos_fraction, neg_fraction=args.neg_fraction,
@@ -175,6 +184,29 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
         val_frac=args.val_frac, folds=args.folds, fold=args.fold or 0, workers=workers,
         threads=args.threads, device=args.device, grad_checkpoint=args.grad_checkpoint,
     )  # fmt: skip
+    return with_weights(cfg, weights)
+
+
+def pretrained_path(args: argparse.Namespace, backbone: str) -> str | None:
+    """--pretrained, else the backbone's file in --pretrained-dir; None: random weights."""
+    from rsna_pkg.train.study import weights_file
+
+    if args.pretrained is not None:
+        return str(args.pretrained)
+    if args.pretrained_dir is None:
+        return None
+    if not args.pretrained_dir.is_dir():
+        raise InputError(f"--pretrained-dir {args.pretrained_dir}: not a folder")
+    return weights_file(args.pretrained_dir, backbone)
+
+
+def with_weights(cfg: Any, path: str | None) -> Any:
+    """``cfg`` starting from weights file ``path`` (None: random), its name and sha256
+    recorded in the model config, so the checkpoint says what it was fine-tuned from."""
+    from rsna_pkg.models.foreign import init_weights
+
+    origin = init_weights(Path(path)) if path else None
+    return cfg.with_(pretrained=path).with_model(init_weights=origin)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -182,6 +214,11 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_folder(args)
     cfg = config_from_args(args, args.backbone)
+    if args.pretrained_dir is not None and cfg.pretrained is None:
+        print(f"--pretrained-dir {args.pretrained_dir}: no weights file for {args.backbone}; "
+              "random initialisation")  # fmt: skip
+    elif cfg.model.init_weights is not None:
+        print(f"starting from {cfg.pretrained} (sha256 {cfg.model.init_weights.sha256})")
     if cfg.folds > 1 and args.fold is None:
         return run_all_folds(cfg, args)
     metrics = run_training(cfg, args.data, args.images, args.out, resume=args.resume)

@@ -18,6 +18,7 @@ from rsna_pkg.train.command import (
     add_common_arguments,
     check_output_folder,
     config_from_args,
+    with_weights,
     worker_count,
 )
 
@@ -39,8 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     which.add_argument("--study", choices=list(STUDIES),
                        help="a preset list; seed: " + ",".join(STUDIES["seed"]))  # fmt: skip
-    parser.add_argument("--pretrained-dir", type=Path, default=None,
-                        help="weights per backbone: DIR/<backbone>.pth or .safetensors")  # fmt: skip
 
 
 def parse_backbones(text: str) -> list[str]:
@@ -66,14 +65,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.study is None and args.backbones is None:
         raise InputError("give --backbones a,b,c or --study " + "|".join(STUDIES))
-    if args.pretrained and args.pretrained_dir:
-        raise InputError("--pretrained and --pretrained-dir: give one")
     check_output_folder(args)
     args.workers = worker_count(args)  # capped once, not per variant
     names = list(STUDIES[args.study]) if args.study else parse_backbones(args.backbones)
     variants = resolve_variants(names, args.freeze, args.pretrained, args.pretrained_dir)
     configs = {  # validate all first
-        v.name: config_from_args(args, v.backbone).with_(freeze=v.freeze, pretrained=v.pretrained)
+        v.name: with_weights(
+            config_from_args(args, v.backbone).with_(freeze=v.freeze), v.pretrained
+        )  # fmt: skip
         for v in variants
     }
     for v in variants:  # a wrong weights file fails now, not hours into the study

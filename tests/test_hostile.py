@@ -1402,6 +1402,47 @@ def test_numeric_options_are_usage_errors(argv: list[str], line: str) -> None:
     assert usage_error(argv[0], *NOWHERE, *argv[1:]) == line
 
 
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["eda", "--data", "/nonexistent", "--out", "/o", "--sample", "0"],
+         "rsna eda: error: argument --sample: must be an integer in [1, 1000], got 0"),
+        (["eda", "--data", "/nonexistent", "--out", "/o", "--workers", "-1"],
+         "rsna eda: error: argument --workers: must be an integer in [1, 1000000], got -1"),
+        (["eda", "--data", "/nonexistent", "--out", "/o", "--max-headers", "-5"],
+         "rsna eda: error: argument --max-headers: must be an integer in [0, 100000000], got -5"),
+        (["replicate", "--patients", "1"],
+         "rsna replicate: error: argument --patients: must be an integer in [2, 100000], got 1"),
+        (["replicate", "--timeout", "inf"],
+         "rsna replicate: error: argument --timeout: must be a number in [1, 604800], got inf"),
+        (["kaggle", "push", "--dataset-timeout", "nan"],
+         "rsna kaggle push: error: argument --dataset-timeout: must be a number in [0, 604800], "
+         "got nan"),
+    ],
+)  # fmt: skip
+def test_eda_replicate_and_kaggle_numbers_are_usage_errors(argv: list[str], line: str) -> None:
+    """The commands the first round left out: the same bounded types, refused as typed."""
+    assert usage_error(*argv) == line
+
+
+def test_eda_caps_workers_and_refuses_a_report_over_its_data(tmp_path: Path) -> None:
+    from rsna_pkg.options import usable_cores
+
+    def eda(out: Path) -> tuple[int, str, str]:
+        o, e = io.StringIO(), io.StringIO()
+        with redirect_stdout(o), redirect_stderr(e):
+            code = cli.main(["eda", "--data", str(tmp_path), "--out", str(out),
+                             "--workers", "10000", "--no-progress"])  # fmt: skip
+        return code, o.getvalue(), e.getvalue()
+
+    code, _, err = eda(tmp_path)
+    assert code == 2 and "is the input --data" in err and len(err.strip().splitlines()) == 1
+    code, said, err = eda(tmp_path / "report")  # no train.csv: refused after the cap line
+    cores = usable_cores()
+    assert f"--workers 10000 capped to {cores} ({cores} usable cores)" in said
+    assert code == 2 and "train.csv" in err
+
+
 def test_stored_backend_names_match_the_decoders() -> None:
     from rsna_pkg.dicom.backend import BACKEND_MODULES
     from rsna_pkg.preprocess.config import BACKENDS

@@ -12,30 +12,43 @@ import argparse
 import os
 from pathlib import Path
 
+from rsna_pkg.options import integer
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder holding train.csv")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--sample", type=int, default=4, help="images per gallery group")
     parser.add_argument(
-        "--max-headers", type=int, default=0, help="survey at most M headers (0 = all)"
+        "--sample", type=integer(1, 1000), default=4, help="images per gallery group"
     )
     parser.add_argument(
-        "--workers", type=int, default=min(8, os.cpu_count() or 1), help="worker processes"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed for sampling")
+        "--max-headers", type=integer(0, 10**8), default=0,
+        help="survey at most M headers (0 = all)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=integer(1, 1_000_000), default=min(8, os.cpu_count() or 1),
+        help="worker processes (capped at the usable cores)",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=integer(0, 2**32 - 1), default=0, help="seed for sampling")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
     from rsna_pkg.eda.pipeline import EdaConfig, run_eda
+    from rsna_pkg.options import capped_workers, check_outputs
 
+    # the report folder may sit inside DATA, but not be DATA or an images folder
+    check_outputs({"--out": args.out}, {"--data": args.data, "the train images":
+                  args.data / "train_images", "the test images": args.data / "test_images"})  # fmt: skip
+    workers, said = capped_workers("--workers", args.workers)
+    if said:
+        print(said)
     cfg = EdaConfig(
         data_dir=args.data,
         out_dir=args.out,
         sample=args.sample,
         max_headers=args.max_headers,
-        workers=max(1, args.workers),
+        workers=workers,
         seed=args.seed,
         progress=not args.no_progress,
     )

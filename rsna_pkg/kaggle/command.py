@@ -13,6 +13,7 @@ from pathlib import Path
 from rsna_pkg.kaggle.build import GPU_DECODERS, BuildOptions
 from rsna_pkg.kaggle.paths import KaggleConfig
 from rsna_pkg.kaggle.weights import DEFAULT_MODELS, REGISTRY
+from rsna_pkg.options import number
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     push.add_argument("--message", default="rsna_pkg release", help="dataset version notes")
     push.add_argument("--owner", help="Kaggle owner (default: $RSNA_KAGGLE_OWNER or kaggle.toml)")
     push.add_argument(
-        "--dataset-timeout", type=float, default=1800.0,
+        "--dataset-timeout", type=number(0, 7 * 86400), default=1800.0,
         help="seconds to wait for Kaggle to process each dataset version (1800)",
     )  # fmt: skip
     _build_options(push)

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from rsna_pkg.kaggle.build import GPU_DECODERS
+from rsna_pkg.options import integer, number
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--gpu-decoder", choices=GPU_DECODERS, default="dali",
         help="GPU decoding the wheel dataset bundles (--no-dali: none)",
     )  # fmt: skip
-    parser.add_argument("--patients", type=int, default=60, help="synthetic patients (60)")
-    parser.add_argument("--seed", type=int, default=0, help="synthetic data seed")
+    parser.add_argument(
+        "--patients", type=integer(2, 100_000), default=60, help="synthetic patients (60)"
+    )
+    parser.add_argument("--seed", type=integer(0, 2**32 - 1), default=0, help="synthetic data seed")
     parser.add_argument("--difficulty", choices=("easy", "realistic"), default="easy",
                         help="synthetic difficulty (rsna synth --difficulty)")  # fmt: skip
     parser.add_argument(
@@ -47,7 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--set", action="append", default=[], metavar="KERNEL=ARGS",
         help="replace a kernel's replay arguments, e.g. --set 'preprocess=--size 128 64 --quiet'",
     )  # fmt: skip
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds per kernel")
+    parser.add_argument(
+        "--timeout", type=number(1, 7 * 86400), default=1800, help="seconds per kernel"
+    )
     parser.add_argument("--repo", type=Path, help="repository root (default: found from cwd)")
     parser.add_argument(
         "--manifest",

@@ -290,19 +290,22 @@ def test_mount_follows_the_kernel_metadata(
     monkeypatch.delenv("RSNA_KAGGLE_OWNER", raising=False)
     cfg = load_config(REPO)
     meta = json.loads((REPO / "kaggle_kernels/train/kernel-metadata.json").read_text())
-    src = {n: tmp_path / n for n in ("data", "wheels", "prep")}
+    src = {n: tmp_path / n for n in ("data", "wheels", "weights", "prep")}
     for folder in src.values():
         folder.mkdir()
     (src["prep"] / "manifest.csv").write_text("x\n")
     mounts = {"competition": src["data"], "dataset:rsna-pkg-wheels": src["wheels"],
+              "dataset:rsna-pkg-weights": src["weights"],
               "kernel:rsna-pkg-preprocess": src["prep"]}  # fmt: skip
     mount(tmp_path / "kaggle", cfg, mounts, meta, layout)
     inp = tmp_path / "kaggle" / "input"
+    weights = wheels.replace("rsna-pkg-wheels", "rsna-pkg-weights")  # the train kernel's too
     assert (inp / competition).resolve() == src["data"]
     assert (inp / wheels).resolve() == src["wheels"]
+    assert (inp / weights).resolve() == src["weights"]
     assert (inp / kernel).resolve() == src["prep"]
     assert sorted(p.relative_to(inp).as_posix() for p in inp.glob("**/*") if p.is_symlink()) == (
-        sorted([competition, wheels, kernel])
+        sorted([competition, wheels, weights, kernel])
     )
     monkeypatch.setattr(bootstrap, "INPUT", inp)
     assert bootstrap.find_input("manifest.csv") == inp / kernel

@@ -155,9 +155,9 @@ def test_push_dry_run_prints_the_commands_in_chain_order(
 
 
 FAKE_KAGGLE = """#!{python}
-# A stand-in for the kaggle CLI: records each call; `datasets status` first says the
-# dataset does not exist, then $STATUS (a processing step) until the STATUS_AFTER-th call,
-# then "ready".
+# A stand-in for the kaggle CLI: records each call; `datasets status REF` first says the
+# dataset does not exist, then $STATUS (a processing step) until the STATUS_AFTER-th call
+# for that REF, then "ready".
 import json, os, sys
 from pathlib import Path
 
@@ -166,7 +166,7 @@ calls = json.loads(log.read_text()) if log.exists() else []
 calls.append(sys.argv[1:])
 log.write_text(json.dumps(calls))
 if sys.argv[1:3] == ["datasets", "status"]:
-    n = sum(c[:2] == ["datasets", "status"] for c in calls)
+    n = sum(c == sys.argv[1:] for c in calls)  # per dataset: the wheels, the weights
     if n == 1:
         print("404 - Not Found")
         sys.exit(1)
@@ -206,7 +206,14 @@ def fake_kaggle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         (out / "dataset-metadata.json").write_text(dumps(dataset_metadata(cfg, "wheels")))
         return SimpleNamespace(summary=lambda: "fake wheel dataset")
 
+    def fake_weights(out: Path, cfg):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "weights.json").write_text("{}")
+        (out / "dataset-metadata.json").write_text(dumps(dataset_metadata(cfg, "weights")))
+        return SimpleNamespace(summary=lambda: "fake weights dataset")
+
     monkeypatch.setattr(push_mod, "build_dataset", fake_build)
+    monkeypatch.setattr(push_mod, "build_weights", fake_weights)
     monkeypatch.setattr(push_mod, "DATASET_POLL_SECONDS", 0)
     monkeypatch.setattr(push_mod, "POLL_SECONDS", 0)
 
@@ -224,9 +231,13 @@ def test_push_waits_until_the_dataset_is_ready(fake_kaggle, tmp_path: Path) -> N
     assert push_mod.push(REPO, cfg, BuildOptions(), tmp_path / "st", False, None, None, "v") == 0
     said = [" ".join(c[:2]) for c in calls()]
     first_kernel = said.index("kernels push")
-    # exists? (no) -> create -> processing -> processing -> ready, and only then the kernels
-    assert said[:first_kernel] == ["datasets status", "datasets create", "datasets status",
-                                   "datasets status", "datasets status"]  # fmt: skip
+    # each dataset: exists? (no) -> create -> processing -> processing -> ready; only then
+    # the kernels
+    one = ["datasets status", "datasets create", "datasets status", "datasets status",
+           "datasets status"]  # fmt: skip
+    assert said[:first_kernel] == one + one
+    refs = [c[2] for c in calls()[:first_kernel] if c[:2] == ["datasets", "status"]]
+    assert [r.split("/")[-1] for r in refs] == ["rsna-pkg-wheels"] * 4 + ["rsna-pkg-weights"] * 4
     assert said.count("kernels push") == 4
 
 

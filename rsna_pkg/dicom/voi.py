@@ -45,14 +45,7 @@ class VoiPlan:
 
 def voi_plan(header: DicomHeader, index: int = 0) -> VoiPlan:
     """Choose and parametrise the VOI transform, as pydicom's apply_voi_lut chooses it."""
-    base: dict[str, Any] = {
-        "slope": header.rescale_slope,
-        "intercept": header.rescale_intercept,
-        "has_rescale": header.has_rescale,
-        "invert": header.monochrome1,
-    }
-    if not (math.isfinite(header.rescale_slope) and math.isfinite(header.rescale_intercept)):
-        raise DicomError(header.path, "RescaleSlope/Intercept not finite")
+    base: dict[str, Any] = {**rescale_fields(header), "invert": header.monochrome1}
     if header.voi_luts:
         if index >= len(header.voi_luts):
             raise DicomError(header.path, f"no VOI LUT number {index}")
@@ -167,15 +160,16 @@ def oriented_values(stored: np.ndarray, header: DicomHeader) -> np.ndarray:
     """Modality values (C.11.1) as float32, negated for MONOCHROME1 so that bright = dense,
     with no window: what the breast segmentation looks at, since a tissue window clips the
     skin line and a faint nipple to the background's black."""
-    x = modality(stored, voi_plan_rescale(header))
+    x = modality(stored, VoiPlan("minmax", **rescale_fields(header)))
     return np.negative(x, out=x) if header.monochrome1 else x
 
 
-def voi_plan_rescale(header: DicomHeader) -> VoiPlan:
-    """A plan that only carries the modality rescale (for :func:`oriented_values`)."""
+def rescale_fields(header: DicomHeader) -> dict[str, Any]:
+    """The modality rescale (C.11.1) of a VoiPlan, refused when not finite."""
     if not (math.isfinite(header.rescale_slope) and math.isfinite(header.rescale_intercept)):
         raise DicomError(header.path, "RescaleSlope/Intercept not finite")
-    return VoiPlan("minmax", header.rescale_slope, header.rescale_intercept, header.has_rescale)
+    return {"slope": header.rescale_slope, "intercept": header.rescale_intercept,
+            "has_rescale": header.has_rescale}  # fmt: skip
 
 
 def apply_voi(stored: np.ndarray, header: DicomHeader, index: int = 0) -> np.ndarray:

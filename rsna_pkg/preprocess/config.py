@@ -14,7 +14,7 @@ from typing import Any
 from rsna_pkg.dataclass_io import known_fields
 from rsna_pkg.errors import InputError
 
-ROI_METHODS = ("segment", "threshold")  # rsna_pkg.preprocess.roi: breast_mask, threshold_box
+ROI_METHODS = ("segment", "threshold")  # rsna_pkg.preprocess.roi: breast_mask, threshold_mask
 # Output sides in pixels. Models here take at most 2048 x 1024 (a mammogram is at most
 # 5355 x 4915): 4096 leaves room, while a stored or typed 100000 (a 40 GB float resize
 # per image) is refused before any image is read.

@@ -32,10 +32,8 @@ from rsna_pkg.preprocess.roi import (
     breast_mask,
     breast_on_right,
     crop,
-    foreground_threshold,
-    largest_component,
     mask_box,
-    threshold_box,
+    threshold_mask,
 )
 
 
@@ -60,12 +58,15 @@ def probe_level(rows: int, cols: int, probe_size: int) -> int:
     return halvings(max(rows, cols) / probe_size, MAX_REDUCE)
 
 
-def segment(stored: np.ndarray, header: DicomHeader, cfg: PreprocessConfig) -> np.ndarray:
+def segment(stored: np.ndarray, header: DicomHeader, cfg: PreprocessConfig,
+            windowed: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """The breast mask of a (low-resolution) decode, by ``cfg.roi``: the segmentation on
-    unwindowed values, or the earlier threshold on the windowed image."""
+    unwindowed values, or the earlier threshold on the windowed image (``windowed``, when
+    the caller has it already)."""
     if cfg.roi == "threshold":
-        windowed = apply_voi(stored, header, cfg.voi_index)
-        return largest_component(windowed > foreground_threshold(windowed))
+        if windowed is None:
+            windowed = apply_voi(stored, header, cfg.voi_index)
+        return threshold_mask(windowed)
     return breast_mask(oriented_values(stored, header))
 
 
@@ -75,9 +76,7 @@ def locate(stored: np.ndarray, header: DicomHeader, cfg: PreprocessConfig) -> tu
     flip = breast_on_right(windowed)
     if not cfg.crop:
         return Box(0, 0, *stored.shape), flip
-    if cfg.roi == "threshold":
-        return threshold_box(windowed, cfg.margin), flip
-    return mask_box(breast_mask(oriented_values(stored, header)), cfg.margin), flip
+    return mask_box(segment(stored, header, cfg, windowed), cfg.margin), flip
 
 
 def finish_image(stored: np.ndarray, header: DicomHeader, box: Box, flip: bool,

@@ -20,7 +20,7 @@ nipple to black:
    along the chest wall are followed outward while the weak run from the chest-wall edge
    keeps narrowing (a strip there keeps its width).
 
-``threshold_box`` is the earlier method (threshold, largest component), kept because
+``threshold_mask`` is the earlier method (threshold, largest component), kept because
 checkpoints and preprocessing folders made before the segmentation record ``roi="threshold"``
 and must be reproduced exactly.
 """
@@ -87,8 +87,14 @@ def background_threshold(img: np.ndarray, floor: float = 0.05) -> float:
     max(floor, 4 robust SDs of the pixels near that level)."""
     level = float(np.percentile(img, 2))
     near = img[np.abs(img - level) < 0.1]
-    spread = 1.4826 * float(np.median(np.abs(near - np.median(near)))) if near.size else 0.0
+    spread = median_and_sd(near)[1] if near.size else 0.0
     return level + max(floor, 4 * spread)
+
+
+def median_and_sd(values: np.ndarray) -> tuple[float, float]:
+    """Median and robust SD (1.4826 x the median absolute deviation) of a non-empty array."""
+    median = float(np.median(values))
+    return median, 1.4826 * float(np.median(np.abs(values - median)))
 
 
 def foreground_threshold(img: np.ndarray) -> float:
@@ -108,10 +114,10 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == (int(np.argmax(sizes)) + 1)
 
 
-def threshold_box(img: np.ndarray, margin: float = 0.02) -> Box:
-    """The earlier crop: box of the largest component above :func:`foreground_threshold`
-    (windowed image in [0, 1]), grown by ``margin`` x the longer side."""
-    return mask_box(largest_component(img > foreground_threshold(img)), margin)
+def threshold_mask(img: np.ndarray) -> np.ndarray:
+    """The earlier crop's mask: the largest component above :func:`foreground_threshold`
+    (windowed image in [0, 1])."""
+    return largest_component(img > foreground_threshold(img))
 
 
 def mask_box(mask: np.ndarray, margin: float) -> Box:
@@ -196,8 +202,7 @@ def weak_threshold(img: np.ndarray, strong: float) -> float:
     below = img[img < strong]
     if below.size == 0:
         return strong
-    level = float(np.median(below))
-    spread = 1.4826 * float(np.median(np.abs(below - level)))
+    level, spread = median_and_sd(below)
     return min(strong, level + max(WEAK_FLOOR, 5 * spread))
 
 
@@ -212,14 +217,16 @@ def breast_mask(img: np.ndarray) -> np.ndarray:
     strong_t = foreground_threshold(s)
     weak_t = weak_threshold(s, strong_t)
     core = largest_component(open_square(s > strong_t, radius))
-    if not core.any():  # nothing as wide as the disk: a sliver, or a blank image
+    if not core.any():  # nothing as wide as the square: a sliver, or a blank image
         return largest_component(s > strong_t)
     weak = (s > weak_t) & (raw > weak_t)  # the mean alone would grow every edge by a pixel
     thin = weak & ~open_square(weak, radius)
     allowed = weak & ~(thin & near_edge(s.shape, 2 * radius))
-    labels, _ = ndimage.label(allowed, structure=np.ones((3, 3), dtype=bool))
-    touched = np.unique(labels[core])
-    mask = np.isin(labels, touched[touched > 0])
+    labels, n = ndimage.label(allowed, structure=np.ones((3, 3), dtype=bool))
+    keep = np.zeros(n + 1, dtype=bool)  # label -> meets the core (a lookup, not a search)
+    keep[labels[core]] = True
+    keep[0] = False
+    mask = keep[labels]
     if breast_on_right(s):  # follow_tips works with the chest wall on the left
         return follow_tips(mask[:, ::-1], weak[:, ::-1])[:, ::-1]
     return follow_tips(mask, weak)

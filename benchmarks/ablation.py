@@ -8,6 +8,10 @@ Defaults: the baseline, + auxiliary heads, + the batch-balanced sampler and + 2x
 the size). ``--cumulative`` stacks the changes instead. ``--reuse`` takes a variant's
 finished run from OUT/<variant>/ instead of training it again when its config.json is this
 very configuration (a long table can be resumed, or assembled from runs made by hand).
+``--seeds 1,2,3`` trains every variant once per seed (OUT/<variant>/seed_<s>/, each seed its
+own split and initialisation, shared by all variants) and reports mean +- sd over the seeds;
+``--train-auc`` adds the best checkpoint's per-breast AUC on its own training split and the
+train - val gap (overfitting), cached in each run folder as train_side.json.
 
 rsna bench ablation --data D --images I --size H W --images-2x I2 --out O \
     --common "--backbone resnet18 --epochs 12 --seed 1"
@@ -51,7 +55,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cumulative", action="store_true", help="each row adds to the last")
     parser.add_argument("--reuse", action="store_true",
                         help="keep a variant's finished run of the same configuration")  # fmt: skip
+    parser.add_argument("--seeds", type=seed_list, default=None, metavar="S,S,...",
+                        help="train every variant once per seed; report mean +- sd")  # fmt: skip
+    parser.add_argument("--train-auc", action="store_true",
+                        help="also score each best checkpoint on its training split")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="also write the table here")
+
+
+def seed_list(text: str) -> list[int]:
+    """'1,2,3' -> [1, 2, 3]: distinct non-negative integers."""
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected integers like 1,2,3") from None
+    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected distinct non-negative integers")
+    return seeds
 
 
 def variants(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -89,32 +108,106 @@ def run(args: argparse.Namespace) -> int:
     parser = argparse.ArgumentParser(prog="rsna train")
     command.add_arguments(parser)
     rows: list[dict[str, Any]] = []
-    plan = variants(args)
-    for name, options in plan:  # parse every variant before the first run starts
-        _parse(parser, args, name, options)
-    for name, options in plan:
-        train_args = absolute_paths(_parse(parser, args, name, options))
+    plan = [(name, options, seed) for name, options in variants(args)
+            for seed in (args.seeds or [None])]  # fmt: skip
+    for name, options, seed in plan:  # parse every run before the first one starts
+        _parse(parser, args, name, options, seed)
+    for name, options, seed in plan:
+        train_args = absolute_paths(_parse(parser, args, name, options, seed))
         cfg = command.config_from_args(train_args, train_args.backbone)
         metrics = finished_run(cfg, train_args.out) if args.reuse else None
         reused = metrics is not None
-        print(f"=== {name}: {options or '(base options)'}"
+        print(f"=== {name}{'' if seed is None else f' seed {seed}'}: "
+              f"{options or '(base options)'}"
               + (f" (reused: {train_args.out})" if reused else ""), flush=True)  # fmt: skip
         if metrics is None:
             metrics = run_training(cfg, train_args.data, train_args.images, train_args.out)
         history = pd.read_csv(train_args.out / "history.csv")
-        rows.append({
-            "variant": name, "options": options, "reused": reused,
+        row = {
+            "variant": name, "options": options, "seed": seed, "reused": reused,
             **{k: metrics.get(k) for k in COLUMNS[2:-1]},
             # the run's own wall time, set-up to last epoch (history.csv), reused or not
             "seconds": float(history["elapsed_seconds"].iloc[-1]),
-        })  # fmt: skip
-    table = format_table(rows, args.common)
+        }  # fmt: skip
+        if args.train_auc:
+            row["train_auc"] = train_auc(cfg, train_args)
+            row["auc_gap"] = row["train_auc"] - row["val_auc"]
+        rows.append(row)
+    if args.seeds:
+        table = format_seed_table(summarise(rows), args.common, args.seeds)
+    else:
+        table = format_table(rows, args.common)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ablation.md").write_text(table)
     if args.json:
-        write_json(args.json, {"common": args.common, "rows": rows})
+        summary = summarise(rows) if args.seeds else None
+        write_json(args.json, {"common": args.common, "seeds": args.seeds, "rows": rows,
+                               "summary": summary})  # fmt: skip
     return 0
+
+
+def train_auc(cfg: Any, train_args: argparse.Namespace) -> float:
+    """The best checkpoint's per-breast AUC on its training split, kept in the run folder
+    (train_side.json) for as long as model.pt is the one it was computed from."""
+    import json
+
+    from rsna_pkg.train.study import train_side_scores
+
+    out: Path = train_args.out
+    stat = (out / "model.pt").stat()
+    stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
+    cache = out / "train_side.json"
+    if cache.is_file():
+        saved = json.loads(cache.read_text())
+        if saved.get("model_stamp") == stamp:
+            return float(saved["train_auc"])
+    side = train_side_scores(out, cfg, train_args.data, train_args.images)
+    cache.write_text(json.dumps({**side, "model_stamp": stamp}, indent=2))
+    return float(side["train_auc"])
+
+
+SUMMARY_KEYS = ("val_auc", "val_pf1_best", "train_auc", "auc_gap", "seconds")
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per variant, in the plan's order: mean and sample sd of each measure over its
+    seeds (sd 0 for a single run), the seeds and each seed's best epoch."""
+    import statistics
+
+    summary: list[dict[str, Any]] = []
+    for name in dict.fromkeys(r["variant"] for r in rows):
+        runs = [r for r in rows if r["variant"] == name]
+        entry: dict[str, Any] = {"variant": name, "options": runs[0]["options"],
+                                 "seeds": [r["seed"] for r in runs],
+                                 "best_epochs": [r["best_epoch"] for r in runs]}  # fmt: skip
+        for key in SUMMARY_KEYS:
+            values = [float(r[key]) for r in runs if r.get(key) is not None]
+            if values:
+                entry[key] = statistics.fmean(values)
+                entry[key + "_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        summary.append(entry)
+    return summary
+
+
+def format_seed_table(summary: list[dict[str, Any]], common: str, seeds: list[int]) -> str:
+    gap = any("auc_gap" in s for s in summary)
+    lines = [f"Training ablation (`rsna train {common}`), breast-level validation, "
+             f"mean +- sd over seeds {','.join(map(str, seeds))}", "",
+             "| variant | val AUC | pF1 @ best thr | " + ("train - val AUC | " if gap else "")
+             + "best epochs | seconds |", "|" + " --- |" * (6 if gap else 5)]  # fmt: skip
+    for s in summary:
+        cells = [s["variant"], _pm(s, "val_auc"), _pm(s, "val_pf1_best"),
+                 *([_pm(s, "auc_gap")] if gap else []),
+                 ", ".join(map(str, s["best_epochs"])), f"{s['seconds']:.0f}"]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _pm(summary: dict[str, Any], key: str) -> str:
+    if key not in summary:
+        return "n/a"
+    return f"{summary[key]:.3f} +- {summary[key + '_sd']:.3f}"
 
 
 # Parts of a run's config.json that training fits or that do not change its results.
@@ -147,14 +240,21 @@ def comparable(cfg: Any) -> dict[str, Any]:
 
 
 def _parse(
-    parser: argparse.ArgumentParser, args: argparse.Namespace, name: str, options: str
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    name: str,
+    options: str,
+    seed: int | None = None,
 ) -> argparse.Namespace:
-    """The variant's `rsna train` options: base, then --common, then the variant's own
-    (argparse keeps the last of a repeated option, so a variant can replace --images)."""
+    """The run's `rsna train` options: base, then --common, then the variant's own
+    (argparse keeps the last of a repeated option, so a variant can replace --images), then
+    the seed of a --seeds run, which overrides any --seed before it."""
     slug = "".join(c if c.isalnum() else "_" for c in name).strip("_") or "run"
+    out = args.out / slug if seed is None else args.out / slug / f"seed_{seed}"
     argv = ["--data", str(args.data), "--images", str(args.images), "--out",
-            str(args.out / slug), "--size", *map(str, args.size),
-            *shlex.split(args.common), *shlex.split(options)]  # fmt: skip
+            str(out), "--size", *map(str, args.size),
+            *shlex.split(args.common), *shlex.split(options),
+            *([] if seed is None else ["--seed", str(seed)])]  # fmt: skip
     return parser.parse_args(argv)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -81,6 +82,52 @@ def test_bench_ablation_trains_each_variant_on_one_split(tmp_path: Path) -> None
                for line in table.splitlines())  # fmt: skip
     assert again[0]["val_auc"] == rows[0]["val_auc"]
     assert again[1]["reused"] is False  # pos-fraction 0.25 is another configuration
+
+
+def test_bench_ablation_seeds_report_mean_and_sd(tmp_path: Path) -> None:
+    """--seeds trains each variant once per seed (each seed its own split), the summary is
+    the mean and sample sd of the runs, and --train-auc's score is kept until model.pt
+    changes."""
+    import statistics
+
+    from train_data import make_dataset
+
+    data, images = make_dataset(tmp_path / "d", patients=8, size=(32, 32), seed=0)
+    out = tmp_path / "study"
+    argv = ["bench", "ablation", "--data", str(data), "--images", str(images), "--size", "32",
+            "32", "--out", str(out), "--json", str(tmp_path / "s.json"), "--seeds", "3,4",
+            "--train-auc", "--reuse", "--variant", "baseline=", "--common",
+            "--epochs 1 --batch-size 8 --workers 0 --threads 1 --no-augment --seed 9"]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads((tmp_path / "s.json").read_text())
+    rows, (summary,) = result["rows"], result["summary"]
+    assert [(r["variant"], r["seed"]) for r in rows] == [("baseline", 3), ("baseline", 4)]
+    seeds = [json.loads((out / "baseline" / f"seed_{s}" / "config.json").read_text())["seed"]
+             for s in (3, 4)]  # fmt: skip
+    assert seeds == [3, 4]  # the run's seed overrides --common's
+    splits = {(out / "baseline" / f"seed_{s}" / "split.csv").read_text() for s in (3, 4)}
+    assert len(splits) == 2  # another seed, another split
+    aucs = [r["val_auc"] for r in rows]
+    assert summary["val_auc"] == pytest.approx(statistics.fmean(aucs))
+    assert summary["val_auc_sd"] == pytest.approx(statistics.stdev(aucs))
+    assert all(0 <= r["train_auc"] <= 1 for r in rows)
+    assert rows[0]["auc_gap"] == pytest.approx(rows[0]["train_auc"] - rows[0]["val_auc"])
+    assert summary["seeds"] == [3, 4] and len(summary["best_epochs"]) == 2
+    table = (out / "ablation.md").read_text()
+    assert "| train - val AUC |" in table
+    assert f"| baseline | {summary['val_auc']:.3f} +- {summary['val_auc_sd']:.3f} |" in table
+    # the cached train score is read back while model.pt is unchanged, and redone after
+    cache = out / "baseline" / "seed_3" / "train_side.json"
+    saved = json.loads(cache.read_text())
+    cache.write_text(json.dumps({**saved, "train_auc": 0.25}))
+    assert main(argv) == 0
+    again = json.loads((tmp_path / "s.json").read_text())["rows"]
+    assert [r["reused"] for r in again] == [True, True] and again[0]["train_auc"] == 0.25
+    model = out / "baseline" / "seed_3" / "model.pt"
+    os.utime(model, ns=(model.stat().st_atime_ns, model.stat().st_mtime_ns + 10**9))
+    assert main(argv) == 0
+    third = json.loads((tmp_path / "s.json").read_text())["rows"]
+    assert third[0]["train_auc"] == pytest.approx(rows[0]["train_auc"])
 
 
 def test_bench_roi_prints_both_crops_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture

@@ -86,7 +86,7 @@ def decode_rates(files: Sequence[Path], backends: Sequence[str]) -> dict[str, di
     for name in backends:
         backend = get_backend(name)
         for uid, mine in sorted(by_syntax.items()):
-            if uid not in backend.syntaxes():
+            if uid not in backend.capabilities().syntaxes:
                 continue
             row: dict[str, Any] = {}
             if name == "dali":

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-from rsna_pkg.dicom.backend import Backend, Decoded, choose_backend, get_backend
+from rsna_pkg.dicom.backend import (
+    AUTO,
+    CPU,
+    Declined,
+    Decoded,
+    Decoder,
+    candidates,
+    get_decoder,
+)
 from rsna_pkg.dicom.frames import NATIVE_SYNTAXES, first_frame, frame_mismatch
 from rsna_pkg.dicom.header import DicomHeader, read_header
 from rsna_pkg.dicom.pixeldata import read_pixel_dataset
@@ -27,27 +35,33 @@ class DecodeResult:
     seconds: float
 
 
-def resolve_backend(header: DicomHeader, backend: str, reduce: int) -> Backend:
-    """The backend object for a name ("auto" = fastest supporting the syntax)."""
-    if backend == "auto":
-        chosen = choose_backend(header, reduce)
-        if chosen is None:
+def resolve_decoders(header: DicomHeader, backend: str, reduce: int) -> list[Decoder]:
+    """The decoders to try for a name, in order: "auto" (or "cpu") = every available
+    per-file decoder of the syntax, cheapest first; a name = that decoder alone."""
+    if backend in (AUTO, CPU):
+        found = candidates(header, reduce)
+        if not found:
             raise DicomError(
                 header.path, f"unsupported transfer syntax {header.transfer_syntax_uid}"
             )
-        return chosen
+        return found
     try:
-        chosen = get_backend(backend)
+        chosen = get_decoder(backend)
     except ValueError as exc:
         raise DicomError(header.path, str(exc)) from exc
     if not chosen.available():
-        raise DicomError(header.path, f"decode backend {backend!r} is not installed")
-    if header.transfer_syntax_uid not in chosen.syntaxes():
+        raise DicomError(header.path, f"decoder {backend!r} is not installed")
+    if header.transfer_syntax_uid not in chosen.capabilities().syntaxes:
         raise DicomError(
             header.path,
-            f"transfer syntax {header.transfer_syntax_uid} not supported by backend {backend!r}",
+            f"transfer syntax {header.transfer_syntax_uid} not supported by decoder {backend!r}",
         )
-    return chosen
+    return [chosen]
+
+
+def resolve_backend(header: DicomHeader, backend: str, reduce: int) -> Decoder:
+    """The decoder a name stands for ("auto": the cheapest for the syntax)."""
+    return resolve_decoders(header, backend, reduce)[0]
 
 
 # The largest image decoded. The biggest RSNA mammograms are 5355 x 4915 (26 Mpx); a
@@ -135,14 +149,24 @@ def decode_file(
     start = time.perf_counter()
     header = header or read_header(path)
     check_decodable(header)
-    chosen = resolve_backend(header, backend, reduce)
+    decoders = resolve_decoders(header, backend, reduce)
     check_file_frame(path, header)
-    try:
-        out = chosen.decode(path, header, reduce)
-    except DicomError:
-        raise
-    except Exception as exc:  # a corrupt codestream fails differently in every library
-        raise DicomError(path, f"{chosen.name} decode failed ({describe(exc)})") from exc
+    declined = []
+    for chosen in decoders:
+        try:
+            out = chosen.decode(path, header, reduce)
+        except Declined as exc:  # outside what it takes by design: the next one, if any
+            declined.append(f"{chosen.name}: {exc}")
+            continue
+        except DicomError:
+            raise
+        except Exception as exc:  # a corrupt codestream fails differently in every library
+            raise DicomError(path, f"{chosen.name} decode failed ({describe(exc)})") from exc
+        break
+    else:
+        raise DicomError(path, f"declined by {'; '.join(declined)}")
+    if declined:
+        out.note = "; ".join([*declined, out.note]).strip("; ")
     arr = finish(out, header, reduce)
     return DecodeResult(
         array=arr,

@@ -21,7 +21,7 @@ import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -85,9 +85,11 @@ class Decoder(Protocol):
         ...
 
 
-class LevelDecoder(Decoder, Protocol):
-    """A decoder with ``capabilities().levels``: decodes frame bytes already in memory, so a
-    caller decodes one file at two levels reading it once."""
+@runtime_checkable
+class FrameDecoder(Decoder, Protocol):
+    """A decoder of frame bytes already in memory (read and checked once by the caller).
+    Every decoder with ``capabilities().levels`` is one, so a caller decodes one file at
+    two levels reading it once."""
 
     def decode_frame(self, frame: bytes, header: DicomHeader, reduce: int) -> Decoded: ...
 

@@ -14,6 +14,7 @@ from rsna_pkg.dicom.backend import (
     Declined,
     Decoded,
     Decoder,
+    FrameDecoder,
     candidates,
     get_decoder,
 )
@@ -117,12 +118,15 @@ def check_frame(header: DicomHeader, frame: bytes) -> None:
         raise DicomError(header.path, problem)
 
 
-def check_file_frame(path: Path, header: DicomHeader) -> None:
+def check_file_frame(path: Path, header: DicomHeader) -> bytes | None:
     """For an encapsulated (compressed) file: read frame 0 and :func:`check_frame` it
-    before a backend that trusts the header (dicomsdl, DALI) decodes it."""
+    before a decoder that trusts the header (dicomsdl, DALI) decodes it; the frame (None for
+    native PixelData), so a decoder of frame bytes need not read the file again."""
     if header.transfer_syntax_uid in NATIVE_SYNTAXES:
-        return  # native: read_pixel_dataset bounds the PixelData length by the header
-    check_frame(header, first_frame(read_pixel_dataset(path, header), path))
+        return None  # native: read_pixel_dataset bounds the PixelData length by the header
+    frame = first_frame(read_pixel_dataset(path, header), path)
+    check_frame(header, frame)
+    return frame
 
 
 def finish(out: Decoded, header: DicomHeader, reduce: int) -> np.ndarray:
@@ -150,11 +154,14 @@ def decode_file(
     header = header or read_header(path)
     check_decodable(header)
     decoders = resolve_decoders(header, backend, reduce)
-    check_file_frame(path, header)
+    frame = check_file_frame(path, header)
     declined = []
     for chosen in decoders:
         try:
-            out = chosen.decode(path, header, reduce)
+            if frame is not None and isinstance(chosen, FrameDecoder):
+                out = chosen.decode_frame(frame, header, reduce)
+            else:
+                out = chosen.decode(path, header, reduce)
         except Declined as exc:  # outside what it takes by design: the next one, if any
             declined.append(f"{chosen.name}: {exc}")
             continue

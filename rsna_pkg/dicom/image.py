@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rsna_pkg.dicom.backend import Decoded, LevelDecoder
+from rsna_pkg.dicom.backend import Decoded, FrameDecoder
 from rsna_pkg.dicom.decode import (
     check_decodable,
     check_frame,
@@ -59,7 +59,7 @@ class DicomImage:
             return 0
         return self.j2k_levels
 
-    def _level_decoder(self, backend: str) -> LevelDecoder | None:
+    def _level_decoder(self, backend: str) -> FrameDecoder | None:
         """The decoder ``backend`` stands for at a reduced level, when it decodes J2K
         resolution levels itself (None otherwise)."""
         if self.header.transfer_syntax_uid not in J2K_SYNTAXES:
@@ -67,8 +67,8 @@ class DicomImage:
         decoder = resolve_backend(self.header, backend, 1)
         if not decoder.capabilities().levels:
             return None
-        assert hasattr(decoder, "decode_frame"), f"{decoder.name} declares levels"
-        return decoder  # type: ignore[return-value]
+        assert isinstance(decoder, FrameDecoder), f"{decoder.name} declares levels"
+        return decoder
 
     @property
     def frame(self) -> bytes:
@@ -109,7 +109,7 @@ class DicomImage:
             straight = False
         return Level(arr, name, straight, time.perf_counter() - start)
 
-    def _from_codestream(self, decoder: LevelDecoder, reduce: int) -> np.ndarray:
+    def _from_codestream(self, decoder: FrameDecoder, reduce: int) -> np.ndarray:
         if self._full is not None:  # Pillow already had to fall back to a full decode
             return finish(self._full, self.header, reduce)
         try:

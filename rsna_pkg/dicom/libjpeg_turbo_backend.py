@@ -57,9 +57,10 @@ class LibjpegTurboDecoder:
         return Capabilities(JPEG_LOSSLESS_SYNTAXES, ms_per_mpx=MS_PER_MPX)
 
     def decode(self, path: Path, header: DicomHeader, reduce: int) -> Decoded:
-        return self.decode_frame(first_frame(read_pixel_dataset(path, header), path), header)
+        frame = first_frame(read_pixel_dataset(path, header), path)
+        return self.decode_frame(frame, header, reduce)
 
-    def decode_frame(self, frame: bytes, header: DicomHeader) -> Decoded:
+    def decode_frame(self, frame: bytes, header: DicomHeader, reduce: int = 0) -> Decoded:
         import imagecodecs
 
         reason = refusal(frame)

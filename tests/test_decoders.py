@@ -370,3 +370,20 @@ def test_jpeg_precision_of_real_files() -> None:
         ds = pydicom.dcmread(real(name))
         assert jpeg_precision(first_frame(ds, name)) == bits
     assert LJPEG == "1.2.840.10008.1.2.4.70"
+
+
+@pytest.mark.parametrize(("shape", "dtype"), [((97, 61), np.uint16), ((64, 33), np.int16),
+                                              ((5, 3), np.uint8), ((130, 257), np.int32)])  # fmt: skip
+def test_area_pyramid_equals_area_downsample(shape: tuple[int, int], dtype: type) -> None:
+    """The full-decode route serves every level from one pyramid of block sums: each level,
+    asked in any order, is area_downsample's to the bit."""
+    from rsna_pkg.dicom.pixels import AreaPyramid
+
+    info = np.iinfo(dtype)
+    arr = np.random.default_rng(shape[0]).integers(max(info.min, -(2**20)),
+                                                   min(info.max, 2**20), shape).astype(dtype)  # fmt: skip
+    pyramid = AreaPyramid(arr)
+    for r in (3, 1, 5, 2, 0, 4, 1):
+        got = pyramid.level(r)
+        assert got.dtype == arr.dtype
+        np.testing.assert_array_equal(got, area_downsample(arr, r), err_msg=f"level {r}")

@@ -27,7 +27,7 @@ from rsna_pkg.dicom.decode import (
 from rsna_pkg.dicom.frames import J2K_SYNTAXES, first_frame, j2k_info
 from rsna_pkg.dicom.header import DicomHeader, read_header
 from rsna_pkg.dicom.pixeldata import read_pixel_dataset
-from rsna_pkg.dicom.pixels import area_downsample
+from rsna_pkg.dicom.pixels import AreaPyramid
 from rsna_pkg.errors import DicomError, describe
 
 MAX_REDUCE = 5  # OpenJPEG's default number of decomposition levels
@@ -50,6 +50,7 @@ class DicomImage:
     _frame: bytes | None = field(default=None, repr=False)
     _full: Decoded | None = field(default=None, repr=False)  # a full decode, once one was made
     _full_backend: str = ""
+    _pyramid: AreaPyramid | None = field(default=None, repr=False)  # area means of _full
     _j2k_levels: int | None = field(default=None, repr=False)
 
     def levels(self, backend: str = "auto") -> int:
@@ -105,7 +106,9 @@ class DicomImage:
                 result = decode_file(self.path, backend, 0, header=self.header)
                 self._full = Decoded(result.array, reduced=False)
                 self._full_backend = result.backend
-            arr, name = area_downsample(self._full.array, reduce), self._full_backend
+            if self._pyramid is None:
+                self._pyramid = AreaPyramid(self._full.array)
+            arr, name = self._pyramid.level(reduce), self._full_backend
             straight = False
         return Level(arr, name, straight, time.perf_counter() - start)
 

@@ -37,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--files", type=int, default=12, help="DICOMs to time")
     parser.add_argument("--size", nargs=2, type=int, default=(1024, 512), metavar=("H", "W"))
     parser.add_argument("--workers", nargs="+", type=int, default=(1, 2))
-    parser.add_argument("--backends", nargs="*", default=None, help="default: all available")
+    parser.add_argument("--decoders", "--backends", dest="backends", nargs="*", default=None,
+                        help="registered decoders to time (default: all available; "
+                             "--backends: deprecated spelling)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=2,
                         help="timed passes per setting; the fastest is reported")  # fmt: skip
     parser.add_argument(
@@ -105,14 +107,14 @@ def header_ms(files: Sequence[Path], repeat: int = 20) -> float:
 def decode_rates(files: Sequence[Path], backends: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Full-resolution images/s per backend and transfer syntax ("dicomsdl .90" ...)."""
     from rsna_pkg.dicom import decode, read_header
-    from rsna_pkg.dicom.backend import get_backend
+    from rsna_pkg.dicom.backend import get_decoder
 
     by_syntax: dict[str, list[Path]] = {}
     for f in files:
         by_syntax.setdefault(read_header(f).transfer_syntax_uid, []).append(f)
     out: dict[str, dict[str, Any]] = {}
     for name in backends:
-        backend = get_backend(name)
+        backend = get_decoder(name)
         for uid, mine in sorted(by_syntax.items()):
             if uid not in backend.capabilities().syntaxes:
                 continue
@@ -502,7 +504,7 @@ def print_projection(p: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rsna_pkg.dicom import available_backends
+    from rsna_pkg.dicom import available_decoders
     from rsna_pkg.errors import InputError
 
     data = Path(args.data)
@@ -514,7 +516,7 @@ def run(args: argparse.Namespace) -> int:
     files = largest_first(list_files(data, args.files))
     if not files:
         raise InputError(f"{data}: no DICOM files under *_images/")
-    backends = args.backends if args.backends else available_backends()
+    backends = args.backends if args.backends else available_decoders()
     result = measure(files, args.size[0], args.size[1], args.workers, backends, args.repeats)
     result["size"] = list(args.size)
     result["data"] = str(data)

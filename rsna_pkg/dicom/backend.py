@@ -148,9 +148,4 @@ def choose_decoder(header: DicomHeader, reduce: int) -> Decoder | None:
     return found[0] if found else None
 
 
-# Names kept for callers of the earlier interface.
-Backend = Decoder
-BACKEND_MODULES = DECODERS
-get_backend = get_decoder
-available_backends = available_decoders
-choose_backend = choose_decoder
+available_backends = available_decoders  # the earlier name

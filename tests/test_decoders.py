@@ -18,9 +18,11 @@ from dicom_cases import (
     LJPEG,
     LJPEG_ANY,
     assert_windowed_equals_apply_voi,
+    encapsulated,
     good_and_cut_j2k,
     j2k_file,
     ljpeg_file,
+    ljpeg_restart_frame,
     make_dataset,
     phantom,
     real,
@@ -93,6 +95,17 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             img = _noise((19 + sv, 23), bits, 10 * sv + bits)
             out[f"ljpeg .57 sv{sv} {bits}"] = ljpeg_file(tmp, f"l57_{sv}_{bits}", img, bits,
                                                          sv, LJPEG_ANY)  # fmt: skip
+    # restart markers (DRI + RSTm), every row or every 3 rows
+    for bits, sv, tsuid, every in ((12, 1, LJPEG, 1), (16, 1, LJPEG, 3), (9, 1, LJPEG, 2),
+                                   (16, 7, LJPEG_ANY, 1), (12, 4, LJPEG_ANY, 3)):  # fmt: skip
+        img = _noise((29, 17), bits, 100 + bits + sv)
+        img[10:20] = img[10, 0]  # flat rows: zero differences, category 0
+        frame = ljpeg_restart_frame(img, bits, sv, every)
+        assert b"\xff\xdd" in frame and b"\xff\xd0" in frame and b"\xff\xd7" in frame
+        ds = encapsulated(img, frame, tsuid, bits)
+        out[f"ljpeg {tsuid[-3:]} sv{sv} {bits} restart/{every}"] = write(
+            ds, tmp / f"rst_{bits}_{sv}_{every}.dcm"
+        )
     for bits, signed, shape in ((12, False, (101, 67)), (16, False, (64, 63)), (8, False, (9, 7)),
                                 (14, True, (50, 51)), (16, True, (20, 21))):  # fmt: skip
         out[f"rle {bits}{'s' if signed else ''}"] = _rle(tmp, f"rle{bits}{signed}", bits, signed,

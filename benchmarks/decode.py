@@ -491,11 +491,12 @@ def print_levels(rows: list[dict[str, Any]]) -> None:
 
 def print_projection(p: dict[str, Any]) -> None:
     print(f"projection: {p['images']} images at the machine profiles' mix on {p['cores']} cores")
-    print("  syntax                   share  package  baseline  J2K at floor (route / final only)"
-          "  CPU s/img")  # fmt: skip
+    print("  syntax                   share  package  baseline  ratio  J2K at floor "
+          "(route / final only), CPU s/img")  # fmt: skip
     for uid, s in p["by_syntax"].items():
         print(f"  {uid:<24} {100 * s['share']:4.0f} %  {s['package']:7.3f}  {s['baseline']:8.3f}"
-              f"  {s['floor_route']:10.3f} / {s['floor_final']:.3f}")  # fmt: skip
+              f"  {s['baseline'] / s['package']:4.2f}x  {s['floor_route']:10.3f} / "
+              f"{s['floor_final']:.3f}")  # fmt: skip
     c, m = p["cpu_s_per_image"], p["minutes"]
     for key, label in (("package", "package (measured)"), ("baseline", "dicomsdl + resize"),
                        ("floor_route", "package with J2K decode at the library floor of its route"),

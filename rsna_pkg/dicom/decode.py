@@ -173,7 +173,7 @@ def decode_file(
     else:
         raise DicomError(path, f"declined by {'; '.join(declined)}")
     if declined:
-        out.note = "; ".join([*declined, out.note]).strip("; ")
+        out.note = "; ".join(n for n in (*declined, out.note) if n)
     arr = finish(out, header, reduce)
     return DecodeResult(
         array=arr,

@@ -5,7 +5,11 @@ close to a 2**r box mean and many times cheaper than a full decode. Pillow expos
 (``im.reduce = r`` before ``load()``) but widens samples to 16 bits (``v << (16 - p)``) and
 offsets signed samples by ``2**(p-1)``: both are undone here. When Pillow cannot (it fails on
 some codestreams at some levels: the next shallower level that works is area-downsampled
-the rest of the way; a codestream whose signedness differs from the header has no
+the rest of the way. Measured on the synthetic profiles: Pillow 13 sizes level r as
+``int((n + 2**(r-1)) / 2**r)`` where OpenJPEG gives ``ceil(n / 2**r)``, and fails with
+"broken data stream" exactly where the two differ, e.g. 1914 px at level 3; sizing it
+ourselves would decode those probes natively, 26 % less CPU on such files, but changes the
+probe, hence some crops, so it is left as is; a codestream whose signedness differs from the header has no
 meaningful low-pass band), the full decode is area-downsampled instead.
 """
 

@@ -9,8 +9,8 @@ the rest of the way. Measured on the synthetic profiles: Pillow 13 sizes level r
 ``int((n + 2**(r-1)) / 2**r)`` where OpenJPEG gives ``ceil(n / 2**r)``, and fails with
 "broken data stream" exactly where the two differ, e.g. 1914 px at level 3; sizing it
 ourselves would decode those probes natively, 26 % less CPU on such files, but changes the
-probe, hence some crops, so it is left as is; a codestream whose signedness differs from the header has no
-meaningful low-pass band), the full decode is area-downsampled instead.
+probe, hence some crops, so it is left as is; a codestream whose signedness differs from
+the header has no meaningful low-pass band), the full decode is area-downsampled instead.
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ DECODER_PARAMS = [pytest.param(n, marks=pytest.mark.skipif(n not in HERE, reason
 BATCH = [n for n in DECODERS if get_decoder(n).capabilities().batch]
 BATCH_PARAMS = [p for p in DECODER_PARAMS if p.values[0] in BATCH]
 CUDA = torch.cuda.is_available()
+MPEG2 = "1.2.840.10008.1.2.4.100"
 
 
 def _rle(tmp: Path, name: str, bits: int, signed: bool, shape: tuple[int, int]) -> Path:
@@ -95,6 +96,9 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             img = _noise((19 + sv, 23), bits, 10 * sv + bits)
             out[f"ljpeg .57 sv{sv} {bits}"] = ljpeg_file(tmp, f"l57_{sv}_{bits}", img, bits,
                                                          sv, LJPEG_ANY)  # fmt: skip
+    # a syntax no decoder here declares (MPEG2 Main Profile): refused by name and by auto
+    out["mpeg2"] = write(encapsulated(phantom(8, 8), b"\x00\x00\x01\xb3" + bytes(60),
+                                      MPEG2, 12), tmp / "mpeg2.dcm")  # fmt: skip
     # restart markers (DRI + RSTm), every row or every 3 rows
     for bits, sv, tsuid, every in ((12, 1, LJPEG, 1), (16, 1, LJPEG, 3), (9, 1, LJPEG, 2),
                                    (16, 7, LJPEG_ANY, 1), (12, 4, LJPEG_ANY, 3)):  # fmt: skip
@@ -125,6 +129,7 @@ def _declares(name: str, path: Path) -> bool:
 def test_exact_on_every_declared_case(name: str, cases: dict[str, Path]) -> None:
     """Stored values equal pydicom's (dtype, sign, shape), case by case."""
     mine = [label for label, path in cases.items() if _declares(name, path)]
+    assert "mpeg2" not in mine
     assert mine, f"{name} declares no syntax of the cases"
     for label in mine:
         path = cases[label]
@@ -163,6 +168,7 @@ def test_exact_on_synthetic_machine_files(name: str, synth_data: Path) -> None:
 @pytest.mark.parametrize("name", DECODER_PARAMS)
 def test_refuses_undeclared_syntax_clearly(name: str, cases: dict[str, Path]) -> None:
     others = [label for label, path in cases.items() if not _declares(name, path)]
+    assert "mpeg2" in others
     for label in others:
         with pytest.raises(DicomError, match=f"not supported by decoder '{name}'"):
             decode_file(cases[label], name)
@@ -205,6 +211,12 @@ def test_registry_and_vocabulary() -> None:
         assert caps.batch == (caps.device == "gpu"), name
     with pytest.raises(ValueError, match="unknown decoder"):
         get_decoder("nope")
+
+
+def test_auto_refuses_a_syntax_nobody_declares(cases: dict[str, Path]) -> None:
+    assert choose_decoder(read_header(cases["mpeg2"]), 0) is None
+    with pytest.raises(DicomError, match=f"unsupported transfer syntax {MPEG2}"):
+        decode_file(cases["mpeg2"])
 
 
 def test_auto_picks_the_cheapest_declared_decoder(cases: dict[str, Path]) -> None:

@@ -1,10 +1,14 @@
-"""Decode and preprocess throughput per backend, reduce on/off and worker count.
+"""Decode and preprocess throughput per decoder, reduce on/off and worker count.
 
 Measures, on the DICOMs of a synthetic dataset (``rsna synth --scale full`` for the real
-figures): header read ms/file; full-decode images/s per backend; preprocess_file images/s
-to HxW with reduce on and off for 1 and 2 workers; the baseline "dicomsdl full decode +
-window + resize" for the reduce speed-up; the share of preprocess time that is not decoding;
-and how much the output changes between reduce on and off. Prints a table, writes JSON.
+figures; files taken round-robin over the machine profiles): header read ms/file;
+full-decode images/s per decoder; preprocess_file images/s to HxW with reduce on and off for
+1 and 2 workers; the baseline "dicomsdl full decode + window + resize" (dicomsdl called
+directly, as competitors do) per transfer syntax against the package at model resolution;
+what the J2K decoders cost at each resolution level; the whole-train-set projection (54,706
+images in the machine profiles' mix on a 4-core CPU) with the per-image cost it rests on;
+the share of preprocess time that is not decoding; how much the output changes between
+reduce on and off. Prints tables, writes JSON.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--files", type=int, default=12, help="DICOMs to time")
     parser.add_argument("--size", nargs=2, type=int, default=(1024, 512), metavar=("H", "W"))
     parser.add_argument("--workers", nargs="+", type=int, default=(1, 2))
-    parser.add_argument("--backends", nargs="*", default=None, help="default: all available")
+    parser.add_argument("--decoders", "--backends", dest="backends", nargs="*", default=None,
+                        help="registered decoders to time (default: all available; "
+                             "--backends: deprecated spelling)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=2,
                         help="timed passes per setting; the fastest is reported")  # fmt: skip
     parser.add_argument(
@@ -41,16 +47,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+TRAIN_IMAGES = 54_706  # the competition's train set
+KAGGLE_CORES = 4  # a Kaggle CPU session
+GOALS = {"1.2.840.10008.1.2.4.70": 1.5, "1.2.840.10008.1.2.4.90": 7.5, "1.2.840.10008.1.2.5": 1.0}
+
+
+def machine_ids(data: Path) -> dict[str, int]:
+    """image_id -> machine_id from the data's CSVs ({} when they carry none)."""
+    import csv
+
+    out: dict[str, int] = {}
+    for name in ("train.csv", "test.csv"):
+        table = data / name
+        if table.is_file():
+            with table.open(newline="") as f:
+                for row in csv.DictReader(f):
+                    if row.get("machine_id"):
+                        out[row["image_id"]] = int(row["machine_id"])
+    return out
+
+
 def list_files(data: Path, count: int) -> list[Path]:
-    """Up to ``count`` DICOMs, round-robin over (syntax, photometric, size) kinds."""
+    """Up to ``count`` DICOMs, round-robin over machines (else (syntax, photometric, size)
+    kinds when the CSVs name no machine)."""
     from rsna_pkg.dicom import read_header
 
+    machines = machine_ids(data)
     groups: dict[tuple, list[Path]] = {}
     for path in sorted(data.glob("*_images/*/*.dcm")):
-        h = read_header(path)
-        groups.setdefault((h.transfer_syntax_uid, h.photometric, h.rows, h.columns), []).append(
-            path
-        )
+        if path.stem in machines:
+            key: tuple = (machines[path.stem],)
+        else:
+            h = read_header(path)
+            key = (h.transfer_syntax_uid, h.photometric, h.rows, h.columns)
+        groups.setdefault(key, []).append(path)
     files: list[Path] = []
     while len(files) < count and any(groups.values()):
         for paths in groups.values():
@@ -77,22 +107,20 @@ def header_ms(files: Sequence[Path], repeat: int = 20) -> float:
 def decode_rates(files: Sequence[Path], backends: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Full-resolution images/s per backend and transfer syntax ("dicomsdl .90" ...)."""
     from rsna_pkg.dicom import decode, read_header
-    from rsna_pkg.dicom.backend import get_backend
+    from rsna_pkg.dicom.backend import get_decoder
 
     by_syntax: dict[str, list[Path]] = {}
     for f in files:
         by_syntax.setdefault(read_header(f).transfer_syntax_uid, []).append(f)
     out: dict[str, dict[str, Any]] = {}
     for name in backends:
-        backend = get_backend(name)
+        backend = get_decoder(name)
         for uid, mine in sorted(by_syntax.items()):
-            if uid not in backend.syntaxes():
+            if uid not in backend.capabilities().syntaxes:
                 continue
             row: dict[str, Any] = {}
-            if name == "dali":
-                from rsna_pkg.dicom.dali_backend import DaliDecoder
-
-                dec = DaliDecoder(batch_size=4)
+            if backend.capabilities().batch:
+                dec = backend.batch_decoder(batch_size=4)  # type: ignore[attr-defined]
                 dec.decode_batch(mine[:1])  # build the pipeline and probe outside the timing
                 cpu0 = time.process_time()
                 seconds = timed(partial(dec.decode_batch, mine))
@@ -109,14 +137,20 @@ def decode_rates(files: Sequence[Path], backends: Sequence[str]) -> dict[str, di
 
 
 def _baseline_one(path: Path, height: int, width: int) -> tuple[float, float, float]:
-    """dicomsdl full decode + window + resize (no crop): (total s, decode s)."""
-    from rsna_pkg.dicom import apply_voi, decode_file
+    """dicomsdl full decode (called directly, no checks) + window + resize (no crop):
+    (total s, decode s, CPU s)."""
+    import dicomsdl
+
+    from rsna_pkg.dicom import apply_voi, read_header
+    from rsna_pkg.dicom.pixels import to_stored
     from rsna_pkg.preprocess.resize import quantize, resize_pad
 
     start, cpu = time.perf_counter(), time.process_time()
-    d = decode_file(path, "dicomsdl")
-    quantize(resize_pad(apply_voi(d.array, d.header), height, width), 8)
-    return time.perf_counter() - start, d.seconds, time.process_time() - cpu
+    header = read_header(path)
+    stored = to_stored(dicomsdl.open(str(path)).pixelData(storedvalue=True), header)
+    decoded = time.perf_counter() - start
+    quantize(resize_pad(apply_voi(stored, header), height, width), 8)
+    return time.perf_counter() - start, decoded, time.process_time() - cpu
 
 
 def _preprocess_one(path: Path, cfg_dict: dict[str, Any]) -> tuple[Any, ...]:
@@ -196,6 +230,10 @@ def measure(files: Sequence[Path], height: int, width: int, workers: Sequence[in
         "cpu_s_per_image": sum(r[2] for r in res) / n,
     }
     result["per_syntax"] = per_syntax(files, per_file["reduce_on"], res)
+    result["j2k_levels"] = j2k_level_costs(
+        files, per_file["reduce_on"], PreprocessConfig().probe_size
+    )
+    result["projection"] = projection(files, per_file["reduce_on"], res, result["j2k_levels"])
     on = pre["reduce=on,workers=1"]["images_per_s"]
     result["speedup_reduce_vs_baseline"] = (
         on / result["baseline_dicomsdl_full_resize"]["images_per_s"]
@@ -246,6 +284,152 @@ def per_syntax(files: Sequence[Path], reduced: list[Any], baseline: list[Any]) -
     return groups
 
 
+def _best_cpu_ms(fn: Callable[[], Any], repeats: int) -> tuple[float, float] | None:
+    """(CPU ms, wall ms) of the fastest of ``repeats`` calls; None when it raises OSError or
+    ValueError (Pillow's "broken data stream" at some levels)."""
+    best: tuple[float, float] | None = None
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            fn()
+        except (OSError, ValueError):
+            return None
+        now = (1000 * (time.process_time() - cpu), 1000 * (time.perf_counter() - wall))
+        best = now if best is None or now[0] < best[0] else best
+    return best
+
+
+def _pillow_level(frame: bytes, level: int) -> None:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(frame)) as im:
+        im.reduce = level  # type: ignore[method-assign,assignment]  # Jpeg2K: int level
+        im.load()
+
+
+def _dicomsdl_full(path: Path) -> None:
+    import dicomsdl
+
+    dicomsdl.open(str(path)).pixelData(storedvalue=True)
+
+
+def j2k_level_costs(files: Sequence[Path], reduced: list[Any], probe_size: int,
+                    repeats: int = 3) -> list[dict[str, Any]]:  # fmt: skip
+    """Per J2K file: what each decoder the package can use costs (CPU ms, best of
+    ``repeats``): OpenJPEG through Pillow at resolution levels 0-4, through imagecodecs at
+    full resolution with 1 and 2 threads (CPU and wall), dicomsdl; the levels the pipeline
+    used (probe, final = the level the crop needs); the package's own CPU and decode time;
+    and the library floor of its route (Pillow at the final level plus the probe level it
+    could decode) and of any route (Pillow at the final level alone)."""
+    import imagecodecs
+
+    from rsna_pkg.dicom import open_image
+    from rsna_pkg.dicom.frames import J2K_SYNTAXES
+    from rsna_pkg.preprocess.pipeline import probe_level
+
+    machines = machine_ids(files[0].parents[2]) if files else {}
+    rows = []
+    for path, red in zip(files, reduced, strict=True):
+        image = open_image(path)
+        h = image.header
+        if h.transfer_syntax_uid not in J2K_SYNTAXES:
+            continue
+        frame = image.frame
+        levels = image.j2k_levels
+        pillow = {r: _best_cpu_ms(partial(_pillow_level, frame, r), 2 if r == 0 else repeats)
+                  for r in range(min(levels, 4) + 1)}  # fmt: skip
+        ic = {t: _best_cpu_ms(partial(imagecodecs.jpeg2k_decode, frame, numthreads=t), 2)
+              for t in (1, 2)}  # fmt: skip
+        sdl = _best_cpu_ms(partial(_dicomsdl_full, path), 2)
+        probe = min(levels, probe_level(h.rows, h.columns, probe_size))
+        final = int(red[3])
+        done = {r: v[0] for r, v in pillow.items() if v is not None}
+        probe_ms = next((done[r] for r in range(probe, -1, -1) if r in done), None)
+        final_ms = done.get(final)
+        route = None if final_ms is None or probe_ms is None else (
+            final_ms + (0.0 if final == probe else probe_ms))  # fmt: skip
+        rows.append({
+            "file": path.name, "machine": machines.get(path.stem), "shape": [h.rows, h.columns],
+            "levels": levels, "probe_level": probe, "final_level": final,
+            "pillow_cpu_ms": {str(r): (v[0] if v else None) for r, v in pillow.items()},
+            "imagecodecs_full": {str(t): (list(v) if v else None) for t, v in ic.items()},
+            "dicomsdl_full_cpu_ms": sdl[0] if sdl else None,
+            "package_cpu_ms": 1000 * red[4], "package_decode_ms": 1000 * red[1],
+            "floor_route_ms": route, "floor_final_only_ms": final_ms,
+        })  # fmt: skip
+    return rows
+
+
+def projection(files: Sequence[Path], reduced: list[Any], baseline: list[Any],
+               levels: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    """The whole train set (TRAIN_IMAGES images in the synthetic machine profiles' mix of
+    syntaxes and sizes) on KAGGLE_CORES cores, from the measured CPU s per image of each
+    machine's files (a machine without a measured file: its syntax's CPU s per Mpx times its
+    size). Also the same with each J2K file's decoding at the library floors of
+    ``j2k_level_costs``."""
+    from rsna_pkg.data.synth.machines import MACHINES
+    from rsna_pkg.dicom import read_header
+
+    machines = machine_ids(files[0].parents[2]) if files else {}
+    floor = {row["file"]: row for row in levels}
+    per: dict[int, dict[str, list[float]]] = {}
+    per_mpx: dict[str, dict[str, list[float]]] = {}
+    for path, red, base in zip(files, reduced, baseline, strict=True):
+        h = read_header(path)
+        mpx = h.rows * h.columns / 1e6
+        costs = {"package": red[4], "baseline": base[2]}
+        row = floor.get(path.name)
+        for key, field_ in (
+            ("floor_route", "floor_route_ms"),
+            ("floor_final", "floor_final_only_ms"),
+        ):
+            if row and row[field_] is not None:  # J2K: the decode at the library floor
+                costs[key] = red[4] - red[1] + row[field_] / 1000
+            else:
+                costs[key] = red[4]
+        m = machines.get(path.stem, -1)
+        for key, value in costs.items():
+            per.setdefault(m, {}).setdefault(key, []).append(value)
+            per_mpx.setdefault(h.transfer_syntax_uid, {}).setdefault(key, []).append(value / mpx)
+    shapes = {tuple(p.full_shape) for p in MACHINES.values()}
+    measured = {(read_header(f).rows, read_header(f).columns) for f in files}
+    scale = "full" if measured & shapes else "small"  # the size of an unmeasured machine
+    out: dict[str, Any] = {"images": TRAIN_IMAGES, "cores": KAGGLE_CORES, "scale": scale,
+                           "machines": {}}  # fmt: skip
+    totals: dict[str, float] = {}
+    by_syntax: dict[str, dict[str, float]] = {}
+    for mid, prof in MACHINES.items():
+        rows, cols = prof.shape(scale)
+        mpx = rows * cols / 1e6
+        if mid in per:
+            costs = {k: statistics.mean(v) for k, v in per[mid].items()}
+            source = f"{len(per[mid]['package'])} file(s)"
+        elif prof.transfer_syntax in per_mpx:
+            costs = {k: mpx * statistics.mean(v) for k, v in per_mpx[prof.transfer_syntax].items()}
+            source = "syntax CPU s/Mpx x size"
+        else:
+            continue
+        out["machines"][str(mid)] = {"weight": prof.weight, "syntax": prof.transfer_syntax,
+                                     "shape": list(prof.full_shape), "source": source,
+                                     "cpu_s": costs}  # fmt: skip
+        for k, v in costs.items():
+            totals[k] = totals.get(k, 0.0) + prof.weight * v
+            syn = by_syntax.setdefault(prof.transfer_syntax, {"weight": 0.0})
+            syn[k] = syn.get(k, 0.0) + prof.weight * v
+        by_syntax[prof.transfer_syntax]["weight"] += prof.weight
+    weight = sum(s["weight"] for s in by_syntax.values())
+    out["cpu_s_per_image"] = {k: v / weight for k, v in totals.items()}
+    out["minutes"] = {
+        k: TRAIN_IMAGES * v / KAGGLE_CORES / 60 for k, v in out["cpu_s_per_image"].items()
+    }
+    out["by_syntax"] = {uid: {"share": s["weight"] / weight,
+                              **{k: v / s["weight"] for k, v in s.items() if k != "weight"}}
+                        for uid, s in by_syntax.items()}  # fmt: skip
+    return out
+
+
 def print_table(r: dict[str, Any]) -> None:
     print(f"files: {r['files']}  cpus: {r['cpu_count']}  fastest of {r['repeats']} passes  "
           "load before/after: "
@@ -265,9 +449,18 @@ def print_table(r: dict[str, Any]) -> None:
     print(f"speed-up reduce on vs baseline: {r['speedup_reduce_vs_baseline']:.2f}x wall, "
           f"{r['speedup_reduce_vs_baseline_cpu']:.2f}x CPU; "
           f"vs reduce off: {r['speedup_reduce_on_vs_off']:.2f}x")  # fmt: skip
+    print("per syntax, package at model resolution vs dicomsdl full decode + resize (1 worker)")
+    print(
+        "  syntax                   files  package s/img  baseline s/img  ratio wall  ratio CPU  goal"
+    )
     for uid, g in r["per_syntax"].items():
-        print(f"  syntax {uid}: {g['files']} files, reduce levels {g['levels']}, "
-              f"speed-up vs baseline {g['speedup']:.2f}x wall, {g['speedup_cpu']:.2f}x CPU")  # fmt: skip
+        n = g["files"]
+        goal = GOALS.get(uid)
+        ok = "" if goal is None else f">= {goal}x {'met' if g['speedup'] >= goal else 'MISSED'}"
+        print(f"  {uid:<24} {n:>5}  {g['reduced_s'] / n:13.3f}  {g['baseline_s'] / n:14.3f}  "
+              f"{g['speedup']:9.2f}x  {g['speedup_cpu']:8.2f}x  {ok}   levels {g['levels']}")  # fmt: skip
+    print_levels(r["j2k_levels"])
+    print_projection(r["projection"])
     for key in ("scaling_2_workers_reduce_on", "scaling_2_workers_reduce_off"):
         if key in r:
             print(f"{key}: {r[key]:.2f}x")
@@ -276,8 +469,43 @@ def print_table(r: dict[str, Any]) -> None:
           f"max {d['max_abs']}")  # fmt: skip
 
 
+def print_levels(rows: list[dict[str, Any]]) -> None:
+    def ms(v: float | None) -> str:
+        return "fail" if v is None else f"{v:.0f}"
+
+    print("J2K decoders, CPU ms (best of passes): OpenJPEG via Pillow at level L0-L4, via "
+          "imagecodecs full (1 / 2 threads: CPU, wall), dicomsdl full")  # fmt: skip
+    print("  machine shape      L0    L1    L2    L3    L4   ic1 cpu  ic2 cpu/wall  dicomsdl "
+          " probe>final  package cpu (decode)  floor route / final only")  # fmt: skip
+    for row in rows:
+        p = row["pillow_cpu_ms"]
+        ic1, ic2 = row["imagecodecs_full"]["1"], row["imagecodecs_full"]["2"]
+        lv = " ".join(f"{ms(p.get(str(r))):>5}" for r in range(5))
+        print(f"  {str(row['machine']):>7} {row['shape'][0]}x{row['shape'][1]} {lv} "
+              f"{ms(ic1[0] if ic1 else None):>8} {ms(ic2[0] if ic2 else None):>6}/"
+              f"{ms(ic2[1] if ic2 else None):<6} {ms(row['dicomsdl_full_cpu_ms']):>8}   "
+              f"L{row['probe_level']}>L{row['final_level']}   {row['package_cpu_ms']:8.0f} "
+              f"({row['package_decode_ms']:.0f})  {ms(row['floor_route_ms']):>10} / "
+              f"{ms(row['floor_final_only_ms'])}")  # fmt: skip
+
+
+def print_projection(p: dict[str, Any]) -> None:
+    print(f"projection: {p['images']} images at the machine profiles' mix on {p['cores']} cores")
+    print("  syntax                   share  package  baseline  ratio  J2K at floor "
+          "(route / final only), CPU s/img")  # fmt: skip
+    for uid, s in p["by_syntax"].items():
+        print(f"  {uid:<24} {100 * s['share']:4.0f} %  {s['package']:7.3f}  {s['baseline']:8.3f}"
+              f"  {s['baseline'] / s['package']:4.2f}x  {s['floor_route']:10.3f} / "
+              f"{s['floor_final']:.3f}")  # fmt: skip
+    c, m = p["cpu_s_per_image"], p["minutes"]
+    for key, label in (("package", "package (measured)"), ("baseline", "dicomsdl + resize"),
+                       ("floor_route", "package with J2K decode at the library floor of its route"),
+                       ("floor_final", "J2K decoding the needed level only (no probe decode)")):  # fmt: skip
+        print(f"  {label:<60} {c[key]:.3f} CPU s/img -> {m[key]:5.1f} min")
+
+
 def run(args: argparse.Namespace) -> int:
-    from rsna_pkg.dicom import available_backends
+    from rsna_pkg.dicom import available_decoders
     from rsna_pkg.errors import InputError
 
     data = Path(args.data)
@@ -289,7 +517,7 @@ def run(args: argparse.Namespace) -> int:
     files = largest_first(list_files(data, args.files))
     if not files:
         raise InputError(f"{data}: no DICOM files under *_images/")
-    backends = args.backends if args.backends else available_backends()
+    backends = args.backends if args.backends else available_decoders()
     result = measure(files, args.size[0], args.size[1], args.workers, backends, args.repeats)
     result["size"] = list(args.size)
     result["data"] = str(data)

@@ -193,7 +193,7 @@ def sync(device: str) -> None:
 def environment(cfg: CheckConfig) -> dict[str, Any]:
     import torch
 
-    from rsna_pkg.dicom import available_backends
+    from rsna_pkg.dicom import available_decoders
 
     env: dict[str, Any] = {
         "python": platform.python_version(),
@@ -201,7 +201,7 @@ def environment(cfg: CheckConfig) -> dict[str, Any]:
         "cuda_available": torch.cuda.is_available(),
         "device": cfg.device,
         "cpu_count": os.cpu_count(),
-        "decode_backends": available_backends(),
+        "decode_backends": available_decoders(),
     }
     if cfg.device == "cuda":
         props = torch.cuda.get_device_properties(0)

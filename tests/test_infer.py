@@ -230,31 +230,32 @@ def test_dali_route_on_cpu_matches_preprocess_file(broken_data) -> None:
     """The GPU path's code (DALI decode + preprocess's CPU steps), run with DALI on the CPU:
     identical images to preprocess_file for a full-resolution config, same failures."""
     pytest.importorskip("nvidia.dali")
-    from rsna_pkg.infer.gpu import iterate_dali_batches
+    from rsna_pkg.infer.gpu import iterate_gpu_batches
 
     assert_batches_match_cpu_path(
-        *broken_data, lambda paths, cfg: iterate_dali_batches(paths, cfg, 8, 2, dali_device="cpu")
+        *broken_data, lambda paths, cfg: iterate_gpu_batches(paths, cfg, 8, 2, 2, "dali", "cpu")
     )
 
 
 def test_nvimgcodec_route_on_cpu_matches_preprocess_file(synth_data, broken_data, tmp_path) -> None:
     """The GPU path with nvImageCodec, run through its CPU codecs (and their per-file
     fallback for the .70 files they cannot decode): identical images to preprocess_file for
-    a full-resolution config, same failures; and ``rsna infer --backend nvimgcodec``
+    a full-resolution config, same failures; and ``rsna infer --decoder nvimgcodec``
     writes the same submission as the CPU decode path."""
     pytest.importorskip("nvidia.nvimgcodec")
-    from rsna_pkg.infer.gpu import iterate_nvimgcodec_batches
+    from rsna_pkg.infer.gpu import iterate_gpu_batches
 
     data, broken = broken_data
     assert_batches_match_cpu_path(
-        data, broken, lambda paths, cfg: iterate_nvimgcodec_batches(paths, cfg, 8, 2, device="cpu")
-    )
+        data, broken,
+        lambda paths, cfg: iterate_gpu_batches(paths, cfg, 8, 2, 2, "nvimgcodec", "cpu"),
+    )  # fmt: skip
     ckpt = make_checkpoint(tmp_path / "full.pt", synth_data / "train.csv", (64, 32), 0,
                            reduce=False)  # fmt: skip
     runs = {}
     for backend in ("cpu", "nvimgcodec"):
         out = tmp_path / f"{backend}.csv"
-        report = run_infer(data, [ckpt], out, "--backend", backend, "--threshold", "none")
+        report = run_infer(data, [ckpt], out, "--decoder", backend, "--threshold", "none")
         assert report["settings"]["backend"] == backend
         runs[backend] = (read_sub(out), sorted(f["image_id"] for f in report["failures"]))
     np.testing.assert_allclose(runs["nvimgcodec"][0], runs["cpu"][0], atol=1e-6)
@@ -271,9 +272,9 @@ def test_gpu_paths_match_cpu(synth_data, tmp_path) -> None:
     runs = {}
     for name, extra in {
         "cpu": ("--device", "cpu"),
-        "cuda_cpu_decode": ("--device", "cuda", "--backend", "cpu"),
-        "cuda_dali": ("--device", "cuda", "--backend", "dali"),
-        "cuda_nvimgcodec": ("--device", "cuda", "--backend", "nvimgcodec"),
+        "cuda_cpu_decode": ("--device", "cuda", "--decoder", "cpu"),
+        "cuda_dali": ("--device", "cuda", "--decoder", "dali"),
+        "cuda_nvimgcodec": ("--device", "cuda", "--decoder", "nvimgcodec"),
         "cuda_auto": ("--device", "cuda"),
     }.items():
         out = tmp_path / f"{name}.csv"

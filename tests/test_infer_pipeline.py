@@ -313,18 +313,36 @@ def test_auto_prefers_dali_then_nvimgcodec(monkeypatch: pytest.MonkeyPatch) -> N
     full = SimpleNamespace(reduce=False)
     for dali, nvimg, expected in [(True, True, "dali"), (False, True, "nvimgcodec"),
                                   (False, False, "cpu")]:  # fmt: skip
-        monkeypatch.setattr(devices, "dali_available", lambda d=dali: d)
-        monkeypatch.setattr(devices, "nvimgcodec_available", lambda n=nvimg: n)
+        found = {"dali": dali, "nvimgcodec": nvimg}
+        monkeypatch.setattr(devices, "decoder_available", lambda name, f=found: f[name])
         runtime = devices.resolve_runtime("auto", "auto")
         assert devices.settle_backend(runtime, [full]).backend == expected
     monkeypatch.setattr(devices, "cuda_available", lambda: False)
     assert devices.resolve_runtime("auto", "auto").backend == "cpu"
     with pytest.raises(InputError, match="not installed"):
-        devices.resolve_runtime("cpu", "nvimgcodec")  # nvimgcodec_available is False here
-    monkeypatch.setattr(devices, "nvimgcodec_available", lambda: True)
+        devices.resolve_runtime("cpu", "nvimgcodec")  # not installed, as patched last
+    monkeypatch.setattr(devices, "decoder_available", lambda name: True)
     cpu_nv = devices.resolve_runtime("cpu", "nvimgcodec")
     assert (cpu_nv.device, cpu_nv.backend) == ("cpu", "nvimgcodec")
     assert "nvImageCodec decode on CPU" in cpu_nv.describe()
+
+
+def test_inference_decoders_are_the_registry_batch_decoders() -> None:
+    """--decoder at inference: auto, cpu and exactly the registry's batch decoders, in its
+    order (the command's literal choices included)."""
+    import argparse
+
+    from rsna_pkg.dicom.backend import DECODERS, get_decoder
+    from rsna_pkg.infer import command, devices
+
+    batch = tuple(n for n in DECODERS if get_decoder(n).capabilities().batch)
+    assert batch == devices.BATCH_DECODERS
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    action = next(a for a in parser._actions if a.dest == "decoder")
+    assert tuple(action.choices or ()) == devices.BACKENDS == ("auto", "cpu", *batch)
+    argv = ["--data", "d", "--model", "m", "--out", "o", "--backend", "cpu"]
+    assert parser.parse_args(argv).decoder == "cpu"  # the deprecated spelling
 
 
 def test_command_import_is_light() -> None:

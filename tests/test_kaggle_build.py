@@ -32,7 +32,7 @@ def image_env() -> Path:
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ds") / "wheels"
-    build_dataset(out, load_config(REPO), BuildOptions(python=PY, dali=False), repo=REPO)
+    build_dataset(out, load_config(REPO), BuildOptions(python=PY, decoder="cpu"), repo=REPO)
     return out
 
 

@@ -143,7 +143,7 @@ def test_push_dry_run_prints_the_commands_in_chain_order(
     monkeypatch.setattr(push_mod, "_run", no_cli)
     model = tmp_path / "model.pt"
     model.write_bytes(b"weights")
-    opts = BuildOptions(python=f"{sys.version_info.major}.{sys.version_info.minor}", dali=False)
+    opts = BuildOptions(python=f"{sys.version_info.major}.{sys.version_info.minor}", decoder="cpu")
     code = push_mod.push(REPO, load_config(REPO), opts, tmp_path / "stage", True, None, model, "v1")
     out = capsys.readouterr().out
     assert code == 0

@@ -146,14 +146,32 @@ def test_nvimgcodec_bundle_installs_its_extra(tmp_path: Path) -> None:
     fake_wheel(folder, "nvidia_nvjpeg_cu12", "12.4.0.76", "py3-none-manylinux2014_x86_64", [])
     assert bundled_extras(["rsna-pkg", "nvidia-nvimgcodec-cu12"]) == ("nvimgcodec",)
     assert bundled_extras(["nvidia-nvimgcodec-cu12", "nvidia-dali-cuda120"]) == ("dali",)
-    assert BuildOptions(dali=False, nvimgcodec=True).extras() == ("nvimgcodec",)
-    assert BuildOptions(dali=False).extras() == ()
+    assert BuildOptions(decoder="nvimgcodec").extras() == ("nvimgcodec",)
+    assert BuildOptions(decoder="cpu").extras() == ()
+
     image, target = image_target(write_manifest(tmp_path / "m.txt", {}))
     found = [str(p) for p in check_bundle(folder, image, target)]
     assert found == ['nvidia_nvimgcodec_cu12-0.9.0.20: nvidia-nvjpeg2k-cu12; extra == "nvjpeg2k": '
                      "neither the image nor the bundle provides nvidia-nvjpeg2k-cu12"]  # fmt: skip
     fake_wheel(folder, "nvidia_nvjpeg2k_cu12", "0.11.0.51", "py3-none-manylinux2014_x86_64", [])
     assert check_bundle(folder, image, target) == []
+
+
+def test_bundle_decoder_option_and_its_deprecated_spellings() -> None:
+    """--decoder NAME (the registry's vocabulary); --gpu-decoder NAME, --gpu-decoder none and
+    --no-dali still parse, to the same choice."""
+    import argparse
+
+    from rsna_pkg.kaggle.build import add_decoder_argument
+
+    parser = argparse.ArgumentParser()
+    add_decoder_argument(parser)
+    for argv, want in [([], "dali"), (["--decoder", "nvimgcodec"], "nvimgcodec"),
+                       (["--gpu-decoder", "nvimgcodec"], "nvimgcodec"), (["--no-dali"], "cpu"),
+                       (["--gpu-decoder", "none"], "cpu"), (["--decoder", "cpu"], "cpu")]:  # fmt: skip
+        assert BuildOptions(decoder=parser.parse_args(argv).decoder).decoder == want, argv
+    with pytest.raises(InputError, match="bundle decoder 'openjpeg' unknown"):
+        BuildOptions(decoder="openjpeg")
 
 
 def test_bundled_copy_of_a_pinned_package_is_refused(bundle: Path, tmp_path: Path) -> None:

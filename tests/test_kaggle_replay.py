@@ -32,7 +32,7 @@ def replayed(synth_data: Path, tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("replay") / "work"
     py = f"{sys.version_info.major}.{sys.version_info.minor}"
     opts = ReplayOptions(
-        work=work, data=synth_data, settings=TINY, build=BuildOptions(python=py, dali=False)
+        work=work, data=synth_data, settings=TINY, build=BuildOptions(python=py, decoder="cpu")
     )
     return replay(REPO, load_config(REPO), opts, log=lambda msg: None)
 

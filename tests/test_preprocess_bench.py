@@ -27,7 +27,43 @@ def test_bench_decode_small(synth_data: Path, tmp_path: Path, capsys) -> None:  
     assert set(pre) == {"reduce=on,workers=1", "reduce=off,workers=1"}
     assert all(v["images_per_s"] > 0 and 0 <= v["non_decode_fraction"] < 1 for v in pre.values())
     assert result["speedup_reduce_vs_baseline"] > 0
-    assert "header read" in capsys.readouterr().out
+    proj = result["projection"]
+    assert proj["images"] == 54_706 and proj["cores"] == 4
+    assert proj["minutes"]["package"] > 0 and set(proj["by_syntax"]) <= set(result["per_syntax"])
+    for row in result["j2k_levels"]:  # every J2K file: each level's cost or its failure
+        assert set(row["pillow_cpu_ms"]) == {str(r) for r in range(min(row["levels"], 4) + 1)}
+        assert row["final_level"] <= row["levels"]
+    out = capsys.readouterr().out
+    assert "header read" in out and "projection: 54706 images" in out and "ratio CPU" in out
+
+
+def test_projection_weights_machines_and_counts_minutes(synth_data: Path) -> None:
+    """Measured machines cost what their files cost; the rest, their syntax's CPU s per Mpx
+    times their size; minutes = images x weighted CPU s / cores / 60; a J2K file's floor
+    replaces its decode time only."""
+    from rsna_pkg.data.synth.machines import MACHINES
+    from rsna_pkg.dicom import read_header
+
+    machines = bench.machine_ids(synth_data)
+    files = bench.list_files(synth_data, 40)
+    by_machine = {machines[f.stem]: f for f in files}
+    chosen = list(by_machine.values())
+    reduced = [(1.5, 0.5, None, 1, 1.0) for _ in chosen]  # (wall, decode s, image, level, CPU s)
+    baseline = [(2.0, 1.0, 2.0) for _ in chosen]  # (wall, decode s, CPU s)
+    j2k = [f for f in chosen if read_header(f).transfer_syntax_uid.endswith(".90")]
+    levels = [{"file": j2k[0].name, "floor_route_ms": 100.0, "floor_final_only_ms": None}]
+    proj = bench.projection(chosen, reduced, baseline, levels)
+    for mid, row in proj["machines"].items():
+        if int(mid) in by_machine and by_machine[int(mid)] != j2k[0]:
+            assert row["cpu_s"] == {"package": 1.0, "baseline": 2.0, "floor_route": 1.0,
+                                    "floor_final": 1.0}, mid  # fmt: skip
+    floor_mid = str(machines[j2k[0].stem])
+    assert proj["machines"][floor_mid]["cpu_s"]["floor_route"] == 1.0 - 0.5 + 0.1
+    weight = sum(MACHINES[int(m)].weight for m in proj["machines"])
+    expect = sum(MACHINES[int(m)].weight * r["cpu_s"]["package"]
+                 for m, r in proj["machines"].items()) / weight  # fmt: skip
+    assert abs(proj["cpu_s_per_image"]["package"] - expect) < 1e-12
+    assert abs(proj["minutes"]["package"] - 54_706 * expect / 4 / 60) < 1e-9
 
 
 def test_bench_pool_keeps_fastest_pass_and_orders_largest_first(tmp_path: Path) -> None:

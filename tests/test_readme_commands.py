@@ -1,5 +1,5 @@
 """The README's main command, taken from README.md and run as written in a fresh clone, from
-its root, in a fresh venv (scaled down with --patients 12 --no-dali so CI can afford it).
+its root, in a fresh venv (scaled down with --patients 12 --decoder cpu so CI can afford it).
 A README whose main command breaks fails this test, so it fails CI."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from rsna_pkg.kaggle.paths import find_repo
 from rsna_pkg.kaggle.replay import make_writable
 
 REPO = find_repo(Path(__file__).parent)
-SCALE_DOWN = "--patients 12 --no-dali"
+SCALE_DOWN = "--patients 12 --decoder cpu"
 
 
 def readme_commands() -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rsna_pkg.dicom.backend import available_backends
+from rsna_pkg.dicom.backend import available_backends, available_decoders
 from rsna_pkg.dicom.decode import DecodeResult, decode, decode_file
 from rsna_pkg.dicom.header import DicomHeader, VoiLut, read_header
 from rsna_pkg.dicom.image import MAX_REDUCE, DicomImage, Level, open_image
@@ -37,6 +37,7 @@ __all__ = [
     "apply_voi_torch",
     "area_downsample",
     "available_backends",
+    "available_decoders",
     "decode",
     "decode_file",
     "open_image",

@@ -1,90 +1,151 @@
-"""The one interface every decode backend implements, and the registry of backends.
+"""The one interface every decoder implements, and the one registry of decoders.
 
-A backend declares which transfer syntaxes it supports by design (``syntaxes``) and whether
-it can decode JPEG 2000 resolution levels itself (``native_reduce``); callers never probe
-with try/except. Backends return full-resolution stored values when they cannot reduce.
+A decoder declares what it can do (:class:`Capabilities`): the transfer syntaxes it decodes
+by design, whether it decodes JPEG 2000 resolution levels itself, whether it decodes batches
+(the GPU decoders, chosen by inference's runtime, never per file), where it runs, and what a
+megapixel costs it per syntax as measured by ``rsna bench decode``. ``auto`` picks per file
+from those declarations alone (:func:`candidates`); callers never probe with try/except.
+
+A decoder may still decline one file by design, from the frame's own header, before decoding
+(:class:`Declined`: e.g. a JPEG frame whose height comes later in a DNL marker, which
+libjpeg-turbo does not read): ``auto`` then hands the file to the next candidate, while a
+decoder chosen by name turns the reason into a DicomError.
+
+Adding a CPU decoder: one module defining ``DECODER`` (this interface) and one line in
+:data:`DECODERS`.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from rsna_pkg.dicom.frames import J2K_SYNTAXES, NATIVE_SYNTAXES
+from rsna_pkg.dicom.frames import J2K_SYNTAXES
 from rsna_pkg.dicom.header import DicomHeader
 
 
 @dataclass
 class Decoded:
-    """A backend's output: ``array`` already at ``reduce`` when ``reduced`` is True."""
+    """A decoder's output: ``array`` already at ``reduce`` when ``reduced`` is True."""
 
     array: np.ndarray
     reduced: bool
     note: str = ""  # e.g. why a native reduce fell back to a full decode
 
 
-class Backend(Protocol):
+class Declined(Exception):  # noqa: N818 - a decision, not a failure
+    """Raised by ``decode`` before any decoding when the file is outside what the decoder
+    takes by design; ``auto`` moves on to the next candidate."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    syntaxes: frozenset[str]  # transfer syntax UIDs decoded by design
+    levels: bool = False  # decodes J2K resolution levels straight from the codestream
+    batch: bool = False  # a batch decoder (inference's runtime picks it, not per-file auto)
+    device: str = "cpu"  # "cpu", or "gpu" (GPU when CUDA is usable, else its CPU codecs)
+    # measured CPU ms per megapixel of a full-resolution decode, per syntax (rsna bench
+    # decode, one core); a syntax missing here costs `inf` and is chosen last.
+    ms_per_mpx: Mapping[str, float] = field(default_factory=dict)
+
+    def cost(self, syntax: str, reduce: int) -> float:
+        """Expected ms/Mpx of a decode at level ``reduce`` (for ranking only). A decoder
+        with resolution levels decodes a J2K level r for about a third of level r - 1's
+        cost (measured 3.6x per level at levels 1-2); the others decode full resolution."""
+        ms = self.ms_per_mpx.get(syntax, float("inf"))
+        if self.levels and syntax in J2K_SYNTAXES:
+            ms /= 3.0**reduce
+        return ms
+
+
+def per_syntax(groups: Iterable[tuple[frozenset[str], float]]) -> dict[str, float]:
+    """{uid: ms} from (syntaxes, ms) groups."""
+    return {uid: ms for uids, ms in groups for uid in uids}
+
+
+class Decoder(Protocol):
     name: str
+
+    def capabilities(self) -> Capabilities:
+        """What it decodes and how (cheap: no heavy import)."""
+        ...
 
     def available(self) -> bool:
         """Its libraries import here."""
         ...
 
-    def syntaxes(self) -> frozenset[str]:
-        """Transfer syntax UIDs it decodes by design."""
-        ...
-
     def decode(self, path: Path, header: DicomHeader, reduce: int) -> Decoded:
-        """Stored values (header dtype, signedness applied) of frame 0."""
+        """Stored values (header dtype, signedness applied) of frame 0, full resolution
+        unless ``capabilities().levels``. Raises Declined for a file it takes not by design."""
         ...
 
 
-# name -> module holding a ``BACKEND`` object. Order = preference of "auto" (after the
-# per-syntax preferences below).
-BACKEND_MODULES: dict[str, str] = {
+@runtime_checkable
+class FrameDecoder(Decoder, Protocol):
+    """A decoder of frame bytes already in memory (read and checked once by the caller).
+    Every decoder with ``capabilities().levels`` is one, so a caller decodes one file at
+    two levels reading it once."""
+
+    def decode_frame(self, frame: bytes, header: DicomHeader, reduce: int) -> Decoded: ...
+
+
+# The registry: name -> module holding a ``DECODER``. Order breaks ties in ``auto``.
+DECODERS: dict[str, str] = {
     "dicomsdl": "rsna_pkg.dicom.dicomsdl_backend",
+    "libjpeg-turbo": "rsna_pkg.dicom.libjpeg_turbo_backend",
     "openjpeg": "rsna_pkg.dicom.openjpeg_backend",
     "pydicom": "rsna_pkg.dicom.pydicom_backend",
     "dali": "rsna_pkg.dicom.dali_backend",
     "nvimgcodec": "rsna_pkg.dicom.nvimgcodec_backend",
 }
-
-# "auto" picks the first available backend of these that supports the syntax. Measured in
-# `rsna bench decode`: dicomsdl is the fastest full decode of J2K and JPEG lossless; a
-# reduced J2K decode straight from the resolution levels (openjpeg) beats any full decode.
-# The batch GPU decoders (dali, nvimgcodec) are chosen by inference's runtime, never per file.
-AUTO_FULL: tuple[str, ...] = ("dicomsdl", "openjpeg", "pydicom")
-AUTO_REDUCED_J2K: tuple[str, ...] = ("openjpeg", "dicomsdl", "pydicom")
-AUTO_NATIVE: tuple[str, ...] = ("pydicom", "dicomsdl")
+AUTO = "auto"  # the package chooses: per syntax on the CPU, the batch decoder at inference
+CPU = "cpu"  # the CPU decoders, chosen per syntax (inference: DataLoader workers)
+CHOICES: tuple[str, ...] = (AUTO, CPU, *DECODERS)  # the one vocabulary of --decoder
 
 
-def get_backend(name: str) -> Backend:
-    if name not in BACKEND_MODULES:
-        raise ValueError(f"unknown decode backend {name!r}; known: {', '.join(BACKEND_MODULES)}")
-    return importlib.import_module(BACKEND_MODULES[name]).BACKEND
+def get_decoder(name: str) -> Decoder:
+    if name not in DECODERS:
+        raise ValueError(f"unknown decoder {name!r}; known: {', '.join(DECODERS)}")
+    decoder: Decoder = importlib.import_module(DECODERS[name]).DECODER
+    return decoder
 
 
-def available_backends() -> list[str]:
-    """Names of the backends whose libraries import here (dali only with nvidia-dali,
-    nvimgcodec only with nvidia-nvimgcodec)."""
-    return [name for name in BACKEND_MODULES if get_backend(name).available()]
+def available_decoders(batch: bool | None = None) -> list[str]:
+    """Names of the decoders whose libraries import here (``batch``: only those whose
+    ``capabilities().batch`` equals it)."""
+    out = []
+    for name in DECODERS:
+        decoder = get_decoder(name)
+        if batch is not None and decoder.capabilities().batch != batch:
+            continue
+        if decoder.available():
+            out.append(name)
+    return out
 
 
-def choose_backend(header: DicomHeader, reduce: int) -> Backend | None:
-    """The fastest available backend for this file's syntax (None: nothing supports it)."""
+def candidates(header: DicomHeader, reduce: int) -> list[Decoder]:
+    """The available per-file decoders supporting this file's syntax, cheapest first by their
+    declared cost at level ``reduce`` (``auto`` tries them in this order)."""
     tsuid = header.transfer_syntax_uid
-    if tsuid in NATIVE_SYNTAXES:
-        order = AUTO_NATIVE
-    elif tsuid in J2K_SYNTAXES and reduce > 0:
-        order = AUTO_REDUCED_J2K
-    else:
-        order = AUTO_FULL
-    for name in order:
-        backend = get_backend(name)
-        if backend.available() and tsuid in backend.syntaxes():
-            return backend
-    return None
+    found = []
+    for i, name in enumerate(DECODERS):
+        decoder = get_decoder(name)
+        caps = decoder.capabilities()
+        if caps.batch or tsuid not in caps.syntaxes or not decoder.available():
+            continue
+        found.append((caps.cost(tsuid, reduce), i, decoder))
+    return [d for _, _, d in sorted(found, key=lambda t: t[:2])]
+
+
+def choose_decoder(header: DicomHeader, reduce: int) -> Decoder | None:
+    """The decoder ``auto`` tries first for this file (None: nothing supports its syntax)."""
+    found = candidates(header, reduce)
+    return found[0] if found else None
+
+
+available_backends = available_decoders  # the earlier name

@@ -1,30 +1,38 @@
 """What the batch decoders (DALI, nvImageCodec) share: one file's frame and header, the kind
-of codestream it holds, a probe of known values that checks a decoder per kind, and the
-header's rules (signedness, container dtype) applied to a decoder's raw output.
+of codestream it holds, the one probe of known values that checks a decoder per kind, the
+header's rules (signedness, container dtype) applied to a decoder's raw output, and the
+adapter (:class:`BatchBackend`) that makes a batch decoder one more ``Decoder`` of the
+registry.
 
 These decoders ignore the DICOM header, so nothing they return is trusted until the probe
 for that (codec, precision, signed) kind came back exact, possibly after one constant
 scale (DALI stretches p-bit samples to the full UINT16 range); the header's
 PixelRepresentation then wins over the codestream's signedness, as in ``to_stored``.
+A new batch decoder implements ``syntaxes``, ``_run`` (one batch call of its library) and,
+where its library refuses a kind by design, ``_refuses``.
 """
 
 from __future__ import annotations
 
 import logging
+import struct
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rsna_pkg.dicom.backend import Capabilities, Decoded
 from rsna_pkg.dicom.frames import first_frame, j2k_info, jpeg_precision, sniff_codec
 from rsna_pkg.dicom.header import DicomHeader, read_header
 from rsna_pkg.dicom.pixeldata import read_pixel_dataset
 from rsna_pkg.dicom.pixels import stored_dtype
 
 PROBE_SHAPE = (8, 16)
+log = logging.getLogger(__name__)
+_WARNED: set[tuple[str, str, tuple[Any, ...]]] = set()  # (decoder, device, kind) logged once
 
 Kind = tuple[str, int, bool]  # (codec "j2k" | "jpeg", precision in bits, signed codestream)
 
@@ -153,8 +161,10 @@ def pick_device(device: str, gpu: str) -> str:
 
 
 class BatchDecoder(ABC):
-    """What the batch decoders (DALI, nvImageCodec) share on top of their ``decode_items``:
-    stored values or windowed tensors per file, and host arrays moved to their GPU."""
+    """What every batch decoder shares on top of its library call (``_run``): which files it
+    takes (``_unsupported``: the syntax, the codestream's kind, the probe of that kind),
+    stored values or windowed tensors per file, the per-file CPU fallback, host arrays moved
+    to the GPU."""
 
     device: str  # "cpu", or the library's GPU device name
     device_id: Any  # the GPU ordinal; unused by a CPU decoder
@@ -165,19 +175,86 @@ class BatchDecoder(ABC):
     source: str  # what last_sources says for a file this decoder decoded ("dali", ...)
     label: str  # the library's name in fallback reasons
     last_sources: list[str]
+    probes: dict[Kind, str]  # kind -> "exact", "probe scale x" or why not
+    _scales: dict[Kind, float | None]
+
+    @abstractmethod
+    def syntaxes(self) -> frozenset[str]:
+        """Transfer syntaxes it decodes by design on its device."""
 
     @abstractmethod
     def _run(self, frames: Sequence[bytes]) -> list[Any]:
-        """Decode one batch of frames: per frame the library's output, or a str saying why
-        the library gave nothing for it (that file falls back)."""
+        """Decode one batch of frames: per frame the library's (H, W) output, or a str
+        saying why the library gave nothing for it (that file falls back)."""
 
-    @abstractmethod
+    def _refuses(self, kind: Kind) -> str:
+        """Why the library does not take this kind by design, without probing ('' when it
+        may: the probe decides)."""
+        return ""
+
+    def _probe(self, kind: Kind) -> float | None:
+        """The scale this device's decode applies to ``kind`` (1.0 when exact); None when the
+        probe image does not come back exactly, or at all. Probed once per kind."""
+        if kind not in self._scales:
+            try:
+                frame, truth = probe_frame(*kind)
+                (got,) = self._run([frame])
+            except Exception as exc:  # noqa: BLE001 - any failure means: not this kind
+                got = f"failed ({type(exc).__name__}: {exc})"
+            if isinstance(got, str):
+                self.probes[kind] = f"probe: {got}"
+                self._scales[kind] = None
+            else:
+                host = got if isinstance(got, np.ndarray) else got.cpu().numpy()
+                scale = probe_scale(host, truth)
+                self.probes[kind] = (
+                    "probe values differ" if scale is None
+                    else "exact" if scale == 1.0 else f"probe scale {scale:g}"
+                )  # fmt: skip
+                self._scales[kind] = scale
+            if self._scales[kind] is None and (self.source, self.device, kind) not in _WARNED:
+                _WARNED.add((self.source, self.device, kind))
+                log.warning("%s on %s: %s for %s: such files use %s", self.source, self.device,
+                            self.probes[kind], kind, self.fallback)  # fmt: skip
+        return self._scales[kind]
+
+    def _unsupported(self, item: Item) -> str:
+        """Why this decoder does not take ``item`` ("" when it does)."""
+        header = item.header
+        assert header is not None
+        if header.transfer_syntax_uid not in self.syntaxes():
+            return (
+                f"syntax {header.transfer_syntax_uid} not decoded by {self.label} on {self.device}"
+            )
+        try:
+            kind = frame_kind(item.frame)
+        except (ValueError, IndexError, struct.error) as exc:  # a mangled main header
+            return f"bad codestream header ({exc})"
+        if isinstance(kind, str):
+            return kind
+        item.kind = kind
+        codec, bits, signed = kind
+        what = f"{'signed ' if signed else ''}{bits}-bit {codec}"
+        refused = self._refuses(kind)
+        if refused:
+            return f"{what}: {refused}"
+        if self._probe(kind) is None:
+            return f"{what} not decoded exactly on {self.device} ({self.probes[kind]})"
+        return ""
+
     def _finish(self, raw: Any, item: Item) -> Any:
-        """The library's output as the header's stored values (ValueError: unusable)."""
+        """The library's output as the header's stored values (ValueError: shape off the
+        header): the probe's scale undone, the header's signedness, the header dtype."""
+        header = item.header
+        assert header is not None
+        if tuple(raw.shape) != (header.rows, header.columns):
+            raise ValueError(f"decoded shape {tuple(raw.shape)} != header "
+                             f"{(header.rows, header.columns)}")  # fmt: skip
+        return to_header_values(raw, header, self._scales[item.kind] or 1.0)
 
     def decode_items(self, paths: Sequence[str | Path]) -> tuple[list[Any], list[Item]]:
         """(stored values per file, the files' items), each decoded in batches, or by the
-        CPU fallback backend with the reason logged and kept in ``last_sources``."""
+        CPU fallback decoder with the reason logged and kept in ``last_sources``."""
         from rsna_pkg.dicom.decode import decode_file
 
         items, sources, todo = self.plan(paths)
@@ -204,10 +281,6 @@ class BatchDecoder(ABC):
                 results[i] = arr if self.device == "cpu" else self._to_device(arr)
         self.last_sources = sources
         return results, items
-
-    @abstractmethod
-    def _unsupported(self, item: Item) -> str:
-        """Why this decoder does not take ``item`` ("" when it does)."""
 
     def plan(self, paths: Sequence[str | Path]) -> tuple[list[Item], list[str], list[int]]:
         """Read every file; (items, per-file fallback reason or "", indices to batch-decode)."""
@@ -239,3 +312,38 @@ class BatchDecoder(ABC):
     def decode_windowed(self, paths: Sequence[str | Path], voi_index: int = 0) -> list[Any]:
         """float32 [0, 1] torch tensors on the decode device, windowed as apply_voi does."""
         return windowed(*self.decode_items(paths), voi_index)
+
+
+class BatchBackend:
+    """A batch decoder as one more ``Decoder`` of the registry (``decode(path,
+    backend="dali")``): one file at a time through a cached batch-1 decoder (GPU when CUDA
+    is usable, else the library's CPU codecs), returned on the host. ``syntaxes`` are those
+    it returns for every file, its per-file CPU fallback included."""
+
+    def __init__(self, name: str, factory: Callable[..., BatchDecoder],
+                 importable: Callable[[], bool], syntaxes: frozenset[str]) -> None:  # fmt: skip
+        self.name = name
+        self._factory = factory
+        self._importable = importable
+        self._syntaxes = syntaxes
+        self._single: BatchDecoder | None = None
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(self._syntaxes, batch=True, device="gpu")
+
+    def available(self) -> bool:
+        return self._importable()
+
+    def batch_decoder(self, **options: Any) -> BatchDecoder:
+        """A fresh batch decoder (``options``: batch_size, device, ...)."""
+        return self._factory(**options)
+
+    def decode(self, path: Path, header: DicomHeader, reduce: int) -> Decoded:
+        if self._single is None:
+            self._single = self._factory(batch_size=1)
+        decoder = self._single
+        arr = decoder.decode_batch([path])[0]
+        arr = arr if isinstance(arr, np.ndarray) else arr.cpu().numpy()
+        source = decoder.last_sources[0]
+        return Decoded(arr.astype(stored_dtype(header)), reduced=False,
+                       note="" if source == decoder.source else source)  # fmt: skip

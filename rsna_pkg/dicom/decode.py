@@ -8,7 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from rsna_pkg.dicom.backend import Backend, Decoded, choose_backend, get_backend
+from rsna_pkg.dicom.backend import (
+    AUTO,
+    CPU,
+    Declined,
+    Decoded,
+    Decoder,
+    FrameDecoder,
+    candidates,
+    get_decoder,
+)
 from rsna_pkg.dicom.frames import NATIVE_SYNTAXES, first_frame, frame_mismatch
 from rsna_pkg.dicom.header import DicomHeader, read_header
 from rsna_pkg.dicom.pixeldata import read_pixel_dataset
@@ -27,27 +36,33 @@ class DecodeResult:
     seconds: float
 
 
-def resolve_backend(header: DicomHeader, backend: str, reduce: int) -> Backend:
-    """The backend object for a name ("auto" = fastest supporting the syntax)."""
-    if backend == "auto":
-        chosen = choose_backend(header, reduce)
-        if chosen is None:
+def resolve_decoders(header: DicomHeader, backend: str, reduce: int) -> list[Decoder]:
+    """The decoders to try for a name, in order: "auto" (or "cpu") = every available
+    per-file decoder of the syntax, cheapest first; a name = that decoder alone."""
+    if backend in (AUTO, CPU):
+        found = candidates(header, reduce)
+        if not found:
             raise DicomError(
                 header.path, f"unsupported transfer syntax {header.transfer_syntax_uid}"
             )
-        return chosen
+        return found
     try:
-        chosen = get_backend(backend)
+        chosen = get_decoder(backend)
     except ValueError as exc:
         raise DicomError(header.path, str(exc)) from exc
     if not chosen.available():
-        raise DicomError(header.path, f"decode backend {backend!r} is not installed")
-    if header.transfer_syntax_uid not in chosen.syntaxes():
+        raise DicomError(header.path, f"decoder {backend!r} is not installed")
+    if header.transfer_syntax_uid not in chosen.capabilities().syntaxes:
         raise DicomError(
             header.path,
-            f"transfer syntax {header.transfer_syntax_uid} not supported by backend {backend!r}",
+            f"transfer syntax {header.transfer_syntax_uid} not supported by decoder {backend!r}",
         )
-    return chosen
+    return [chosen]
+
+
+def resolve_backend(header: DicomHeader, backend: str, reduce: int) -> Decoder:
+    """The decoder a name stands for ("auto": the cheapest for the syntax)."""
+    return resolve_decoders(header, backend, reduce)[0]
 
 
 # The largest image decoded. The biggest RSNA mammograms are 5355 x 4915 (26 Mpx); a
@@ -103,12 +118,15 @@ def check_frame(header: DicomHeader, frame: bytes) -> None:
         raise DicomError(header.path, problem)
 
 
-def check_file_frame(path: Path, header: DicomHeader) -> None:
+def check_file_frame(path: Path, header: DicomHeader) -> bytes | None:
     """For an encapsulated (compressed) file: read frame 0 and :func:`check_frame` it
-    before a backend that trusts the header (dicomsdl, DALI) decodes it."""
+    before a decoder that trusts the header (dicomsdl, DALI) decodes it; the frame (None for
+    native PixelData), so a decoder of frame bytes need not read the file again."""
     if header.transfer_syntax_uid in NATIVE_SYNTAXES:
-        return  # native: read_pixel_dataset bounds the PixelData length by the header
-    check_frame(header, first_frame(read_pixel_dataset(path, header), path))
+        return None  # native: read_pixel_dataset bounds the PixelData length by the header
+    frame = first_frame(read_pixel_dataset(path, header), path)
+    check_frame(header, frame)
+    return frame
 
 
 def finish(out: Decoded, header: DicomHeader, reduce: int) -> np.ndarray:
@@ -135,14 +153,27 @@ def decode_file(
     start = time.perf_counter()
     header = header or read_header(path)
     check_decodable(header)
-    chosen = resolve_backend(header, backend, reduce)
-    check_file_frame(path, header)
-    try:
-        out = chosen.decode(path, header, reduce)
-    except DicomError:
-        raise
-    except Exception as exc:  # a corrupt codestream fails differently in every library
-        raise DicomError(path, f"{chosen.name} decode failed ({describe(exc)})") from exc
+    decoders = resolve_decoders(header, backend, reduce)
+    frame = check_file_frame(path, header)
+    declined = []
+    for chosen in decoders:
+        try:
+            if frame is not None and isinstance(chosen, FrameDecoder):
+                out = chosen.decode_frame(frame, header, reduce)
+            else:
+                out = chosen.decode(path, header, reduce)
+        except Declined as exc:  # outside what it takes by design: the next one, if any
+            declined.append(f"{chosen.name}: {exc}")
+            continue
+        except DicomError:
+            raise
+        except Exception as exc:  # a corrupt codestream fails differently in every library
+            raise DicomError(path, f"{chosen.name} decode failed ({describe(exc)})") from exc
+        break
+    else:
+        raise DicomError(path, f"declined by {'; '.join(declined)}")
+    if declined:
+        out.note = "; ".join(n for n in (*declined, out.note) if n)
     arr = finish(out, header, reduce)
     return DecodeResult(
         array=arr,

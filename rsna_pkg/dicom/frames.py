@@ -124,6 +124,7 @@ class JpegInfo:
     width: int
     precision: int
     components: int
+    sof: int = 0xC3  # the SOFn marker's second byte: C3 = lossless, Huffman (process 14)
 
 
 # SOFn markers: C0-CF except DHT (C4), JPG (C8) and DAC (CC); F7 is JPEG-LS's SOF55.
@@ -145,7 +146,7 @@ def jpeg_info(frame: bytes) -> JpegInfo:
                 break
             precision = frame[pos + 4]
             height, width = struct.unpack_from(">HH", frame, pos + 5)
-            return JpegInfo(height, width, precision, frame[pos + 9])
+            return JpegInfo(height, width, precision, frame[pos + 9], marker)
         (length,) = struct.unpack_from(">H", frame, pos + 2)
         pos += 2 + length
     raise ValueError("no JPEG frame header (SOF) found")

@@ -3,8 +3,8 @@
 A DicomImage holds the header (read without pixels) and, when a reduced decode is asked of a
 JPEG 2000 file, the first frame's bytes. ``decode(reduce, backend)`` returns the stored values
 at level ``reduce`` (each side ``ceil(n / 2**reduce)``): straight from the codestream's wavelet
-levels where the backend can (OpenJPEG), else from one full-resolution decode, kept for the
-next call, and an area mean. Callers (preprocessing) ask for levels; which library decodes,
+levels where the decoder declares it can (``Capabilities.levels``), else from one
+full-resolution decode, kept for the next call, and an area mean. Callers (preprocessing) ask for levels; which library decodes,
 and how, stays in rsna_pkg.dicom.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rsna_pkg.dicom.backend import Decoded
+from rsna_pkg.dicom.backend import Decoded, FrameDecoder
 from rsna_pkg.dicom.decode import (
     check_decodable,
     check_frame,
@@ -27,7 +27,7 @@ from rsna_pkg.dicom.decode import (
 from rsna_pkg.dicom.frames import J2K_SYNTAXES, first_frame, j2k_info
 from rsna_pkg.dicom.header import DicomHeader, read_header
 from rsna_pkg.dicom.pixeldata import read_pixel_dataset
-from rsna_pkg.dicom.pixels import area_downsample
+from rsna_pkg.dicom.pixels import AreaPyramid
 from rsna_pkg.errors import DicomError, describe
 
 MAX_REDUCE = 5  # OpenJPEG's default number of decomposition levels
@@ -50,16 +50,26 @@ class DicomImage:
     _frame: bytes | None = field(default=None, repr=False)
     _full: Decoded | None = field(default=None, repr=False)  # a full decode, once one was made
     _full_backend: str = ""
+    _pyramid: AreaPyramid | None = field(default=None, repr=False)  # area means of _full
     _j2k_levels: int | None = field(default=None, repr=False)
 
     def levels(self, backend: str = "auto") -> int:
         """How many resolution levels ``decode`` can take straight from the codestream with
         this backend (0: every level comes from a full decode)."""
-        if self.header.transfer_syntax_uid not in J2K_SYNTAXES:
-            return 0
-        if resolve_backend(self.header, backend, 1).name != "openjpeg":
+        if self._level_decoder(backend) is None:
             return 0
         return self.j2k_levels
+
+    def _level_decoder(self, backend: str) -> FrameDecoder | None:
+        """The decoder ``backend`` stands for at a reduced level, when it decodes J2K
+        resolution levels itself (None otherwise)."""
+        if self.header.transfer_syntax_uid not in J2K_SYNTAXES:
+            return None
+        decoder = resolve_backend(self.header, backend, 1)
+        if not decoder.capabilities().levels:
+            return None
+        assert isinstance(decoder, FrameDecoder), f"{decoder.name} declares levels"
+        return decoder
 
     @property
     def frame(self) -> bytes:
@@ -87,29 +97,30 @@ class DicomImage:
         """Stored values at level ``reduce``; ``native=False`` always goes through one full
         decode (the route when reduced decoding is switched off). Raises DicomError."""
         start = time.perf_counter()
-        if native and self.levels(backend) > 0:
-            arr, name = self._from_codestream(reduce), "openjpeg"
+        level_decoder = self._level_decoder(backend) if native else None
+        if level_decoder is not None and self.j2k_levels > 0:
+            arr, name = self._from_codestream(level_decoder, reduce), level_decoder.name
             straight = self._full is None and reduce > 0
         else:
             if self._full is None:
                 result = decode_file(self.path, backend, 0, header=self.header)
                 self._full = Decoded(result.array, reduced=False)
                 self._full_backend = result.backend
-            arr, name = area_downsample(self._full.array, reduce), self._full_backend
+            if self._pyramid is None:
+                self._pyramid = AreaPyramid(self._full.array)
+            arr, name = self._pyramid.level(reduce), self._full_backend
             straight = False
         return Level(arr, name, straight, time.perf_counter() - start)
 
-    def _from_codestream(self, reduce: int) -> np.ndarray:
-        from rsna_pkg.dicom.openjpeg_backend import BACKEND as OPENJPEG
-
+    def _from_codestream(self, decoder: FrameDecoder, reduce: int) -> np.ndarray:
         if self._full is not None:  # Pillow already had to fall back to a full decode
             return finish(self._full, self.header, reduce)
         try:
-            out = OPENJPEG.decode_frame(self.frame, self.header, reduce)
+            out = decoder.decode_frame(self.frame, self.header, reduce)
         except DicomError:
             raise
         except Exception as exc:
-            raise DicomError(self.path, f"openjpeg decode failed ({describe(exc)})") from exc
+            raise DicomError(self.path, f"{decoder.name} decode failed ({describe(exc)})") from exc
         if not out.reduced:
             self._full = out
         return finish(out, self.header, reduce)

@@ -21,35 +21,17 @@ no image for, goes to a CPU backend, file by file, with the reason logged and ke
 from __future__ import annotations
 
 import importlib
-import logging
-import struct
 from collections.abc import Sequence
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rsna_pkg.dicom.backend import Decoded
-from rsna_pkg.dicom.batch import (
-    BatchDecoder,
-    Item,
-    Kind,
-    frame_kind,
-    pick_device,
-    probe_frame,
-    probe_scale,
-    to_header_values,
-)
+from rsna_pkg.dicom.batch import BatchBackend, BatchDecoder, Kind, pick_device
 from rsna_pkg.dicom.frames import J2K_SYNTAXES, JPEG_LOSSLESS_SYNTAXES
-from rsna_pkg.dicom.header import DicomHeader
-from rsna_pkg.dicom.pixels import stored_dtype
-
-log = logging.getLogger(__name__)
 
 SYNTAXES = J2K_SYNTAXES | JPEG_LOSSLESS_SYNTAXES
 SOURCE = "nvimgcodec"
-_WARNED: set[tuple[str, tuple[Any, ...]]] = set()  # (device, kind) whose failed probe was logged
 
 
 @cache
@@ -94,8 +76,8 @@ class NvImageCodecDecoder(BatchDecoder):
         self.threads = threads  # nvImageCodec's CPU threads (0: one per core)
         self.fallback = fallback
         self.last_sources: list[str] = []
-        self.probes: dict[tuple[Any, ...], str] = {}  # kind -> "exact", "scale x" or failure
-        self._scales: dict[tuple[Any, ...], float | None] = {}
+        self.probes: dict[Kind, str] = {}
+        self._scales: dict[Kind, float | None] = {}
         self._codec: Any = None
         self._params: Any = None
 
@@ -181,85 +163,8 @@ class NvImageCodecDecoder(BatchDecoder):
         t = t.reshape(t.shape[0], t.shape[1]).to(torch.int32)
         return t & 0xFFFF if wide else t
 
-    # -- what it takes ---------------------------------------------------------------------
-    def _probe(self, kind: Kind) -> float | None:
-        """The scale this device's decode applies to ``kind`` (1.0 when exact); None when the
-        probe image does not come back exactly, or at all."""
-        if kind not in self._scales:
-            try:
-                frame, truth = probe_frame(*kind)
-                (got,) = self._run([frame])
-            except Exception as exc:  # noqa: BLE001 - any failure means: not this kind
-                got = f"failed ({type(exc).__name__}: {exc})"
-            if isinstance(got, str):
-                self.probes[kind] = f"probe: {got}"
-                self._scales[kind] = None
-            else:
-                host = got if isinstance(got, np.ndarray) else got.cpu().numpy()
-                scale = probe_scale(host, truth)
-                self.probes[kind] = (
-                    "probe values differ" if scale is None
-                    else "exact" if scale == 1.0 else f"probe scale {scale:g}"
-                )  # fmt: skip
-                self._scales[kind] = scale
-            if self._scales[kind] is None and (self.device, kind) not in _WARNED:
-                _WARNED.add((self.device, kind))
-                log.warning("nvimgcodec on %s: %s for %s: such files use %s", self.device,
-                            self.probes[kind], kind, self.fallback)  # fmt: skip
-        return self._scales[kind]
-
-    def _unsupported(self, item: Item) -> str:
-        header = item.header
-        assert header is not None
-        if header.transfer_syntax_uid not in SYNTAXES:
-            return f"syntax {header.transfer_syntax_uid} not decoded by nvImageCodec"
-        try:
-            kind = frame_kind(item.frame)
-        except (ValueError, IndexError, struct.error) as exc:  # a mangled main header
-            return f"bad codestream header ({exc})"
-        if isinstance(kind, str):
-            return kind
-        item.kind = kind
-        if self._probe(kind) is None:
-            codec, bits, signed = kind
-            what = f"{'signed ' if signed else ''}{bits}-bit {codec}"
-            return f"{what} not decoded exactly on {self.device} ({self.probes[kind]})"
-        return ""
-
-    def _finish(self, raw: Any, item: Item) -> Any:
-        header = item.header
-        assert header is not None
-        if tuple(raw.shape) != (header.rows, header.columns):
-            raise ValueError(f"decoded shape {tuple(raw.shape)} != header "
-                             f"{(header.rows, header.columns)}")  # fmt: skip
-        return to_header_values(raw, header, self._scales[item.kind] or 1.0)
-
-
-@cache
-def _single_decoder() -> NvImageCodecDecoder:
-    return NvImageCodecDecoder(batch_size=1)
-
-
-class NvimgcodecBackend:
-    """``decode(path, backend="nvimgcodec")``: one file through a cached batch-1 decoder
-    (GPU when CUDA is usable, else the wheel's CPU codecs), returned on the host."""
-
-    name = "nvimgcodec"
-
-    def available(self) -> bool:
-        return nvimgcodec_importable()
-
     def syntaxes(self) -> frozenset[str]:
-        # With its per-file CPU fallback the decoder returns every J2K / JPEG lossless file.
         return SYNTAXES
 
-    def decode(self, path: Path, header: DicomHeader, reduce: int) -> Decoded:
-        decoder = _single_decoder()
-        arr = decoder.decode_batch([path])[0]
-        arr = arr if isinstance(arr, np.ndarray) else arr.cpu().numpy()
-        source = decoder.last_sources[0]
-        return Decoded(arr.astype(stored_dtype(header)), reduced=False,
-                       note="" if source == SOURCE else source)  # fmt: skip
 
-
-BACKEND = NvimgcodecBackend()
+DECODER = BatchBackend("nvimgcodec", NvImageCodecDecoder, nvimgcodec_importable, SYNTAXES)

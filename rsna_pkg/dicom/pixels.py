@@ -19,30 +19,66 @@ def reduced_shape(rows: int, columns: int, reduce: int) -> tuple[int, int]:
     return math.ceil(rows / f), math.ceil(columns / f)
 
 
-def area_downsample(arr: np.ndarray, reduce: int) -> np.ndarray:
-    """Mean over 2**r x 2**r blocks (partial edge blocks over their own pixels), rounded
-    to the nearest integer and returned in ``arr``'s dtype."""
-    if reduce <= 0:
-        return arr
-    f = 2**reduce
-    rows, cols = arr.shape
-    h, w = reduced_shape(rows, cols, reduce)
+def _accumulator(arr: np.ndarray, reduce: int) -> type[np.signedinteger]:
     # int32 holds a block sum of 16-bit values for blocks up to 128 x 128.
-    acc: type[np.signedinteger] = np.int32 if arr.dtype.itemsize <= 2 and f <= 128 else np.int64
-    sums: np.ndarray = arr.astype(acc)
-    for _ in range(reduce):  # 2x2 sums, level by level: ~2x faster than one reshape-sum
-        if sums.shape[0] % 2:
-            sums = np.concatenate([sums, np.zeros((1, sums.shape[1]), acc)], axis=0)
-        sums = sums[0::2] + sums[1::2]
-        if sums.shape[1] % 2:
-            sums = np.concatenate([sums, np.zeros((sums.shape[0], 1), acc)], axis=1)
-        sums = sums[:, 0::2] + sums[:, 1::2]
+    return np.int32 if arr.dtype.itemsize <= 2 and 2**reduce <= 128 else np.int64
+
+
+def _halve(sums: np.ndarray) -> np.ndarray:
+    """2x2 block sums of ``sums`` (a partial last row or column summed over what it has)."""
+    if sums.shape[0] % 2:
+        sums = np.concatenate([sums, np.zeros((1, sums.shape[1]), sums.dtype)], axis=0)
+    sums = sums[0::2] + sums[1::2]
+    if sums.shape[1] % 2:
+        sums = np.concatenate([sums, np.zeros((sums.shape[0], 1), sums.dtype)], axis=1)
+    return sums[:, 0::2] + sums[:, 1::2]
+
+
+def _block_mean(
+    sums: np.ndarray, shape: tuple[int, int], reduce: int, dtype: np.dtype
+) -> np.ndarray:
+    f = 2**reduce
+    rows, cols = shape
+    h, w = reduced_shape(rows, cols, reduce)
     row_n = np.full(h, f, dtype=np.int64)
     col_n = np.full(w, f, dtype=np.int64)
     row_n[-1] = rows - (h - 1) * f
     col_n[-1] = cols - (w - 1) * f
     mean = sums / np.outer(row_n, col_n)
-    return np.rint(mean).astype(arr.dtype)
+    return np.rint(mean).astype(dtype)
+
+
+def area_downsample(arr: np.ndarray, reduce: int) -> np.ndarray:
+    """Mean over 2**r x 2**r blocks (partial edge blocks over their own pixels), rounded
+    to the nearest integer and returned in ``arr``'s dtype."""
+    if reduce <= 0:
+        return arr
+    sums: np.ndarray = arr.astype(_accumulator(arr, reduce))
+    for _ in range(reduce):  # 2x2 sums, level by level: ~2x faster than one reshape-sum
+        sums = _halve(sums)
+    return _block_mean(sums, arr.shape, reduce, arr.dtype)
+
+
+class AreaPyramid:
+    """``area_downsample`` of one array at several levels for the cost of the deepest: the
+    exact integer block sums of each level are kept and the next level is summed from them,
+    so every level equals ``area_downsample(arr, r)`` to the bit."""
+
+    def __init__(self, arr: np.ndarray) -> None:
+        self.arr = arr
+        self._sums: dict[int, np.ndarray] = {}
+
+    def level(self, reduce: int) -> np.ndarray:
+        if reduce <= 0:
+            return self.arr
+        acc = _accumulator(self.arr, reduce)
+        start = max((k for k in self._sums if k <= reduce and self._sums[k].dtype == acc),
+                    default=0)  # fmt: skip
+        sums = self._sums[start] if start else self.arr.astype(acc)
+        for k in range(start + 1, reduce + 1):
+            sums = _halve(sums)
+            self._sums[k] = sums
+        return _block_mean(sums, self.arr.shape, reduce, self.arr.dtype)
 
 
 def stored_dtype(header: DicomHeader) -> np.dtype:

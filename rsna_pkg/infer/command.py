@@ -46,12 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the model time (rsna bench tta; docs/SYNTH_DIFFICULTY.md)",
     )  # fmt: skip
     parser.add_argument(
-        "--backend",
-        default="auto",
-        choices=("auto", "cpu", "dali", "nvimgcodec"),
-        help="decoding path: CPU workers, or a batch GPU decoder (auto: DALI, else "
-        "nvImageCodec, on CUDA when the checkpoints decode full resolution)",
-    )
+        "--decoder", "--backend", dest="decoder", default="auto",
+        choices=("auto", "cpu", "dali", "nvimgcodec"),  # infer.devices.BACKENDS (kept light)
+        help="decoding path: cpu (the CPU decoders, in workers) or a batch GPU decoder (auto: "
+             "DALI, else nvImageCodec, on CUDA when the checkpoints decode full resolution; "
+             "--backend: deprecated spelling)",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=integer(1, 4096), default=8)
     parser.add_argument(
         "--workers",
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         workers=workers,
     )
-    runtime = resolve_runtime(args.device, args.backend)
+    runtime = resolve_runtime(args.device, args.decoder)
     threads = args.threads or (default_threads(workers) if runtime.device == "cpu" else None)
     log(
         f"infer: {runtime.describe()}, {workers} decode worker(s), batch {opts.batch_size}, "

@@ -1,15 +1,15 @@
 """Where inference runs: the device for the models and the decoding path feeding them.
 
-``cpu`` decoding: DataLoader workers call ``preprocess_file`` (reduced-resolution decode
-with the best CPU backend, as configured in the checkpoint). ``dali`` and ``nvimgcodec``
-decoding: see ``rsna_pkg.infer.gpu``; DALI needs CUDA, nvImageCodec runs on the GPU or,
-with ``--device cpu``, through the CPU codecs its wheel ships. ``auto`` picks a GPU
-decoder only with CUDA, DALI when installed, else nvImageCodec when installed.
+``--decoder`` speaks rsna_pkg.dicom.backend's vocabulary. ``cpu``: DataLoader workers call
+``preprocess_file`` (reduced-resolution decode with the cheapest exact CPU decoders, as
+configured in the checkpoint). A batch decoder of the registry (``dali``, ``nvimgcodec``):
+see ``rsna_pkg.infer.gpu``; DALI needs CUDA, nvImageCodec runs on the GPU or, with
+``--device cpu``, through the CPU codecs its wheel ships. ``auto`` picks a batch decoder
+only with CUDA: the first installed one in the registry's order (DALI, else nvImageCodec).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,25 +21,24 @@ from rsna_pkg.dicom.batch import cuda_available
 from rsna_pkg.errors import InputError
 from rsna_pkg.infer.stream import Batch, iterate_batches
 
-BACKENDS: tuple[str, ...] = ("auto", "cpu", "dali", "nvimgcodec")
+# The registry's batch decoders, in its order (rsna_pkg.dicom.backend.DECODERS); a test
+# checks the two agree.
+BATCH_DECODERS: tuple[str, ...] = ("dali", "nvimgcodec")
+BACKENDS: tuple[str, ...] = ("auto", "cpu", *BATCH_DECODERS)  # --decoder at inference
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+LABELS = {"dali": "DALI", "nvimgcodec": "nvImageCodec"}
 
 
-def dali_available() -> bool:
-    return importlib.util.find_spec("nvidia.dali") is not None
+def decoder_available(name: str) -> bool:
+    """The batch decoder's library is installed (found, not imported)."""
+    from rsna_pkg.dicom.backend import get_decoder
 
-
-def nvimgcodec_available() -> bool:
-    from rsna_pkg.dicom.nvimgcodec_backend import nvimgcodec_importable
-
-    return nvimgcodec_importable()
+    return get_decoder(name).available()
 
 
 def gpu_decoder() -> str | None:
-    """The batch GPU decoder ``auto`` would use: DALI, else nvImageCodec, else None."""
-    if dali_available():
-        return "dali"
-    return "nvimgcodec" if nvimgcodec_available() else None
+    """The batch GPU decoder ``auto`` would use: the first installed, else None."""
+    return next((name for name in BATCH_DECODERS if decoder_available(name)), None)
 
 
 def default_workers() -> int:
@@ -73,30 +72,28 @@ class Runtime:
     """Resolved ``--device`` and ``--backend`` ("auto" until the checkpoints are known)."""
 
     device: str  # "cpu" | "cuda"
-    backend: str  # "cpu" | "dali" | "nvimgcodec" | "auto"
+    backend: str  # "cpu" | a batch decoder | "auto"
     why: str = ""
 
     def describe(self) -> str:
         where = "GPU" if self.device == "cuda" else "CPU"
-        decode = {
-            "dali": "DALI decode on GPU",
-            "nvimgcodec": f"nvImageCodec decode on {where}",
-            "cpu": "CPU decode in workers",
-        }.get(self.backend, "decode path chosen after loading the checkpoints")
+        if self.backend in LABELS:
+            decode = f"{LABELS[self.backend]} decode on {where}"
+        elif self.backend == "cpu":
+            decode = "CPU decode in workers"
+        else:
+            decode = "decode path chosen after loading the checkpoints"
         return f"device {self.device}, {decode}" + (f" ({self.why})" if self.why else "")
 
     def batches(
         self, paths: Sequence[Path], config: Any, batch_size: int, workers: int, prefetch: int
     ) -> Iterator[Batch]:
-        if self.backend == "dali":
-            from rsna_pkg.infer.gpu import iterate_dali_batches
+        if self.backend in BATCH_DECODERS:
+            from rsna_pkg.infer.gpu import iterate_gpu_batches
 
-            return iterate_dali_batches(paths, config, batch_size, workers, prefetch)
-        if self.backend == "nvimgcodec":
-            from rsna_pkg.infer.gpu import iterate_nvimgcodec_batches
-
-            return iterate_nvimgcodec_batches(
-                paths, config, batch_size, workers, prefetch, device=self.device
+            device = "auto" if self.device == "cuda" else "cpu"
+            return iterate_gpu_batches(
+                paths, config, batch_size, workers, prefetch, self.backend, device
             )
         return iterate_batches(paths, config, batch_size, workers, prefetch)
 
@@ -106,18 +103,15 @@ def resolve_runtime(device: str = "auto", backend: str = "auto") -> Runtime:
     if device not in DEVICES:
         raise InputError(f"--device must be one of {DEVICES}, got {device!r}")
     if backend not in BACKENDS:
-        raise InputError(f"--backend must be one of {BACKENDS}, got {backend!r}")
+        raise InputError(f"--decoder must be one of {BACKENDS}, got {backend!r}")
     has_cuda = cuda_available()
     if device == "cuda" and not has_cuda:
         raise InputError("--device cuda: CUDA is not available on this machine")
     dev = device if device != "auto" else ("cuda" if has_cuda else "cpu")
-    if backend == "dali":
-        if dev != "cuda":
-            raise InputError("--backend dali needs --device cuda (a usable GPU)")
-        if not dali_available():
-            raise InputError("--backend dali: nvidia-dali is not installed")
-    if backend == "nvimgcodec" and not nvimgcodec_available():
-        raise InputError("--backend nvimgcodec: nvidia-nvimgcodec is not installed")
+    if backend == "dali" and dev != "cuda":
+        raise InputError("--decoder dali needs --device cuda (a usable GPU)")
+    if backend in BATCH_DECODERS and not decoder_available(backend):
+        raise InputError(f"--decoder {backend}: its library is not installed")
     if backend == "auto" and not (dev == "cuda" and gpu_decoder()):
         why = "no GPU" if dev != "cuda" else "neither DALI nor nvImageCodec installed"
         return Runtime(device=dev, backend="cpu", why=why)
@@ -132,7 +126,7 @@ def settle_backend(runtime: Runtime, preprocess_configs: Sequence[Any]) -> Runti
     if runtime.backend != "auto":
         return runtime
     decoder = gpu_decoder()
-    name = {"dali": "DALI", "nvimgcodec": "nvImageCodec"}.get(decoder or "", "a GPU decoder")
+    name = LABELS.get(decoder or "", "a GPU decoder")
     if any(getattr(c, "reduce", False) for c in preprocess_configs):
         why = f"checkpoint preprocess uses reduced J2K decoding, which {name} cannot reproduce"
         return Runtime(runtime.device, "cpu", why)

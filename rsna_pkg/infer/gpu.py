@@ -1,8 +1,8 @@
 """The GPU decoding path: DALI or nvImageCodec decodes on the GPU, the CPU steps finish
 each image.
 
-``rsna_pkg.dicom.dali_backend.DaliDecoder`` or
-``rsna_pkg.dicom.nvimgcodec_backend.NvImageCodecDecoder`` decodes a batch of frames on the
+A batch decoder of the registry (``rsna_pkg.dicom.backend``: DALI's ``DaliDecoder``,
+nvImageCodec's ``NvImageCodecDecoder``) decodes a batch of frames on the
 GPU to stored values (each with its own per-file CPU fallback for what it cannot take). What
 follows is ``preprocess``'s full-resolution route, step for step and with its functions:
 box on an area-downsampled probe, window the crop, flip, resize/pad, quantise. These
@@ -78,36 +78,24 @@ def decode_chunk(
     return collate_items(items)
 
 
-def iterate_dali_batches(
+def iterate_gpu_batches(
     paths: Sequence[Path],
     config: Any,
     batch_size: int,
     workers: int,
     prefetch: int = 2,
-    dali_device: str = "mixed",
+    decoder: str = "dali",
+    device: str = "auto",
 ) -> Iterator[Batch]:
-    """Batches in row order, decoded by DALI ``prefetch`` batches ahead; ``dali_device``
-    "mixed" is the GPU, "cpu" runs the same route without one (tests)."""
-    from rsna_pkg.dicom.dali_backend import DaliDecoder
+    """Batches in row order, decoded by the registry's batch ``decoder`` ``prefetch`` batches
+    ahead; ``device`` "auto" is its GPU when CUDA is usable, "cpu" runs the same route through
+    its CPU codecs (tests)."""
+    from rsna_pkg.dicom.backend import get_decoder
 
-    decoder = DaliDecoder(batch_size=batch_size, device=dali_device, num_threads=max(1, workers))
-    return iterate_decoder_batches(paths, config, batch_size, workers, decoder, prefetch)
-
-
-def iterate_nvimgcodec_batches(
-    paths: Sequence[Path],
-    config: Any,
-    batch_size: int,
-    workers: int,
-    prefetch: int = 2,
-    device: str = "cuda",
-) -> Iterator[Batch]:
-    """Batches in row order, decoded by nvImageCodec ``prefetch`` batches ahead; ``device``
-    "cuda" is the GPU, "cpu" the same route through the wheel's CPU codecs."""
-    from rsna_pkg.dicom.nvimgcodec_backend import NvImageCodecDecoder
-
-    decoder = NvImageCodecDecoder(device=device, batch_size=batch_size)
-    return iterate_decoder_batches(paths, config, batch_size, workers, decoder, prefetch)
+    dec = get_decoder(decoder).batch_decoder(  # type: ignore[attr-defined]
+        batch_size=batch_size, device=device, threads=max(1, workers)
+    )
+    return iterate_decoder_batches(paths, config, batch_size, workers, dec, prefetch)
 
 
 def iterate_decoder_batches(

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.parser import Parser
 from pathlib import Path
+from typing import Any
 
 from rsna_pkg.errors import InputError
 from rsna_pkg.kaggle.manifest import ImageManifest, canonical, expand_platforms, load_manifest
@@ -29,7 +30,26 @@ from rsna_pkg.kaggle.paths import DATASET_METADATA, KaggleConfig
 
 DALI_EXTRA = "dali"
 NVIMGCODEC_EXTRA = "nvimgcodec"
-GPU_DECODERS = ("dali", "nvimgcodec", "none")  # --gpu-decoder: which GPU decoding to bundle
+# --decoder (rsna_pkg.dicom.backend's vocabulary): the batch GPU decoder the bundle carries,
+# or "cpu" for the CPU decoders alone (always bundled).
+BUNDLE_DECODERS: dict[str, tuple[str, ...]] = {
+    "dali": (DALI_EXTRA,),  # ~500 MiB of wheels; brings nvImageCodec too
+    "nvimgcodec": (NVIMGCODEC_EXTRA,),  # ~45 MiB
+    "cpu": (),
+}
+
+
+def add_decoder_argument(parser: Any) -> None:
+    """``--decoder`` of the bundle builders; ``--gpu-decoder NAME`` and ``--no-dali`` (the
+    earlier flags) still work as deprecated spellings of ``--decoder NAME`` / ``--decoder cpu``."""
+    parser.add_argument(
+        "--decoder", "--gpu-decoder", dest="decoder", default="dali",
+        choices=(*BUNDLE_DECODERS, "none"),
+        help="decoder bundled beyond the CPU ones: dali (~500 MiB of wheels), nvimgcodec "
+             "(~45 MiB) or cpu (none; 'none' and --no-dali are deprecated spellings)",
+    )  # fmt: skip
+    parser.add_argument("--no-dali", dest="decoder", action="store_const", const="cpu",
+                        help="deprecated: --decoder cpu")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -56,19 +76,23 @@ class Target:
 class BuildOptions:
     python: str | None = None  # None: the manifest's (the Kaggle image's)
     platforms: tuple[str, ...] | None = None  # None: the manifest's
-    dali: bool = True
-    nvimgcodec: bool = False  # nvImageCodec alone (+45 MiB) when DALI (+500 MiB) is left out
+    decoder: str = "dali"  # a BUNDLE_DECODERS name ("none" is read as "cpu")
     cache: Path | None = None  # default ~/.cache/rsna_pkg/wheels
     manifest: Path | None = None  # default: the packaged kaggle_image.txt
+
+    def __post_init__(self) -> None:
+        if self.decoder == "none":
+            object.__setattr__(self, "decoder", "cpu")
+        if self.decoder not in BUNDLE_DECODERS:
+            raise InputError(f"bundle decoder {self.decoder!r} unknown; known: "
+                             f"{', '.join(BUNDLE_DECODERS)}")  # fmt: skip
 
     def image(self) -> ImageManifest:
         return load_manifest(self.manifest)
 
     def extras(self) -> tuple[str, ...]:
-        """The rsna_pkg extras bundled: DALI (which brings nvImageCodec), else nvImageCodec."""
-        if self.dali:
-            return (DALI_EXTRA,)
-        return (NVIMGCODEC_EXTRA,) if self.nvimgcodec else ()
+        """The rsna_pkg extras bundled: DALI (which brings nvImageCodec), nvImageCodec or none."""
+        return BUNDLE_DECODERS[self.decoder]
 
     def targets(self, image: ImageManifest | None = None) -> tuple[Target, ...]:
         """The interpreters the wheels are for: ``python`` alone when given (the replay's),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rsna_pkg.kaggle.build import GPU_DECODERS, BuildOptions
+from rsna_pkg.kaggle.build import BuildOptions, add_decoder_argument
 from rsna_pkg.kaggle.paths import KaggleConfig
 from rsna_pkg.kaggle.weights import DEFAULT_MODELS, REGISTRY
 from rsna_pkg.options import number
@@ -81,13 +81,7 @@ def _build_options(parser: argparse.ArgumentParser) -> None:
         "--platform", action="append",
         help="wheel platform tag, repeatable; older glibc tags are implied (default: the manifest's)",
     )  # fmt: skip
-    parser.add_argument(
-        "--gpu-decoder", choices=GPU_DECODERS, default="dali",
-        help="GPU decoding to bundle: DALI (~500 MiB of wheels), nvImageCodec alone (~45 MiB) or none",
-    )  # fmt: skip
-    parser.add_argument(
-        "--no-dali", action="store_true", help="same as --gpu-decoder none (no GPU decoding)"
-    )
+    add_decoder_argument(parser)
     parser.add_argument("--cache", type=Path, help="download cache (default ~/.cache/rsna_pkg)")
 
 
@@ -156,12 +150,10 @@ def _check(repo: Path, cfg: KaggleConfig, args: argparse.Namespace) -> int:
 
 
 def _options(args: argparse.Namespace) -> BuildOptions:
-    decoder = "none" if args.no_dali else args.gpu_decoder
     return BuildOptions(
         python=args.python,
         platforms=tuple(args.platform) if args.platform else None,
-        dali=decoder == "dali",
-        nvimgcodec=decoder == "nvimgcodec",
+        decoder=args.decoder,
         cache=args.cache,
         manifest=args.manifest,
     )

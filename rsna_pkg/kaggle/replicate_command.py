@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rsna_pkg.kaggle.build import GPU_DECODERS
+from rsna_pkg.kaggle.build import add_decoder_argument
 from rsna_pkg.options import integer, number
 
 
@@ -27,11 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--work", type=Path, help="work folder, kept (default: a temporary one, removed)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
-    parser.add_argument("--no-dali", action="store_true", help="wheel dataset without DALI")
-    parser.add_argument(
-        "--gpu-decoder", choices=GPU_DECODERS, default="dali",
-        help="GPU decoding the wheel dataset bundles (--no-dali: none)",
-    )  # fmt: skip
+    add_decoder_argument(parser)
     parser.add_argument(
         "--patients", type=integer(2, 100_000), default=60, help="synthetic patients (60)"
     )
@@ -85,12 +81,10 @@ def run(args: argparse.Namespace) -> int:
     # The kernels run on this interpreter (sandbox.python_warning says so when it is not the
     # image's), so the replay's wheels are for it; `rsna kaggle check` proves the image's own.
     py = f"{sys.version_info.major}.{sys.version_info.minor}"
-    decoder = "none" if args.no_dali else args.gpu_decoder
     opts = ReplayOptions(
         work=work, data=args.data, patients=args.patients, seed=args.seed, layout=args.layout,
         difficulty=args.difficulty,
-        kernels=kernels, settings=settings, build=BuildOptions(python=py, dali=decoder == "dali",
-                                                      nvimgcodec=decoder == "nvimgcodec",
+        kernels=kernels, settings=settings, build=BuildOptions(python=py, decoder=args.decoder,
                                                       manifest=args.manifest),
         timeout=args.timeout,
     )  # fmt: skip

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from rsna_pkg.options import integer, number
-from rsna_pkg.preprocess.config import MAX_SIZE, MIN_SIZE
+from rsna_pkg.preprocess.config import BACKENDS, MAX_SIZE, MIN_SIZE
 
 # Failed files listed one line each (file and reason); the manifest has every one.
 MAX_ERROR_LINES = 20
@@ -31,10 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=(1024, 512), help=f"output image size, {MIN_SIZE} to {MAX_SIZE} px a side",
     )  # fmt: skip
     parser.add_argument(
-        "--backend",
-        default="auto",
-        help="decode backend (rsna_pkg.dicom): auto, dicomsdl, openjpeg, pydicom, dali, nvimgcodec",
-    )
+        "--decoder", "--backend", dest="decoder", default="auto", choices=BACKENDS,
+        help="decoder (rsna_pkg.dicom.backend): auto / cpu = the cheapest exact one per syntax, "
+             "or one by name (--backend: deprecated spelling)",
+    )  # fmt: skip
     parser.add_argument(
         "--workers", type=integer(1, 1_000_000), default=1,
         help="processes (capped at the usable cores and the images to do)",
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     check_outputs({"--out": args.out},
                   {"--data": args.data, "the images": args.data / f"{args.split}_images"})  # fmt: skip
     cfg = PreprocessConfig(height=args.size[0], width=args.size[1], bits=args.bits,
-                           backend=args.backend, voi_index=args.voi_index,
+                           backend=args.decoder, voi_index=args.voi_index,
                            reduce=not args.no_reduce, crop=not args.no_crop)  # fmt: skip
     shard = parse_shard(args.shard) if args.shard else None
     summary = run_preprocess(args.data, args.split, args.out, cfg, workers=args.workers,

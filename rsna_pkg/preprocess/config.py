@@ -19,10 +19,11 @@ ROI_METHODS = ("segment", "threshold")  # rsna_pkg.preprocess.roi: breast_mask, 
 # 5355 x 4915): 4096 leaves room, while a stored or typed 100000 (a 40 GB float resize
 # per image) is refused before any image is read.
 MIN_SIZE, MAX_SIZE = 8, 4096
-# Decode backend names (rsna_pkg.dicom.backend.BACKEND_MODULES, plus "auto"); repeated
+# Decoder names (rsna_pkg.dicom.backend.CHOICES: "auto", "cpu" and the registry); repeated
 # here, not imported, to keep this config free of the decoding modules. A test checks
 # the two agree.
-BACKENDS: tuple[str, ...] = ("auto", "dicomsdl", "openjpeg", "pydicom", "dali", "nvimgcodec")
+BACKENDS: tuple[str, ...] = ("auto", "cpu", "dicomsdl", "libjpeg-turbo", "openjpeg", "pydicom",
+                             "dali", "nvimgcodec")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class PreprocessConfig:
     height: int = 1024
     width: int = 512
     bits: int = 8  # 8 -> uint8 PNG, 16 -> uint16 PNG
-    backend: str = "auto"  # rsna_pkg.dicom decode backend
+    backend: str = "auto"  # rsna_pkg.dicom decoder (--decoder)
     voi_index: int = 0  # which WindowCenter/Width pair (or VOI LUT) to apply
     reduce: bool = True  # decode J2K at the deepest resolution level the crop allows
     crop: bool = True  # crop to the breast's bounding box before resizing

@@ -17,11 +17,14 @@ def test_bench_decode_small(synth_data: Path, tmp_path: Path, capsys) -> None:  
     out = tmp_path / "bench.json"
     args = parser.parse_args(["--data", str(synth_data), "--files", "2", "--size", "64", "32",
                               "--workers", "1", "--backends", "dicomsdl", "pydicom",
-                              "--json", str(out)])  # fmt: skip
+                              "--rle", "1", "--json", str(out)])  # fmt: skip
     assert bench.run(args) == 0
     result = json.loads(out.read_text())
-    assert result["files"] == 2 and result["header_ms_per_file"] > 0
+    assert result["files"] == 3 and result["header_ms_per_file"] > 0  # 2 + the RLE copy
     assert {k.split()[0] for k in result["decode"]} == {"dicomsdl", "pydicom"}
+    assert {"dicomsdl .5", "pydicom .5"} <= set(result["decode"])  # the RLE copy
+    rle = result["per_syntax"]["1.2.840.10008.1.2.5"]
+    assert rle["files"] == 1 and rle["speedup"] > 0
     assert all(v["images_per_s"] > 0 for v in result["decode"].values())
     pre = result["preprocess"]
     assert set(pre) == {"reduce=on,workers=1", "reduce=off,workers=1"}
@@ -30,11 +33,29 @@ def test_bench_decode_small(synth_data: Path, tmp_path: Path, capsys) -> None:  
     proj = result["projection"]
     assert proj["images"] == 54_706 and proj["cores"] == 4
     assert proj["minutes"]["package"] > 0 and set(proj["by_syntax"]) <= set(result["per_syntax"])
+    assert "1.2.840.10008.1.2.5" not in proj["by_syntax"]  # no competition machine writes RLE
     for row in result["j2k_levels"]:  # every J2K file: each level's cost or its failure
         assert set(row["pillow_cpu_ms"]) == {str(r) for r in range(min(row["levels"], 4) + 1)}
         assert row["final_level"] <= row["levels"]
     out = capsys.readouterr().out
     assert "header read" in out and "projection: 54706 images" in out and "ratio CPU" in out
+
+
+def test_rle_copies_keep_the_pixels(synth_data: Path, tmp_path: Path) -> None:
+    """The bench's RLE files are the same pixels in another syntax, written once."""
+    import pydicom
+
+    from rsna_pkg.dicom import read_header
+
+    source = bench.list_files(synth_data, 1)
+    (copy,) = bench.rle_copies(source, tmp_path / "rle")
+    assert read_header(copy).transfer_syntax_uid == "1.2.840.10008.1.2.5"
+    assert copy.name == f"{source[0].stem}_rle.dcm"
+    a, b = pydicom.dcmread(source[0]).pixel_array, pydicom.dcmread(copy).pixel_array
+    assert a.dtype == b.dtype and (a == b).all()
+    stamp = copy.stat().st_mtime_ns
+    assert bench.rle_copies(source, tmp_path / "rle") == [copy]
+    assert copy.stat().st_mtime_ns == stamp  # kept, not encoded again
 
 
 def test_projection_weights_machines_and_counts_minutes(synth_data: Path) -> None:

@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cumulative", action="store_true", help="each row adds to the last")
     parser.add_argument("--reuse", action="store_true",
                         help="keep a variant's finished run of the same configuration")  # fmt: skip
+    parser.add_argument("--finished-only", action="store_true",
+                        help="train nothing: the table of the finished runs so far (a study "
+                             "that goes on across sessions), listing the runs still missing")  # fmt: skip
     parser.add_argument("--seeds", type=seed_list, default=None, metavar="S,S,...",
                         help="train every variant once per seed; report mean +- sd")  # fmt: skip
     parser.add_argument("--train-auc", action="store_true",
@@ -108,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     parser = argparse.ArgumentParser(prog="rsna train")
     command.add_arguments(parser)
     rows: list[dict[str, Any]] = []
+    missing: list[str] = []
     plan = [(name, options, seed) for name, options in variants(args)
             for seed in (args.seeds or [None])]  # fmt: skip
     for name, options, seed in plan:  # parse every run before the first one starts
@@ -115,8 +119,11 @@ def run(args: argparse.Namespace) -> int:
     for name, options, seed in plan:
         train_args = absolute_paths(_parse(parser, args, name, options, seed))
         cfg = command.config_from_args(train_args, train_args.backbone)
-        metrics = finished_run(cfg, train_args.out) if args.reuse else None
+        metrics = finished_run(cfg, train_args.out) if args.reuse or args.finished_only else None
         reused = metrics is not None
+        if metrics is None and args.finished_only:
+            missing.append(f"{name}{'' if seed is None else f' seed {seed}'}")
+            continue
         print(f"=== {name}{'' if seed is None else f' seed {seed}'}: "
               f"{options or '(base options)'}"
               + (f" (reused: {train_args.out})" if reused else ""), flush=True)  # fmt: skip
@@ -137,13 +144,15 @@ def run(args: argparse.Namespace) -> int:
         table = format_seed_table(summarise(rows), args.common, args.seeds)
     else:
         table = format_table(rows, args.common)
+    if missing:
+        table += f"\nNot run yet ({len(missing)}): {', '.join(missing)}\n"
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ablation.md").write_text(table)
     if args.json:
         summary = summarise(rows) if args.seeds else None
         write_json(args.json, {"common": args.common, "seeds": args.seeds, "rows": rows,
-                               "summary": summary})  # fmt: skip
+                               "summary": summary, "missing": missing})  # fmt: skip
     return 0
 
 
@@ -195,11 +204,13 @@ def format_seed_table(summary: list[dict[str, Any]], common: str, seeds: list[in
     lines = [f"Training ablation (`rsna train {common}`), breast-level validation, "
              f"mean +- sd over seeds {','.join(map(str, seeds))}", "",
              "| variant | val AUC | pF1 @ best thr | " + ("train - val AUC | " if gap else "")
-             + "best epochs | seconds |", "|" + " --- |" * (6 if gap else 5)]  # fmt: skip
+             + "seed (best epoch) | seconds |", "|" + " --- |" * (6 if gap else 5)]  # fmt: skip
     for s in summary:
         cells = [s["variant"], _pm(s, "val_auc"), _pm(s, "val_pf1_best"),
                  *([_pm(s, "auc_gap")] if gap else []),
-                 ", ".join(map(str, s["best_epochs"])), f"{s['seconds']:.0f}"]  # fmt: skip
+                 ", ".join(f"{seed} ({epoch})" for seed, epoch in zip(s["seeds"], s["best_epochs"],
+                                                                      strict=True)),
+                 f"{s['seconds']:.0f}"]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -128,6 +128,15 @@ def test_bench_ablation_seeds_report_mean_and_sd(tmp_path: Path) -> None:
     assert main(argv) == 0
     third = json.loads((tmp_path / "s.json").read_text())["rows"]
     assert third[0]["train_auc"] == pytest.approx(rows[0]["train_auc"])
+    # --finished-only trains nothing: seed 5 is listed as missing, the others are the table
+    argv[argv.index("3,4")] = "3,4,5"
+    assert main([*argv, "--finished-only"]) == 0
+    partial = json.loads((tmp_path / "s.json").read_text())
+    assert partial["missing"] == ["baseline seed 5"] and not (out / "baseline" / "seed_5").exists()
+    assert [r["seed"] for r in partial["rows"]] == [3, 4]
+    table = (out / "ablation.md").read_text()
+    assert "Not run yet (1): baseline seed 5" in table
+    assert f"| 3 ({rows[0]['best_epoch']}), 4 ({rows[1]['best_epoch']}) |" in table
 
 
 def test_bench_roi_prints_both_crops_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture

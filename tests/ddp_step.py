@@ -1,6 +1,6 @@
 """The training step under DDP, run by tests/test_train_ddp.py (not a test module).
 
-``python tests/ddp_step.py OUT ACCUMULATE`` trains a tiny model with the real
+``python tests/ddp_step.py OUT ACCUMULATE`` (or ``train`` in a test's own process) trains a tiny model with the real
 ``Trainer.train_epoch`` for one epoch of 48 images in optimizer steps of 16 (micro-batches
 of 16 / ACCUMULATE images over all ranks) and saves this rank's weights (and EMA weights)
 to ``OUT/rank<r>.pt``. Under ``torchrun --nproc_per_node W`` rank r takes its share of each
@@ -71,9 +71,8 @@ def config(micro_batch: int, accumulate: int) -> TrainConfig:
                        aux={"biopsy": 0.5}, amp=False, channels_last=False, device="cpu")  # fmt: skip
 
 
-def main(out: Path, accumulate: int) -> None:
-    ctx = ddp.setup("cpu")
-    torch.set_num_threads(1)
+def train(ctx: ddp.DistContext, out: Path, accumulate: int) -> None:
+    """Train this rank's share and save its weights to ``OUT/rank<r>.pt``."""
     images, meta, labels, aux = data()
     micro = STEP_BATCH // accumulate  # images of one micro-step over all ranks
     per_rank = micro // ctx.world_size
@@ -90,6 +89,12 @@ def main(out: Path, accumulate: int) -> None:
     trainer.train_epoch(batches, show=False)  # type: ignore[arg-type]
     state = {"model": model.state_dict(), "ema": trainer.eval_model().state_dict()}
     torch.save(state, out / f"rank{ctx.rank}.pt")
+
+
+def main(out: Path, accumulate: int) -> None:
+    ctx = ddp.setup("cpu")
+    torch.set_num_threads(1)
+    train(ctx, out, accumulate)
     ddp.cleanup(ctx)
 
 

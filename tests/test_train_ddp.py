@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from ddp_step import Tiny
+from ddp_step import Tiny, train
 from train_data import make_dataset
 
 import rsna_pkg
 from rsna_pkg.models.checkpoint import load_checkpoint
+from rsna_pkg.train.ddp import DistContext
 
 DDP_STEP = Path(__file__).with_name("ddp_step.py")
 
@@ -31,14 +32,17 @@ def step_env() -> dict[str, str]:
 
 
 def run_step(out: Path, world: int, accumulate: int) -> list[dict[str, dict[str, torch.Tensor]]]:
-    """tests/ddp_step.py on ``world`` gloo processes (1: plain python, whole batches); the
-    saved state of each rank."""
+    """tests/ddp_step.py on ``world`` gloo processes under torchrun, or (world 1) in this
+    process, so that a mutation run sees this test use the Trainer; each rank's saved state."""
     out.mkdir()
-    launch = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node", str(world)] if world > 1 else [sys.executable])  # fmt: skip
-    cmd = [*launch, str(DDP_STEP), str(out), str(accumulate)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=step_env())
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    if world == 1:
+        train(DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu")),
+              out, accumulate)  # fmt: skip
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", str(world), str(DDP_STEP), str(out), str(accumulate)]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=step_env())
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(world)]
 
 

@@ -3,7 +3,6 @@ the torch twin against apply_voi; the min-max fallback; the header fields."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -169,10 +168,4 @@ def test_header_fields_and_speed(tmp_path: Path) -> None:
     assert h.transfer_syntax_uid == "1.2.840.10008.1.2.1"
     with pytest.raises(AttributeError):
         h.rows = 5  # type: ignore[misc]
-    big = real("RG1_J2KR")
-    read_header(big)
-    start = time.perf_counter()
-    for _ in range(20):
-        read_header(big)
-    per_file = (time.perf_counter() - start) / 20
-    assert per_file < 0.01  # target 2 ms on an idle core; 10 ms bound for a busy CI box
+    # its speed is a figure `rsna bench decode` prints ("header read: ... ms/file")

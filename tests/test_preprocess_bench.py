@@ -21,13 +21,15 @@ def test_bench_decode_small(synth_data: Path, tmp_path: Path, capsys) -> None:  
     assert bench.run(args) == 0
     result = json.loads(out.read_text())
     assert result["files"] == 2 and result["header_ms_per_file"] > 0
+    assert result["missing_file_us"] > 0
     assert {k.split()[0] for k in result["decode"]} == {"dicomsdl", "pydicom"}
     assert all(v["images_per_s"] > 0 for v in result["decode"].values())
     pre = result["preprocess"]
     assert set(pre) == {"reduce=on,workers=1", "reduce=off,workers=1"}
     assert all(v["images_per_s"] > 0 and 0 <= v["non_decode_fraction"] < 1 for v in pre.values())
     assert result["speedup_reduce_vs_baseline"] > 0
-    assert "header read" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "header read" in printed and "a missing file refused in" in printed
 
 
 def test_bench_pool_keeps_fastest_pass_and_orders_largest_first(tmp_path: Path) -> None:

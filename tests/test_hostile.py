@@ -1142,6 +1142,53 @@ def test_preprocess_on_a_real_full_tmpfs(csv_data: Path, tmp_path: Path) -> None
     assert check["bad"] == [] and check["tmp"] == [] and check["pngs"] >= 1
 
 
+def limit_file_size(limit: int) -> Callable[[], None]:
+    """A child's pre-exec hook: the kernel refuses any write that would make a file larger
+    than ``limit`` bytes (EFBIG, with SIGXFSZ ignored), for any user, without namespaces."""
+
+    def hook() -> None:
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return hook
+
+
+def test_preprocess_on_a_real_write_error_stops_with_one_line(
+    csv_data: Path, tmp_path: Path
+) -> None:
+    """The real-ENOSPC test above needs user namespaces; this one runs anywhere: the same
+    kernel refusal of a write (here EFBIG from a file size limit between the config's size
+    and the smallest PNG's) in the middle of a real run: the config is written, no PNG is."""
+    ref = tmp_path / "ref"
+    assert preprocess(csv_data, ref, "--workers", "1").rc == 0
+    config = (ref / "preprocess_config.json").stat().st_size
+    smallest_png = min(p.stat().st_size for p in ref.rglob("*.png"))
+    assert config < smallest_png, (config, smallest_png)
+    out = tmp_path / "out"
+    (tmp_path / "check.py").write_text(CHECK_TMPFS)
+    done = subprocess.run(
+        [sys.executable, "-m", "rsna_pkg", "preprocess", "--data", str(csv_data), "--split",
+         "test", "--out", str(out), "--size", *SIZE, "--quiet", "--preview", "0",
+         "--workers", "1"],
+        env=subprocess_env(), capture_output=True, text=True, timeout=300,
+        preexec_fn=limit_file_size((config + smallest_png) // 2),
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    errors = [ln for ln in done.stderr.splitlines() if ln.startswith("rsna preprocess: error:")]
+    assert len(errors) == 1 and errors[0].endswith(": cannot write (File too large)"), done.stderr
+    assert ".png" in errors[0] and (out / "preprocess_config.json").is_file()
+    check = subprocess.run([sys.executable, str(tmp_path / "check.py"), str(out)],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    left = json.loads(check.stdout)
+    assert left["pngs"] == 0 and left["tmp"] == []  # no partial PNG, no temporary file
+    rerun = preprocess(csv_data, out, "--workers", "1")
+    assert rerun.rc == 0, rerun.text[-2000:]
+    assert len(check_outputs(out)) == len(pd.read_csv(csv_data / "test.csv"))
+
+
 def test_ten_thousand_ids_mostly_failing_are_all_written_with_20_lines(
     synth_data: Path, models: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -70,7 +70,11 @@ for name in "${selected[@]}"; do
   } >>"$dir/pyproject.toml"
   echo "== $name: $source against $tests"
   start=$(date +%s)
-  (cd "$dir" && "$PY" -m mutmut run --max-children "$CHILDREN" >"$dir/run.log" 2>&1) || {
+  # one thread per process: mutmut forks each mutant's test run from a process that has
+  # imported torch, and a forked child of a running OpenMP pool can hang (it did here,
+  # showing up as "timeouts")
+  (cd "$dir" && OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$PY" -m mutmut run --max-children "$CHILDREN" \
+    >"$dir/run.log" 2>&1) || {
     echo "mutation.sh: mutmut failed for $name; see $dir/run.log" >&2
     tail -20 "$dir/run.log" >&2
     exit 1
@@ -84,14 +88,16 @@ import sys
 stats = json.load(open(sys.argv[1]))
 name, seconds = sys.argv[2], int(sys.argv[3])
 killed = stats["killed"] + stats["timeout"] + stats["segfault"]
-judged = killed + stats["survived"] + stats["suspicious"]
+# a mutant none of the module's tests reaches counts against it, as one that survives
+judged = killed + stats["survived"] + stats["suspicious"] + stats["no_tests"]
 share = 100.0 * killed / judged if judged else 0.0
 print(f"{name}: {killed}/{judged} mutants killed ({share:.1f} %), {stats['survived']} survived, "
-      f"{stats['no_tests']} not reached by its tests, {stats['skipped']} skipped; {seconds} s")
+      f"{stats['no_tests']} not reached by its tests, {stats['timeout']} of the killed by "
+      f"timeout, {stats['skipped']} skipped; {seconds} s")
 EOF
 )
   echo "$line"
-  grep -E ": (survived|suspicious)" "$dir/survivors.txt" | sed 's/^/  /' || true
+  grep -E ": (survived|suspicious|no tests)" "$dir/survivors.txt" | sed 's/^/  /' || true
   summary+=("$line")
 done
 echo

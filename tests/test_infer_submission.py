@@ -137,6 +137,11 @@ def test_sample_ids_are_text_and_blank_rows_are_skipped_with_one_line(tmp_path) 
     assert sub.read_sample_ids(many, lines.append) == ["1_L"]
     assert lines == [f"{many}: 12 row(s) with a blank or NA prediction_id skipped "
                      f"(line 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, ...)"]  # fmt: skip
+    eleven = tmp_path / "eleven.csv"
+    write_sample(eleven, ["1_L"] + [""] * 11)
+    lines.clear()
+    sub.read_sample_ids(eleven, lines.append)
+    assert lines[0].endswith("(line 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, ...)")  # more than 10
     ten = tmp_path / "ten.csv"
     write_sample(ten, ["1_L"] + [""] * 10)
     lines.clear()

@@ -1,9 +1,10 @@
 """The training step under DDP, run by tests/test_train_ddp.py (not a test module).
 
-``python tests/ddp_step.py OUT ACCUMULATE`` (or ``train`` in a test's own process) trains a tiny model with the real
-``Trainer.train_epoch`` for one epoch of 48 images in optimizer steps of 16 (micro-batches
-of 16 / ACCUMULATE images over all ranks) and saves this rank's weights (and EMA weights)
-to ``OUT/rank<r>.pt``. Under ``torchrun --nproc_per_node W`` rank r takes its share of each
+``python tests/ddp_step.py OUT ACCUMULATE`` (or ``train`` in a test's own process) trains
+a tiny model with the real ``Trainer.train_epoch`` for one epoch of 48 images in optimizer
+steps of 16 (micro-batches of 16 / ACCUMULATE images over all ranks) and saves this rank's
+weights, EMA weights and the epoch's mean training loss (over all ranks) to
+``OUT/rank<r>.pt``. Under ``torchrun --nproc_per_node W`` rank r takes its share of each
 micro-batch; alone (no torchrun) the process takes all of it. Every run sees the same images
 in the same optimizer steps, so synchronised, averaged gradients give the same weights on
 every rank, and the weights of one process, with or without accumulation.
@@ -86,8 +87,9 @@ def train(ctx: ddp.DistContext, out: Path, accumulate: int) -> None:
     model = Tiny()
     trainer = Trainer(model, config(per_rank, accumulate), ctx, steps_per_epoch=len(batches),
                       pos_weight=1.5, aux_targets=aux)  # fmt: skip
-    trainer.train_epoch(batches, show=False)  # type: ignore[arg-type]
-    state = {"model": model.state_dict(), "ema": trainer.eval_model().state_dict()}
+    loss = trainer.train_epoch(batches, show=False)  # type: ignore[arg-type]
+    state = {"model": model.state_dict(), "ema": trainer.eval_model().state_dict(),
+             "loss": torch.tensor(loss, dtype=torch.float64)}  # fmt: skip
     torch.save(state, out / f"rank{ctx.rank}.pt")
 
 

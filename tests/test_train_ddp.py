@@ -10,8 +10,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import pytest
 import torch
 from ddp_step import Tiny, train
 from train_data import make_dataset
@@ -31,7 +33,7 @@ def step_env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
 
 
-def run_step(out: Path, world: int, accumulate: int) -> list[dict[str, dict[str, torch.Tensor]]]:
+def run_step(out: Path, world: int, accumulate: int) -> list[dict[str, Any]]:
     """tests/ddp_step.py on ``world`` gloo processes under torchrun, or (world 1) in this
     process, so that a mutation run sees this test use the Trainer; each rank's saved state."""
     out.mkdir()
@@ -55,6 +57,9 @@ def test_ddp_ranks_agree_with_each_other_and_with_one_process(tmp_path: Path) ->
     (whole,) = run_step(tmp_path / "whole", world=1, accumulate=1)
     torch.manual_seed(0)
     initial = Tiny().state_dict()  # rank 0's and the single process's start
+    # the epoch's mean loss, gathered over the ranks: the same per-image losses in every run
+    losses = [float(run["loss"]) for run in (rank0, rank1, single, whole)]
+    assert losses == pytest.approx([losses[2]] * 4, rel=1e-6) and losses[2] > 0.1, losses
     for part in ("model", "ema"):
         for name, value in rank0[part].items():
             # all-reduced gradients: the ranks agree to the last bits

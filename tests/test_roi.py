@@ -264,3 +264,39 @@ def test_breast_box_is_the_mask_box_with_a_half_percent_margin() -> None:
     assert roi.breast_box(img) == roi.mask_box(mask, 0.005)
     assert roi.breast_box(img, 0.05) == roi.mask_box(mask, 0.05)
     assert roi.breast_box(img) != roi.breast_box(img, 0.05)
+
+
+def test_mask_box_pads_and_an_empty_mask_is_the_whole_image() -> None:
+    assert roi.mask_box(np.zeros((5, 7), dtype=bool), 0.1) == Box(0, 0, 5, 7)
+    mask = np.zeros((40, 30), dtype=bool)
+    mask[12:20, 5:9] = True
+    assert roi.mask_box(mask, 0.0) == Box(12, 5, 20, 9)
+    assert roi.mask_box(mask, 0.05) == Box(10, 3, 22, 11)  # round(0.05 x 40) = 2 each side
+    assert roi.mask_box(mask, 0.5) == Box(0, 0, 40, 29)  # clipped to the image
+
+
+def test_weak_threshold_rule() -> None:
+    """The median of what lies strictly below ``strong`` plus max(0.02, 5 robust SDs),
+    at most ``strong``; ``strong`` itself when nothing lies below it."""
+    assert roi.weak_threshold(np.array([0.0, 1.0, 1.0]), 1.0) == pytest.approx(0.02)
+    assert roi.weak_threshold(np.array([0.0, 1.0]), 0.5) == pytest.approx(0.02)
+    assert roi.weak_threshold(np.ones(4), 0.5) == 0.5
+    below = np.array([0.0, 0.1, 0.2])
+    sd = 1.4826 * 0.1
+    assert roi.weak_threshold(np.append(below, 1.0), 1.0) == pytest.approx(0.1 + 5 * sd)
+    assert roi.weak_threshold(np.append(below, 1.0), 0.5) == 0.5
+
+
+def test_breast_mask_is_boolean_and_mirrors_with_the_image() -> None:
+    """The right-side image goes through follow_tips flipped, mask and weak mask alike."""
+    rng = np.random.default_rng(3)
+    img = np.zeros((120, 90))
+    yy, xx = np.mgrid[:120, :90]
+    img[np.hypot(yy - 60, xx) < 40] = 1.0
+    for top, run in enumerate((1, 2, 3, 4, 5, 6), start=14):  # faint tips along the chest wall
+        img[top, :run] = 0.3
+        img[119 - top, :run] = 0.3
+    img += rng.normal(0, 0.005, img.shape)
+    left = roi.breast_mask(img)
+    assert left.dtype == bool
+    np.testing.assert_array_equal(roi.breast_mask(img[:, ::-1]), left[:, ::-1])

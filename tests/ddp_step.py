@@ -3,8 +3,8 @@
 ``python tests/ddp_step.py OUT ACCUMULATE`` (or ``train`` in a test's own process) trains
 a tiny model with the real ``Trainer.train_epoch`` for one epoch of 48 images in optimizer
 steps of 16 (micro-batches of 16 / ACCUMULATE images over all ranks) and saves this rank's
-weights, EMA weights and the epoch's mean training loss (over all ranks) to
-``OUT/rank<r>.pt``. Under ``torchrun --nproc_per_node W`` rank r takes its share of each
+weights, EMA weights, the epoch's mean training loss (over all ranks) and its number of
+optimizer steps to ``OUT/rank<r>.pt``. Under ``torchrun --nproc_per_node W`` rank r takes its share of each
 micro-batch; alone (no torchrun) the process takes all of it. Every run sees the same images
 in the same optimizer steps, so synchronised, averaged gradients give the same weights on
 every rank, and the weights of one process, with or without accumulation.
@@ -69,7 +69,7 @@ def config(micro_batch: int, accumulate: int) -> TrainConfig:
                         aux_heads=(("biopsy", 1),))  # fmt: skip
     return TrainConfig(model=model, epochs=1, batch_size=micro_batch, lr=0.05,
                        optimizer="sgd", warmup_epochs=0.0, accumulate=accumulate, ema=0.5,
-                       aux={"biopsy": 0.5}, amp=False, channels_last=False, device="cpu")  # fmt: skip
+                       aux={"biopsy": 0.5}, amp=False, channels_last=True, device="cpu")  # fmt: skip
 
 
 def train(ctx: ddp.DistContext, out: Path, accumulate: int) -> None:
@@ -82,14 +82,16 @@ def train(ctx: ddp.DistContext, out: Path, accumulate: int) -> None:
     for step in range(IMAGES // micro):
         start = step * micro + ctx.rank * per_rank
         rows = torch.arange(start, start + per_rank)
-        batches.append((images[rows], meta[rows], labels[rows], rows))
+        # as the DataLoader collates MammoDataset's items: labels float64, rows int64
+        batches.append((images[rows], meta[rows], labels[rows].double(), rows))
     torch.manual_seed(ctx.rank)  # ranks start apart: DDP must broadcast rank 0's weights
     model = Tiny()
     trainer = Trainer(model, config(per_rank, accumulate), ctx, steps_per_epoch=len(batches),
                       pos_weight=1.5, aux_targets=aux)  # fmt: skip
     loss = trainer.train_epoch(batches, show=False)  # type: ignore[arg-type]
     state = {"model": model.state_dict(), "ema": trainer.eval_model().state_dict(),
-             "loss": torch.tensor(loss, dtype=torch.float64)}  # fmt: skip
+             "loss": torch.tensor(loss, dtype=torch.float64),
+             "optimizer_steps": torch.tensor(trainer.sched.last_epoch)}  # fmt: skip
     torch.save(state, out / f"rank{ctx.rank}.pt")
 
 

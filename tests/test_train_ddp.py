@@ -57,6 +57,8 @@ def test_ddp_ranks_agree_with_each_other_and_with_one_process(tmp_path: Path) ->
     (whole,) = run_step(tmp_path / "whole", world=1, accumulate=1)
     torch.manual_seed(0)
     initial = Tiny().state_dict()  # rank 0's and the single process's start
+    # three optimizer steps of 16 images each, however they were split
+    assert [int(run["optimizer_steps"]) for run in (rank0, rank1, single, whole)] == [3] * 4
     # the epoch's mean loss, gathered over the ranks: the same per-image losses in every run
     losses = [float(run["loss"]) for run in (rank0, rank1, single, whole)]
     assert losses == pytest.approx([losses[2]] * 4, rel=1e-6) and losses[2] > 0.1, losses

@@ -300,3 +300,42 @@ def test_breast_mask_is_boolean_and_mirrors_with_the_image() -> None:
     left = roi.breast_mask(img)
     assert left.dtype == bool
     np.testing.assert_array_equal(roi.breast_mask(img[:, ::-1]), left[:, ::-1])
+
+
+def test_otsu_threshold_splits_two_levels_at_the_first_edge_after_the_lower() -> None:
+    """Two levels, 0.2 (600 pixels) and 0.8 (400): every split between them has the same
+    between-class variance, the first (the edge just above 0.2's bin) wins; a third level
+    moves it to between the two larger classes."""
+    img = np.concatenate([np.full(600, 0.2), np.full(400, 0.8)])
+    edges = np.linspace(0.2, 0.8, 257)
+    assert roi.otsu_threshold(img) == pytest.approx(edges[1])
+    three = np.concatenate([np.full(500, 0.1), np.full(100, 0.5), np.full(400, 0.9)])
+    hist, e = np.histogram(three, bins=256, range=(0.1, 0.9))
+    p = hist / hist.sum()
+    c = (e[:-1] + e[1:]) / 2
+    w0, m0 = np.cumsum(p), np.cumsum(p * c)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (m0[-1] * w0 - m0) ** 2 / (w0 * (1 - w0))
+    between[~np.isfinite(between)] = -1.0
+    assert roi.otsu_threshold(three) == pytest.approx(e[int(np.argmax(between)) + 1])
+    assert 0.1 < roi.otsu_threshold(three) < 0.5
+    assert roi.otsu_threshold(np.full(5, 0.3)) == 0.3  # flat: its one value
+
+
+def test_background_threshold_rule() -> None:
+    """2nd percentile + max(0.05, 4 robust SDs of the pixels within 0.1 of it)."""
+    img = np.concatenate([np.linspace(0.0, 0.1, 600), np.full(400, 0.8)])
+    level = np.percentile(img, 2)
+    near = img[np.abs(img - level) < 0.1]
+    sd = 1.4826 * np.median(np.abs(near - np.median(near)))
+    assert 4 * sd > 0.05  # the spread, not the floor, decides here
+    assert roi.background_threshold(img) == pytest.approx(level + 4 * sd)
+    flat = np.concatenate([np.zeros(600), np.full(400, 0.8)])
+    assert roi.background_threshold(flat) == pytest.approx(0.05)
+
+
+def test_breast_on_right_compares_the_outer_halves() -> None:
+    """Odd width: the middle column belongs to neither half; equal halves are 'left'."""
+    assert roi.breast_on_right(np.array([[5.0, 0.0, 9.0, 3.0, 3.0]]))
+    assert not roi.breast_on_right(np.array([[3.0, 3.0, 9.0, 5.0, 1.0]]))
+    assert not roi.breast_on_right(np.array([[2.0, 2.0, 0.0, 1.0, 3.0]]))

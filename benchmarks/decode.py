@@ -127,6 +127,26 @@ def header_ms(files: Sequence[Path], repeat: int = 20) -> float:
     return 1000 * statistics.median(per)
 
 
+def missing_file_us(repeat: int = 2000) -> float:
+    """Median microseconds for ``preprocess_file`` to refuse a file that is not there (the
+    README's "a missing file fails in microseconds": 10,000 such ids cost milliseconds)."""
+    from rsna_pkg.errors import DicomError
+    from rsna_pkg.preprocess import PreprocessConfig, preprocess_file
+
+    cfg = PreprocessConfig(height=64, width=32)
+
+    def refuse(path: Path) -> None:
+        try:
+            preprocess_file(path, cfg)
+        except DicomError:
+            return
+        raise AssertionError(f"{path} was not refused")
+
+    missing = Path("/nonexistent-rsna-bench") / "1" / "2.dcm"
+    per = [timed(partial(refuse, missing)) for _ in range(repeat)]
+    return 1e6 * statistics.median(per)
+
+
 def decode_rates(files: Sequence[Path], backends: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Full-resolution images/s per backend and transfer syntax ("dicomsdl .90" ...)."""
     from rsna_pkg.dicom import decode, read_header
@@ -225,6 +245,7 @@ def measure(files: Sequence[Path], height: int, width: int, workers: Sequence[in
         "cpu_count": os.cpu_count(),
         "load_before": os.getloadavg(),
         "header_ms_per_file": header_ms(files),
+        "missing_file_us": missing_file_us(),
         "decode": decode_rates(files, backends),
     }
     pre: dict[str, Any] = {}
@@ -457,7 +478,8 @@ def print_table(r: dict[str, Any]) -> None:
     print(f"files: {r['files']}  cpus: {r['cpu_count']}  fastest of {r['repeats']} passes  "
           "load before/after: "
           f"{r['load_before'][0]:.2f}/{r['load_after'][0]:.2f}")  # fmt: skip
-    print(f"header read: {r['header_ms_per_file']:.2f} ms/file")
+    print(f"header read: {r['header_ms_per_file']:.2f} ms/file; a missing file refused in "
+          f"{r['missing_file_us']:.0f} us")  # fmt: skip
     print("full decode            files   img/s  CPU s/img")
     for name, d in r["decode"].items():
         extra = f"  ({d['device']})" if "device" in d else ""

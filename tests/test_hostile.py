@@ -50,12 +50,14 @@ from test_infer import make_checkpoint
 import rsna_pkg
 from rsna_pkg import cli
 from rsna_pkg import outputs as files
-from rsna_pkg.dicom import read_header
+from rsna_pkg.dicom import decode, read_header
 from rsna_pkg.dicom.header import VoiLut, header_from_dataset
 from rsna_pkg.dicom.voi import lut_problem, voi_plan
 from rsna_pkg.errors import DicomError, InputError
 from rsna_pkg.infer.command import EXIT_ALL_FALLBACK
 from rsna_pkg.models.checkpoint import load_checkpoint, read_checkpoint
+from rsna_pkg.preprocess import PreprocessConfig
+from rsna_pkg.preprocess.pipeline import preprocess_stored
 from rsna_pkg.preprocess.runner import MANIFEST_NAME, journal_path
 
 SIZE = ("64", "32")
@@ -187,10 +189,12 @@ def rle() -> Dataset:
     return ds
 
 
+IMG8 = (IMG >> 4).astype(np.uint8)
+JPEG_BASELINE_FRAME = bytes(imagecodecs.jpeg8_encode(IMG8, level=95))
+
+
 def jpeg_baseline() -> Dataset:
-    img8 = (IMG >> 4).astype(np.uint8)
-    ds = encapsulated(img8, bytes(imagecodecs.jpeg8_encode(img8, level=95)),
-                      "1.2.840.10008.1.2.4.50", 8)  # fmt: skip
+    ds = encapsulated(IMG8, JPEG_BASELINE_FRAME, "1.2.840.10008.1.2.4.50", 8)
     return with_tags(ds, BitsAllocated=8, BitsStored=8, HighBit=7)
 
 
@@ -243,6 +247,35 @@ DICOM_CASES: dict[str, tuple[Callable[[], Dataset], str | None]] = {
                                       r"VOI LUT 0: LUT Descriptor declares 4096 entries, "
                                       r"LUT Data holds 10"),
 }  # fmt: skip
+# Header values refused from the header alone, each rule on its own (tested file by file,
+# not in the shared runs, whose logs show the first 20 failures)
+HEADER_CASES: dict[str, tuple[Callable[[], Dataset], str]] = {
+    # a side over 16384 px in 1.3 Mpx; 2**26 px exceeded with sides of 9000
+    "side_over_16384_alone": (lambda: native(Rows=20000, Columns=64),
+                              r"Rows x Columns = 20000x64 exceeds the 16384 px side"),
+    "pixels_over_2_26_alone": (lambda: native(Rows=9000, Columns=9000),
+                               r"Rows x Columns = 9000x9000 exceeds the 16384 px side / "
+                               r"67108864 px limit"),
+    "bits_allocated_12": (lambda: native(BitsAllocated=12),
+                          r"BitsAllocated=12, expected 8, 16 or 32"),
+    "bits_allocated_24_j2k": (lambda: with_tags(encapsulated(IMG, j2k_frame(), J2K, 12),
+                                                BitsAllocated=24),
+                              r"BitsAllocated=24, expected 8, 16 or 32"),
+    "pixel_representation_2": (lambda: native(PixelRepresentation=2),
+                               r"PixelRepresentation=2, expected 0 or 1"),
+}  # fmt: skip
+# The stored values each decodable case must give, as the test wrote them; for the lossy
+# JPEG, as libjpeg-turbo (imagecodecs) decodes the frame, within 1: pydicom's plugin
+# (pylibjpeg-libjpeg) rounds its IDCT otherwise on about 3 % of the pixels, which JPEG's
+# accuracy rule allows between conforming decoders. case -> (values, tolerance)
+DECODED_TRUTH: dict[str, tuple[Callable[[], np.ndarray], int]] = {
+    "bits_allocated_32": (lambda: IMG.astype(np.uint32) << 8, 0),
+    "signed_pixel_representation": (lambda: (IMG.astype(np.int32) - 2048).astype(np.int16), 0),
+    "rle_lossless": (lambda: IMG, 0),
+    "jpeg_baseline": (lambda: np.asarray(imagecodecs.jpeg8_decode(JPEG_BASELINE_FRAME)), 1),
+    "jpeg_ls": (lambda: IMG, 0),
+    "sigmoid_huge_width": (lambda: IMG, 0),
+}
 # Bombs under the pixel limit (tests/dicom_bombs.py): case -> (writer, reason's pattern)
 BOMB_CASES: dict[str, tuple[Callable[[np.ndarray, Path], Path], str]] = {
     "deflate_bomb": (deflate_bomb, r"PixelData length 1500000000 bytes exceeds the 12288 the "
@@ -333,8 +366,21 @@ def test_hostile_dicom(case: str, hostile: HostileRuns) -> None:
         if pattern is None:
             assert row["status"] == "ok", (name, row["reason"])
             with Image.open(hostile.data.parent / f"pre_{name}" / row["png"]) as im:
-                arr = np.asarray(im).astype(float)
-            assert arr.shape == (64, 32)
+                arr = np.asarray(im)
+            # exactly the pixels of the same preprocessing on the values the test wrote
+            out = hostile.data.parent / f"pre_{name}"
+            cfg = PreprocessConfig.from_dict(
+                json.loads((out / "preprocess_config.json").read_text())
+            )
+            make_truth, tolerance = DECODED_TRUTH[case]
+            truth, stored = make_truth(), decode(path)
+            assert stored.dtype == truth.dtype, (name, stored.dtype)
+            np.testing.assert_allclose(stored, truth, rtol=0, atol=tolerance, err_msg=name)
+            # the PNG: exactly the same preprocessing of those values (the lossy JPEG's as
+            # decoded, since its window stretches a difference of 1 to 2 grey levels)
+            values = truth if tolerance == 0 else stored
+            expected, _, _ = preprocess_stored(values, read_header(path), cfg, {})
+            np.testing.assert_array_equal(arr, expected, err_msg=name)
             if case != "sigmoid_huge_width":  # flat by design, see the test below
                 assert arr[:, :12].mean() > arr[:, 20:].mean() + 20, name  # breast on the left
         else:
@@ -358,8 +404,11 @@ def test_sigmoid_with_a_huge_width_is_flat_gray_not_nan(hostile: HostileRuns) ->
     _, iid, _ = hostile.files["sigmoid_huge_width"]
     row = hostile.manifests["full"].set_index("image_id").loc[iid]
     with Image.open(hostile.data.parent / "pre_full" / row["png"]) as im:
-        values = np.unique(np.asarray(im))
-    assert set(values.tolist()) <= {0, 127, 128}  # 0.5 in uint8, plus the padding
+        arr = np.asarray(im)
+    assert set(np.unique(arr).tolist()) <= {0, 128}  # rint(0.5 x 255), plus the padding
+    # the image itself, not an all-black file: the breast's box (81x40 px) fills the 64x32
+    # output, so (nearly) every pixel is the mid-gray
+    assert (arr == 128).mean() > 0.9, np.unique(arr, return_counts=True)
 
 
 @pytest.mark.parametrize(
@@ -401,6 +450,66 @@ def test_codestream_header_checks_cover_every_dicomsdl_route(tmp_path: Path) -> 
     for backend in ("auto", "dicomsdl", "openjpeg", "pydicom"):
         with pytest.raises(DicomError, match="codestream is 96x64"):
             decode(large, backend=backend)
+
+
+@pytest.mark.parametrize("case", list(HEADER_CASES))
+def test_header_rules_each_refuse_alone(case: str, tmp_path: Path) -> None:
+    """Each is refused with its own reason by every decode route and by the preprocessing,
+    however the PixelData after the header would have read."""
+    from rsna_pkg.preprocess import preprocess_file
+
+    build, pattern = HEADER_CASES[case]
+    path = write(build(), tmp_path / f"{case}.dcm")
+    for backend in ("auto", "pydicom"):
+        with pytest.raises(DicomError, match=pattern):
+            decode(path, backend=backend)
+    with pytest.raises(DicomError, match=pattern):
+        preprocess_file(path, PreprocessConfig(height=64, width=32))
+
+
+PLUGIN_CASES = {"rle_lossless": rle, "jpeg_baseline": jpeg_baseline, "jpeg_ls": jpeg_ls}
+PLUGIN_SYNTAXES = {"rle_lossless": RLELossless, "jpeg_baseline": "1.2.840.10008.1.2.4.50",
+                   "jpeg_ls": "1.2.840.10008.1.2.4.80"}  # fmt: skip
+
+
+@pytest.fixture()
+def no_plugins(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A machine without pydicom's RLE, JPEG baseline and JPEG-LS plugins and without
+    dicomsdl: pydicom's decoders for those syntaxes report no available plugin."""
+    from pydicom.pixels.decoders.base import Decoder
+
+    from rsna_pkg.dicom import dicomsdl_backend, pydicom_backend
+
+    blocked = set(PLUGIN_SYNTAXES.values())
+    real = Decoder.is_available
+
+    def is_available(self: Decoder) -> bool:
+        return self.UID not in blocked and real.fget(self)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(Decoder, "is_available", property(is_available))
+    monkeypatch.setattr(dicomsdl_backend.DicomsdlBackend, "available", lambda self: False)
+    pydicom_backend._decodable.cache_clear()
+    yield blocked
+    monkeypatch.undo()
+    pydicom_backend._decodable.cache_clear()
+
+
+@pytest.mark.parametrize("case", list(PLUGIN_CASES))
+def test_rle_jpeg_and_jpeg_ls_are_unsupported_without_a_plugin(
+    case: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The same files decode in the shared runs above, where the plugins are installed."""
+    from rsna_pkg.preprocess import preprocess_file
+
+    ds = PLUGIN_CASES[case]()  # encoded while the plugins are there
+    assert ds.file_meta.TransferSyntaxUID == PLUGIN_SYNTAXES[case]
+    path = write(ds, tmp_path / f"{case}.dcm")
+    request.getfixturevalue("no_plugins")
+    reason = f"unsupported transfer syntax {PLUGIN_SYNTAXES[case]}"
+    with pytest.raises(DicomError, match=reason):
+        decode(path)
+    with pytest.raises(DicomError, match=reason):
+        preprocess_file(path, PreprocessConfig(height=64, width=32))
 
 
 # -- CSV lies ---------------------------------------------------------------------------
@@ -513,6 +622,45 @@ def test_unusable_test_csv_still_gives_the_sample_submission(
     values = assert_full_submission(csv_data, sub)
     prevalence = load_checkpoint(models["reduced"]).config.prevalence
     assert np.allclose(values, prevalence)
+
+
+@pytest.mark.parametrize(
+    ("kind", "content"),
+    [("zero_byte", b""), ("not_utf8", b"\xff\xfe\x00bad,\x80\x81\n\x9c\n"),
+     ("unparsable", b'site_id,patient_id\n1,"2\n')],
+    ids=["zero_byte", "not_utf8", "unparsable"],
+)  # fmt: skip
+def test_unreadable_test_csv_still_gives_the_sample_submission(
+    kind: str, content: bytes, csv_data: Path, models: dict[str, Path], tmp_path: Path
+) -> None:
+    """An unreadable test.csv beside a sample_submission.csv: preprocess exits 2 with the
+    reason; inference writes every sample breast from its fallback and exits 3."""
+    (csv_data / "test.csv").write_bytes(content)
+    pre, run, sub = run_both(csv_data, models, tmp_path)
+    assert pre.rc == 2 and run.rc == EXIT_ALL_FALLBACK
+    csv = str(csv_data / "test.csv")
+    assert len(pre.err.strip().splitlines()) == 1
+    assert pre.lines_naming("rsna preprocess: error:", csv, "not a readable CSV")
+    assert run.lines_naming(csv, "not a readable CSV", "fallback")
+    values = assert_full_submission(csv_data, sub)
+    assert np.allclose(values, load_checkpoint(models["reduced"]).config.prevalence)
+
+
+def test_preprocess_prints_the_first_20_errors_and_a_count(csv_data: Path, tmp_path: Path) -> None:
+    """25 missing images: 20 error lines naming file and reason, then the count of the rest."""
+    test = pd.read_csv(csv_data / "test.csv")
+    missing = pd.DataFrame([{**test.iloc[0].to_dict(), "patient_id": 800_000 + k,
+                             "image_id": 8_000_000 + k, "prediction_id": f"{800_000 + k}_L"}
+                            for k in range(25)])  # fmt: skip
+    pd.concat([test, missing]).to_csv(csv_data / "test.csv", index=False)
+    run = preprocess(csv_data, tmp_path / "pre")
+    assert run.rc == 1
+    assert_clean(run)
+    errors = [ln for ln in run.out.splitlines() if ln.startswith("  error: ")]
+    assert len(errors) == 20
+    assert all(ln.endswith(": file not found") and "/test_images/8000" in ln for ln in errors)
+    assert run.lines_naming("... 5 more errors in", "most common:")
+    assert run.lines_naming("error x25: file not found")
 
 
 def test_extra_columns_are_ignored(
@@ -994,12 +1142,59 @@ def test_preprocess_on_a_real_full_tmpfs(csv_data: Path, tmp_path: Path) -> None
     assert check["bad"] == [] and check["tmp"] == [] and check["pngs"] >= 1
 
 
-def test_ten_thousand_ids_mostly_failing_finish_in_bounded_time(
+def limit_file_size(limit: int) -> Callable[[], None]:
+    """A child's pre-exec hook: the kernel refuses any write that would make a file larger
+    than ``limit`` bytes (EFBIG, with SIGXFSZ ignored), for any user, without namespaces."""
+
+    def hook() -> None:
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return hook
+
+
+def test_preprocess_on_a_real_write_error_stops_with_one_line(
+    csv_data: Path, tmp_path: Path
+) -> None:
+    """The real-ENOSPC test above needs user namespaces; this one runs anywhere: the same
+    kernel refusal of a write (here EFBIG from a file size limit between the config's size
+    and the smallest PNG's) in the middle of a real run: the config is written, no PNG is."""
+    ref = tmp_path / "ref"
+    assert preprocess(csv_data, ref, "--workers", "1").rc == 0
+    config = (ref / "preprocess_config.json").stat().st_size
+    smallest_png = min(p.stat().st_size for p in ref.rglob("*.png"))
+    assert config < smallest_png, (config, smallest_png)
+    out = tmp_path / "out"
+    (tmp_path / "check.py").write_text(CHECK_TMPFS)
+    done = subprocess.run(
+        [sys.executable, "-m", "rsna_pkg", "preprocess", "--data", str(csv_data), "--split",
+         "test", "--out", str(out), "--size", *SIZE, "--quiet", "--preview", "0",
+         "--workers", "1"],
+        env=subprocess_env(), capture_output=True, text=True, timeout=300,
+        preexec_fn=limit_file_size((config + smallest_png) // 2),
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    errors = [ln for ln in done.stderr.splitlines() if ln.startswith("rsna preprocess: error:")]
+    assert len(errors) == 1 and errors[0].endswith(": cannot write (File too large)"), done.stderr
+    assert ".png" in errors[0] and (out / "preprocess_config.json").is_file()
+    check = subprocess.run([sys.executable, str(tmp_path / "check.py"), str(out)],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    left = json.loads(check.stdout)
+    assert left["pngs"] == 0 and left["tmp"] == []  # no partial PNG, no temporary file
+    rerun = preprocess(csv_data, out, "--workers", "1")
+    assert rerun.rc == 0, rerun.text[-2000:]
+    assert len(check_outputs(out)) == len(pd.read_csv(csv_data / "test.csv"))
+
+
+def test_ten_thousand_ids_mostly_failing_are_all_written_with_20_lines(
     synth_data: Path, models: dict[str, Path], tmp_path: Path
 ) -> None:
-    """Already right in time and rows (about 2 s before and after): 10,000 breasts, one
-    image each, of which 9,900 are missing, 95 garbage or zero-byte and 5 real; every
-    breast is written. New: failed images are logged, 20 lines and a count."""
+    """10,000 breasts, one image each, of which 9,900 are missing, 95 garbage or zero-byte
+    and 5 real; every breast is written. New: failed images are logged, 20 lines and a
+    count. (How fast a missing file fails is a figure of `rsna bench decode`.)"""
     data = tmp_path / "data"
     (data / "test_images").mkdir(parents=True)
     src = pd.read_csv(synth_data / "test.csv")
@@ -1026,11 +1221,8 @@ def test_ten_thousand_ids_mostly_failing_finish_in_bounded_time(
     pd.DataFrame({"prediction_id": order, "cancer": 0.0}).to_csv(
         data / "sample_submission.csv", index=False
     )
-    start_t = time.perf_counter()
     run = infer(data, [models["reduced"]], tmp_path / "sub.csv", "--workers", "2",
                 "--batch-size", "32")  # fmt: skip
-    seconds = time.perf_counter() - start_t
-    print(f"10,000-id inference, 9,995 failing images: {seconds:.1f} s")
     assert run.rc == 0, run.err[-2000:]
     assert_clean(run)
     assert len(assert_full_submission(data, tmp_path / "sub.csv")) == n
@@ -1038,7 +1230,6 @@ def test_ten_thousand_ids_mostly_failing_finish_in_bounded_time(
     assert report["images_failed"] == n - 5 and report["images_predicted"] == 5
     assert len(run.lines_naming("infer: failed")) == 20
     assert run.lines_naming(f"{n - 5 - 20} more failed images")
-    assert seconds < 240  # a sanity bound; measured figures are printed above
 
 
 def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path) -> None:

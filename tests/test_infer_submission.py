@@ -106,3 +106,72 @@ def test_write_submission_roundtrip(tmp_path) -> None:
     text = out.read_text().splitlines()
     assert text == ["prediction_id,cancer", "10_L,0.125", "10_R,1"]
     assert not list(out.parent.glob("*.tmp"))
+
+
+def test_thresholds_at_the_edges_and_without_checkpoints() -> None:
+    assert sub.parse_threshold("0") == 0.0  # [0, 1] is closed at both ends
+    with pytest.raises(InputError) as info:
+        sub.resolve_threshold("stored", [])
+    assert str(info.value) == "--threshold stored needs at least one checkpoint"
+    assert sub.aggregate_images(["1_L", "1_L"], [0.2, 0.6]).tolist() == pytest.approx([0.4])
+
+
+def test_blank_id_lines_are_csv_line_numbers() -> None:
+    """Header = line 1: the first id is line 2; NA markers in any case and spacing count."""
+    assert sub.blank_id_lines(["1_L", "", "na", " NA ", "2_R", "n/a"]) == [3, 4, 5, 7]
+
+
+def write_sample(path, ids: list[str]) -> None:
+    path.write_text("prediction_id,cancer\n" + "".join(f"{i},0.5\n" for i in ids))
+
+
+def test_sample_ids_are_text_and_blank_rows_are_skipped_with_one_line(tmp_path) -> None:
+    sample = tmp_path / "sample_submission.csv"
+    write_sample(sample, ["0012_L", "", "NA", "7_R", " N/A ", "0012_L", "3_L"])
+    lines: list[str] = []
+    assert sub.submission_order(["x"], sample, lines.append) == ["0012_L", "7_R", "3_L"]
+    assert lines == [f"{sample}: 3 row(s) with a blank or NA prediction_id skipped (line 3, 4, 6)"]
+    many = tmp_path / "many.csv"
+    write_sample(many, ["1_L"] + [""] * 12)
+    lines.clear()
+    assert sub.read_sample_ids(many, lines.append) == ["1_L"]
+    assert lines == [f"{many}: 12 row(s) with a blank or NA prediction_id skipped "
+                     f"(line 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, ...)"]  # fmt: skip
+    eleven = tmp_path / "eleven.csv"
+    write_sample(eleven, ["1_L"] + [""] * 11)
+    lines.clear()
+    sub.read_sample_ids(eleven, lines.append)
+    assert lines[0].endswith("(line 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, ...)")  # more than 10
+    ten = tmp_path / "ten.csv"
+    write_sample(ten, ["1_L"] + [""] * 10)
+    lines.clear()
+    sub.read_sample_ids(ten, lines.append)
+    assert lines[0].endswith("(line 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)")
+    numeric = tmp_path / "numeric.csv"
+    write_sample(numeric, ["0012", "1e5"])  # read as the text written, never as numbers
+    assert sub.read_sample_ids(numeric, lines.append) == ["0012", "1e5"]
+
+
+def test_unreadable_sample_is_one_input_error(tmp_path) -> None:
+    sample = tmp_path / "sample_submission.csv"
+    sample.write_bytes(b"")
+    with pytest.raises(InputError) as info:
+        sub.read_sample_ids(sample, print)
+    assert str(info.value).startswith(f"{sample}: not a readable CSV (")
+
+
+def test_validate_submission_messages_and_an_empty_submission() -> None:
+    sub.validate_submission(pd.DataFrame({"prediction_id": [], "cancer": []}), [])
+    good = ["a", "b"]
+    with pytest.raises(ValueError) as info:
+        sub.validate_submission(pd.DataFrame({"id": good, "cancer": [0.1, 0.2]}), good)
+    assert str(info.value) == "submission columns ['id', 'cancer'] != ['prediction_id', 'cancer']"
+    with pytest.raises(ValueError) as info:
+        sub.validate_submission(pd.DataFrame({"prediction_id": good[::-1], "cancer": [0.1, 0.2]}),
+                                good)  # fmt: skip
+    assert (
+        str(info.value) == "submission prediction_ids differ from the expected ones or their order"
+    )
+    with pytest.raises(ValueError) as info:
+        sub.validate_submission(pd.DataFrame({"prediction_id": good, "cancer": [0.1, -0.2]}), good)
+    assert str(info.value) == "submission values must be finite and in [0, 1]"

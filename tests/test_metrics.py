@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from rsna_pkg.metrics import aggregate_per_breast, best_threshold, pfbeta, roc_auc
+from rsna_pkg.metrics import aggregate_per_breast, best_threshold, pfbeta, pfbeta_at, roc_auc
 
 
 @pytest.mark.parametrize(
@@ -49,7 +49,8 @@ def test_aggregate_per_breast_mean_and_max_keep_first_appearance_order() -> None
     assert list(mean.index) == ["7_R", "7_L", "8_L"]
     assert mean.tolist() == pytest.approx([0.4, 0.9, 0.1])
     assert aggregate_per_breast(ids, values, "max").tolist() == pytest.approx([0.6, 0.9, 0.1])
-    with pytest.raises(ValueError):
+    assert aggregate_per_breast(ids, values).equals(mean)  # mean by default
+    with pytest.raises(ValueError, match="aggregation must be 'mean' or 'max', got 'median'"):
         aggregate_per_breast(ids, values, "median")  # type: ignore[arg-type]
 
 
@@ -93,3 +94,22 @@ def test_best_threshold_matches_brute_force() -> None:
     brute = max((pfbeta(y, (s >= t).astype(float)), -t) for t in np.unique(s))
     assert res.pf1 == pytest.approx(brute[0])
     assert res.threshold == pytest.approx(-brute[1])
+
+
+def test_best_threshold_at_the_lowest_score_counts_every_positive() -> None:
+    """Every image a positive: the lowest score keeps them all (pF1 1), as does a candidate
+    below every score."""
+    res = best_threshold([1, 1], [0.2, 0.4])
+    assert res.threshold == pytest.approx(0.2) and res.pf1 == pytest.approx(1.0)
+    below = best_threshold([1, 1, 0], [0.2, 0.4, 0.1], candidates=[0.05, 0.15])
+    assert below.threshold == pytest.approx(0.15) and below.pf1 == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("threshold", "expected"),
+    [(0.6, 0.8), (0.7, 1.0), (0.75, 2 / 3), (0.0, 2 / 3), (0.95, 0.0)],
+)
+def test_pfbeta_at_binarises_scores_at_or_above_the_threshold(threshold, expected) -> None:
+    labels = [0, 1, 0, 1]
+    scores = [0.2, 0.7, 0.6, 0.9]  # 0.7 itself counts as positive
+    assert pfbeta_at(labels, scores, threshold) == pytest.approx(expected)

@@ -21,6 +21,7 @@ def test_bench_decode_small(synth_data: Path, tmp_path: Path, capsys) -> None:  
     assert bench.run(args) == 0
     result = json.loads(out.read_text())
     assert result["files"] == 3 and result["header_ms_per_file"] > 0  # 2 + the RLE copy
+    assert result["missing_file_us"] > 0
     assert {k.split()[0] for k in result["decode"]} == {"dicomsdl", "pydicom"}
     assert {"dicomsdl .5", "pydicom .5"} <= set(result["decode"])  # the RLE copy
     rle = result["per_syntax"]["1.2.840.10008.1.2.5"]
@@ -37,8 +38,9 @@ def test_bench_decode_small(synth_data: Path, tmp_path: Path, capsys) -> None:  
     for row in result["j2k_levels"]:  # every J2K file: each level's cost or its failure
         assert set(row["pillow_cpu_ms"]) == {str(r) for r in range(min(row["levels"], 4) + 1)}
         assert row["final_level"] <= row["levels"]
-    out = capsys.readouterr().out
-    assert "header read" in out and "projection: 54706 images" in out and "ratio CPU" in out
+    printed = capsys.readouterr().out
+    assert "header read" in printed and "a missing file refused in" in printed
+    assert "projection: 54706 images" in printed and "ratio CPU" in printed
 
 
 def test_rle_copies_keep_the_pixels(synth_data: Path, tmp_path: Path) -> None:

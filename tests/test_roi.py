@@ -17,7 +17,7 @@ from rsna_pkg.data.synth.phantom import render_scene
 from rsna_pkg.data.synth.writer import ImageIds, build_dataset, to_stored, voi_for
 from rsna_pkg.dicom import area_downsample
 from rsna_pkg.dicom.header import DicomHeader, header_from_dataset
-from rsna_pkg.preprocess import PreprocessConfig
+from rsna_pkg.preprocess import PreprocessConfig, roi
 from rsna_pkg.preprocess.pipeline import locate, probe_level
 from rsna_pkg.preprocess.roi import Box, breast_mask, follow_tips, outline
 
@@ -186,3 +186,156 @@ def test_blank_and_outline() -> None:
     edge = outline(m)
     assert edge[2, 3] and edge[4, 5] and not edge[4, 3]
     assert not edge[4, 0]  # where the breast runs off the image there is no outline to draw
+
+
+def test_threshold_mask_keeps_only_what_lies_above_the_threshold() -> None:
+    """A band exactly at the threshold (background 0 + the 0.05 floor) is larger than the
+    breast but not above the threshold: the mask is the breast alone."""
+    img = np.zeros((60, 60))
+    img[5:20, 5:20] = 1.0
+    img[40:46, :] = 0.05
+    assert roi.foreground_threshold(img) == 0.05
+    mask = roi.threshold_mask(img)
+    assert mask.sum() == 225 and mask[5:20, 5:20].all()
+
+
+def test_scale_to_unit_maps_the_percentiles_to_0_and_1() -> None:
+    img = np.arange(1000, dtype=np.uint16).reshape(25, 40)
+    lo, hi = np.percentile(img, [0.5, 99.5])
+    want = np.clip((img.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
+    got = roi.scale_to_unit(img)
+    assert got.dtype == np.float32 and got.min() == 0.0 and got.max() == 1.0
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)  # float32 arithmetic
+    flat = roi.scale_to_unit(np.full((3, 4), 7, dtype=np.uint16))
+    assert flat.dtype == np.float32 and flat.shape == (3, 4) and not flat.any()
+
+
+def test_open_square_removes_what_is_narrower_than_its_side() -> None:
+    """Radius 2: a 5-pixel square; a bar 3 wide goes, one 5 wide stays whole, the image
+    edge counts as background only for erosion (a full image stays full)."""
+    mask = np.zeros((20, 20), dtype=bool)
+    mask[2:18, 2:5] = True  # 3 wide
+    mask[2:18, 10:15] = True  # 5 wide
+    opened = roi.open_square(mask, 2)
+    assert not opened[:, 2:5].any()
+    np.testing.assert_array_equal(opened[:, 8:], mask[:, 8:])
+    assert roi.open_square(np.ones((9, 9), dtype=bool), 2).all()
+
+
+def test_edge_runs_and_near_edge() -> None:
+    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 1], [0, 1, 1, 1], [1, 0, 0, 0]], dtype=bool)
+    assert roi.edge_runs(mask).tolist() == [4, 2, 0, 1]
+    zone = roi.near_edge((6, 7), 2)
+    assert zone.sum() == 6 * 7 - 2 * 3 and not zone[2:4, 2:5].any()
+
+
+def tip_case() -> tuple[np.ndarray, np.ndarray]:
+    """Mask rows 4-7 (run 6 from the chest wall, column 0); the weak mask above runs 6
+    (as wide), 4, 1, then 0; below 5, 5, 5, 2."""
+    mask = np.zeros((12, 10), dtype=bool)
+    mask[4:8, :6] = True
+    weak = mask.copy()
+    for row, run in {3: 6, 2: 4, 1: 1, 0: 0, 8: 5, 9: 5, 10: 5, 11: 2}.items():
+        weak[row, :run] = True
+    return mask, weak
+
+
+def test_follow_tips_follows_narrowing_runs_and_stops_on_a_strip() -> None:
+    mask, weak = tip_case()
+    out = roi.follow_tips(mask, weak)
+    want = mask.copy()
+    for row, run in {3: 6, 2: 4, 1: 1, 8: 5, 9: 5}.items():  # row 10: the third 5 is a strip
+        want[row, :run] = True
+    np.testing.assert_array_equal(out, want)
+    # a tip that reaches the image's first and last rows is followed to them
+    tall = np.zeros((5, 6), dtype=bool)
+    tall[2, :4] = True
+    weak = tall.copy()
+    weak[1, :3], weak[0, :1], weak[3, :2], weak[4, :1] = True, True, True, True
+    np.testing.assert_array_equal(roi.follow_tips(tall, weak), weak)
+    empty = np.zeros((4, 4), dtype=bool)
+    assert not roi.follow_tips(empty, np.ones((4, 4), dtype=bool)).any()
+
+
+def test_breast_box_is_the_mask_box_with_a_half_percent_margin() -> None:
+    img = np.zeros((200, 120), dtype=np.float32)
+    img[40:160, :70] = 1.0
+    mask = roi.breast_mask(img)
+    assert roi.breast_box(img) == roi.mask_box(mask, 0.005)
+    assert roi.breast_box(img, 0.05) == roi.mask_box(mask, 0.05)
+    assert roi.breast_box(img) != roi.breast_box(img, 0.05)
+
+
+def test_mask_box_pads_and_an_empty_mask_is_the_whole_image() -> None:
+    assert roi.mask_box(np.zeros((5, 7), dtype=bool), 0.1) == Box(0, 0, 5, 7)
+    mask = np.zeros((40, 30), dtype=bool)
+    mask[12:20, 5:9] = True
+    assert roi.mask_box(mask, 0.0) == Box(12, 5, 20, 9)
+    assert roi.mask_box(mask, 0.05) == Box(10, 3, 22, 11)  # round(0.05 x 40) = 2 each side
+    assert roi.mask_box(mask, 0.5) == Box(0, 0, 40, 29)  # clipped to the image
+
+
+def test_weak_threshold_rule() -> None:
+    """The median of what lies strictly below ``strong`` plus max(0.02, 5 robust SDs),
+    at most ``strong``; ``strong`` itself when nothing lies below it."""
+    assert roi.weak_threshold(np.array([0.0, 1.0, 1.0]), 1.0) == pytest.approx(0.02)
+    assert roi.weak_threshold(np.array([0.0, 1.0]), 0.5) == pytest.approx(0.02)
+    assert roi.weak_threshold(np.ones(4), 0.5) == 0.5
+    below = np.array([0.0, 0.1, 0.2])
+    sd = 1.4826 * 0.1
+    assert roi.weak_threshold(np.append(below, 1.0), 1.0) == pytest.approx(0.1 + 5 * sd)
+    assert roi.weak_threshold(np.append(below, 1.0), 0.5) == 0.5
+
+
+def test_breast_mask_is_boolean_and_mirrors_with_the_image() -> None:
+    """The right-side image goes through follow_tips flipped, mask and weak mask alike."""
+    rng = np.random.default_rng(3)
+    img = np.zeros((120, 90))
+    yy, xx = np.mgrid[:120, :90]
+    img[np.hypot(yy - 60, xx) < 40] = 1.0
+    for top, run in enumerate((1, 2, 3, 4, 5, 6), start=14):  # faint tips along the chest wall
+        img[top, :run] = 0.3
+        img[119 - top, :run] = 0.3
+    img += rng.normal(0, 0.005, img.shape)
+    left = roi.breast_mask(img)
+    assert left.dtype == bool
+    np.testing.assert_array_equal(roi.breast_mask(img[:, ::-1]), left[:, ::-1])
+
+
+def test_otsu_threshold_splits_two_levels_at_the_first_edge_after_the_lower() -> None:
+    """Two levels, 0.2 (600 pixels) and 0.8 (400): every split between them has the same
+    between-class variance, the first (the edge just above 0.2's bin) wins; a third level
+    moves it to between the two larger classes."""
+    img = np.concatenate([np.full(600, 0.2), np.full(400, 0.8)])
+    edges = np.linspace(0.2, 0.8, 257)
+    assert roi.otsu_threshold(img) == pytest.approx(edges[1])
+    three = np.concatenate([np.full(500, 0.1), np.full(100, 0.5), np.full(400, 0.9)])
+    hist, e = np.histogram(three, bins=256, range=(0.1, 0.9))
+    p = hist / hist.sum()
+    c = (e[:-1] + e[1:]) / 2
+    w0, m0 = np.cumsum(p), np.cumsum(p * c)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (m0[-1] * w0 - m0) ** 2 / (w0 * (1 - w0))
+    between[~np.isfinite(between)] = -1.0
+    assert roi.otsu_threshold(three) == pytest.approx(e[int(np.argmax(between)) + 1])
+    assert 0.1 < roi.otsu_threshold(three) < 0.5
+    assert roi.otsu_threshold(np.full(5, 0.3)) == 0.3  # flat: its one value
+
+
+def test_background_threshold_rule() -> None:
+    """2nd percentile + max(0.05, 4 robust SDs of the pixels within 0.1 of it)."""
+    img = np.concatenate([np.linspace(0.0, 0.1, 600), np.full(400, 0.8)])
+    level = np.percentile(img, 2)
+    near = img[np.abs(img - level) < 0.1]
+    sd = 1.4826 * np.median(np.abs(near - np.median(near)))
+    assert 4 * sd > 0.05  # the spread, not the floor, decides here
+    assert roi.background_threshold(img) == pytest.approx(level + 4 * sd)
+    flat = np.concatenate([np.zeros(600), np.full(400, 0.8)])
+    assert roi.background_threshold(flat) == pytest.approx(0.05)
+
+
+def test_breast_on_right_compares_the_outer_halves() -> None:
+    """Odd width: the middle column belongs to neither half; equal halves are 'left'."""
+    assert roi.breast_on_right(np.array([[5.0, 0.0, 9.0, 3.0, 3.0]]))
+    assert not roi.breast_on_right(np.array([[3.0, 3.0, 9.0, 5.0, 1.0]]))
+    assert not roi.breast_on_right(np.array([[2.0, 2.0, 0.0, 1.0, 3.0]]))

@@ -160,3 +160,47 @@ def test_cuda_amp_channels_last_path(tiny, tmp_path) -> None:
     meta = loaded.encode_metadata(load_image_table(*tiny).head(2))
     logits = loaded.forward(x, meta)
     assert logits.shape == (2,) and torch.isfinite(logits).all() and logits.device.type == "cpu"
+
+
+@pytest.mark.parametrize("balance", ["pos_weight", "none", "oversample"])
+def test_balance_modes_weigh_the_loss_or_the_sampler(tmp_path, monkeypatch, balance) -> None:
+    """``--balance pos_weight`` weighs positives in the loss by negatives/positives of the
+    training split and samples every image once; ``none`` does neither; ``oversample`` (the
+    contrast) repeats positives to a quarter of the epoch with an unweighted loss."""
+    from rsna_pkg.train import loop
+
+    seen: dict = {}
+    real_trainer, real_loaders = loop.make_trainer, loop._loaders
+
+    def make_trainer(model, cfg, ctx, steps_per_epoch, prep):
+        seen["trainer"] = real_trainer(model, cfg, ctx, steps_per_epoch, prep)
+        seen["train"] = prep.train
+        return seen["trainer"]
+
+    def loaders(cfg, prep, ctx):
+        out = real_loaders(cfg, prep, ctx)
+        seen["sampler"] = out[2]
+        return out
+
+    monkeypatch.setattr(loop, "make_trainer", make_trainer)
+    monkeypatch.setattr(loop, "_loaders", loaders)
+    rare = make_dataset(tmp_path, patients=20, size=(64, 32), seed=0, pos_patients=5)
+    assert command.run(_args(*rare, tmp_path / "out", "--epochs", "1", "--balance", balance)) == 0
+    labels = seen["train"]["cancer"].to_numpy()
+    pos, neg = int(labels.sum()), int((labels == 0).sum())
+    assert pos > 0 and pos / (pos + neg) < 0.2  # oversampling has positives to repeat
+    weight = seen["trainer"].criterion.pos_weight
+    loss_of_a_missed_positive = seen["trainer"].criterion(torch.zeros(1), torch.ones(1))
+    sampler = seen["sampler"]
+    sampler.set_epoch(0)
+    drawn = np.asarray(list(sampler))
+    if balance == "pos_weight":
+        assert weight is not None and float(weight) == pytest.approx(neg / pos)
+        assert float(loss_of_a_missed_positive) == pytest.approx(neg / pos * np.log(2))
+    else:
+        assert weight is None
+        assert float(loss_of_a_missed_positive) == pytest.approx(np.log(2))
+    if balance == "oversample":
+        assert len(drawn) > len(labels) and labels[drawn].mean() == pytest.approx(0.25, abs=0.05)
+    else:  # every training image once, in the classes' own proportion
+        assert sorted(drawn.tolist()) == list(range(len(labels)))

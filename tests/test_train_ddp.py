@@ -1,6 +1,7 @@
 """DDP on CPU: torchrun with 2 gloo processes trains a tiny model end to end
 (with gradient accumulation, EMA, SGD, auxiliary heads and batch-balanced sampling, so
-those paths run too)."""
+those paths run too), and the training step's gradients are synchronised: after training
+both ranks hold the same weights, those of one process trained on the whole batch."""
 
 from __future__ import annotations
 
@@ -8,11 +9,71 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import pytest
+import torch
+from ddp_step import Tiny, train
 from train_data import make_dataset
 
+import rsna_pkg
 from rsna_pkg.models.checkpoint import load_checkpoint
+from rsna_pkg.train.ddp import DistContext
+
+DDP_STEP = Path(__file__).with_name("ddp_step.py")
+
+
+def step_env() -> dict[str, str]:
+    """The environment of a subprocess that must import this process's rsna_pkg (a mutation
+    run's copy, not the installed one)."""
+    root = str(Path(rsna_pkg.__file__).resolve().parent.parent)
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+
+
+def run_step(out: Path, world: int, accumulate: int) -> list[dict[str, Any]]:
+    """tests/ddp_step.py on ``world`` gloo processes under torchrun, or (world 1) in this
+    process, so that a mutation run sees this test use the Trainer; each rank's saved state."""
+    out.mkdir()
+    if world == 1:
+        train(DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu")),
+              out, accumulate)  # fmt: skip
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", str(world), str(DDP_STEP), str(out), str(accumulate)]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=step_env())
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(world)]
+
+
+def test_ddp_ranks_agree_with_each_other_and_with_one_process(tmp_path: Path) -> None:
+    """Before: the only DDP test passed with the no-sync context forced on every step. Two
+    ranks accumulating two micro-batches of 4, one process accumulating two of 8, and one
+    process taking steps of 16 at once all see the same 16 images per optimizer step."""
+    rank0, rank1 = run_step(tmp_path / "ddp", world=2, accumulate=2)
+    (single,) = run_step(tmp_path / "single", world=1, accumulate=2)
+    (whole,) = run_step(tmp_path / "whole", world=1, accumulate=1)
+    torch.manual_seed(0)
+    initial = Tiny().state_dict()  # rank 0's and the single process's start
+    # three optimizer steps of 16 images each, however they were split
+    assert [int(run["optimizer_steps"]) for run in (rank0, rank1, single, whole)] == [3] * 4
+    # the epoch's mean loss, gathered over the ranks: the same per-image losses in every run
+    losses = [float(run["loss"]) for run in (rank0, rank1, single, whole)]
+    assert losses == pytest.approx([losses[2]] * 4, rel=1e-6) and losses[2] > 0.1, losses
+    for part in ("model", "ema"):
+        for name, value in rank0[part].items():
+            # all-reduced gradients: the ranks agree to the last bits
+            torch.testing.assert_close(rank1[part][name], value, rtol=1e-6, atol=1e-7)
+            # and equal one process on the whole batch (the sum order differs)
+            torch.testing.assert_close(value, single[part][name], rtol=1e-5, atol=1e-6)
+            # accumulating two halves is one step on the whole: the loss is divided by 2
+            torch.testing.assert_close(single[part][name], whole[part][name], rtol=1e-5,
+                                       atol=1e-6)  # fmt: skip
+    # not a vacuous match: training moved every weight far beyond those tolerances
+    for name, value in single["model"].items():
+        assert (value - initial[name]).abs().max() > 1e-3, name
 
 
 def test_torchrun_two_gloo_processes(tmp_path) -> None:

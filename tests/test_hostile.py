@@ -487,7 +487,7 @@ def no_plugins(monkeypatch: pytest.MonkeyPatch) -> Any:
         return self.UID not in blocked and real.fget(self)  # type: ignore[attr-defined]
 
     monkeypatch.setattr(Decoder, "is_available", property(is_available))
-    monkeypatch.setattr(dicomsdl_backend.DicomsdlBackend, "available", lambda self: False)
+    monkeypatch.setattr(dicomsdl_backend.DicomsdlDecoder, "available", lambda self: False)
     pydicom_backend._decodable.cache_clear()
     yield blocked
     monkeypatch.undo()

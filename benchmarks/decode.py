@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -42,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "--backends: deprecated spelling)")  # fmt: skip
     parser.add_argument("--rle", type=int, default=2, metavar="N",
                         help="also time the N smallest files re-encoded as RLE Lossless, which "
-                             "no competition machine writes (kept in DATA/rle/)")  # fmt: skip
+                             "no competition machine writes (in a temporary folder)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=2,
                         help="timed passes per setting; the fastest is reported")  # fmt: skip
     parser.add_argument(
@@ -93,8 +94,8 @@ def list_files(data: Path, count: int) -> list[Path]:
 
 
 def rle_copies(files: Sequence[Path], folder: Path) -> list[Path]:
-    """Each file re-encoded as RLE Lossless (pixels unchanged) into ``folder``, once: pydicom's
-    encoder takes tens of seconds for a full-size image. Named ``<image>_rle.dcm`` so that the
+    """Each file re-encoded as RLE Lossless (pixels unchanged) into ``folder``, unless already
+    there: pydicom's encoder takes tens of seconds for a full-size image. Named ``<image>_rle.dcm`` so that the
     projection, which weighs machines by image id, leaves these extra files out."""
     import pydicom
     from pydicom.uid import RLELossless
@@ -562,10 +563,13 @@ def run(args: argparse.Namespace) -> int:
     files = largest_first(list_files(data, args.files))
     if not files:
         raise InputError(f"{data}: no DICOM files under *_images/")
-    if args.rle > 0:  # the smallest, as the encoder is slow; after the competition's files
-        files += rle_copies(files[::-1][: args.rle], data / "rle")
     backends = args.backends if args.backends else available_decoders()
-    result = measure(files, args.size[0], args.size[1], args.workers, backends, args.repeats)
+    # RLE copies of the smallest files (the encoder is slow), after the competition's files,
+    # in a folder of their own: the data folder stays as it was
+    with tempfile.TemporaryDirectory(prefix="rsna-bench-rle-") as rle_dir:
+        if args.rle > 0:
+            files += rle_copies(files[::-1][: args.rle], Path(rle_dir))
+        result = measure(files, args.size[0], args.size[1], args.workers, backends, args.repeats)
     result["size"] = list(args.size)
     result["data"] = str(data)
     print_table(result)

@@ -18,7 +18,9 @@ def test_bench_decode_small(synth_data: Path, tmp_path: Path, capsys) -> None:  
     args = parser.parse_args(["--data", str(synth_data), "--files", "2", "--size", "64", "32",
                               "--workers", "1", "--backends", "dicomsdl", "pydicom",
                               "--rle", "1", "--json", str(out)])  # fmt: skip
+    before = sorted(synth_data.rglob("*"))
     assert bench.run(args) == 0
+    assert sorted(synth_data.rglob("*")) == before  # the RLE copy was written elsewhere
     result = json.loads(out.read_text())
     assert result["files"] == 3 and result["header_ms_per_file"] > 0  # 2 + the RLE copy
     assert result["missing_file_us"] > 0

@@ -51,12 +51,7 @@ def _block_mean(
 def area_downsample(arr: np.ndarray, reduce: int) -> np.ndarray:
     """Mean over 2**r x 2**r blocks (partial edge blocks over their own pixels), rounded
     to the nearest integer and returned in ``arr``'s dtype."""
-    if reduce <= 0:
-        return arr
-    sums: np.ndarray = arr.astype(_accumulator(arr, reduce))
-    for _ in range(reduce):  # 2x2 sums, level by level: ~2x faster than one reshape-sum
-        sums = _halve(sums)
-    return _block_mean(sums, arr.shape, reduce, arr.dtype)
+    return AreaPyramid(arr).level(reduce)
 
 
 class AreaPyramid:
@@ -75,7 +70,7 @@ class AreaPyramid:
         start = max((k for k in self._sums if k <= reduce and self._sums[k].dtype == acc),
                     default=0)  # fmt: skip
         sums = self._sums[start] if start else self.arr.astype(acc)
-        for k in range(start + 1, reduce + 1):
+        for k in range(start + 1, reduce + 1):  # 2x2 sums level by level: ~2x a reshape-sum
             sums = _halve(sums)
             self._sums[k] = sums
         return _block_mean(sums, self.arr.shape, reduce, self.arr.dtype)

@@ -48,20 +48,29 @@ def run_step(out: Path, world: int, accumulate: int) -> list[dict[str, Any]]:
     return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(world)]
 
 
-def test_ddp_ranks_agree_with_each_other_and_with_one_process(tmp_path: Path) -> None:
+def test_ddp_ranks_agree_with_each_other_and_with_one_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Before: the only DDP test passed with the no-sync context forced on every step. Two
-    ranks accumulating two micro-batches of 4, one process accumulating two of 8, and one
-    process taking steps of 16 at once all see the same 16 images per optimizer step."""
+    ranks accumulating two micro-batches of 4, one process accumulating two of 8 (or four
+    of 4), and one process taking steps of 16 at once all see the same 16 images per
+    optimizer step."""
     rank0, rank1 = run_step(tmp_path / "ddp", world=2, accumulate=2)
     (single,) = run_step(tmp_path / "single", world=1, accumulate=2)
+    # four micro-steps per optimizer step: an accumulation boundary that is right only for
+    # two (stepping after micro-steps 2, 4, 6 rather than 4, 8, 12) shows up here
+    (quarters,) = run_step(tmp_path / "quarters", world=1, accumulate=4)
     (whole,) = run_step(tmp_path / "whole", world=1, accumulate=1)
+    # show=False (every rank but 0) draws no progress bar
+    assert capsys.readouterr().err == ""
     torch.manual_seed(0)
     initial = Tiny().state_dict()  # rank 0's and the single process's start
+    runs = (rank0, rank1, single, quarters, whole)
     # three optimizer steps of 16 images each, however they were split
-    assert [int(run["optimizer_steps"]) for run in (rank0, rank1, single, whole)] == [3] * 4
+    assert [int(run["optimizer_steps"]) for run in runs] == [3] * 5
     # the epoch's mean loss, gathered over the ranks: the same per-image losses in every run
-    losses = [float(run["loss"]) for run in (rank0, rank1, single, whole)]
-    assert losses == pytest.approx([losses[2]] * 4, rel=1e-6) and losses[2] > 0.1, losses
+    losses = [float(run["loss"]) for run in runs]
+    assert losses == pytest.approx([losses[2]] * 5, rel=1e-6) and losses[2] > 0.1, losses
     for part in ("model", "ema"):
         for name, value in rank0[part].items():
             # all-reduced gradients: the ranks agree to the last bits
@@ -70,6 +79,8 @@ def test_ddp_ranks_agree_with_each_other_and_with_one_process(tmp_path: Path) ->
             torch.testing.assert_close(value, single[part][name], rtol=1e-5, atol=1e-6)
             # accumulating two halves is one step on the whole: the loss is divided by 2
             torch.testing.assert_close(single[part][name], whole[part][name], rtol=1e-5,
+                                       atol=1e-6)  # fmt: skip
+            torch.testing.assert_close(quarters[part][name], whole[part][name], rtol=1e-5,
                                        atol=1e-6)  # fmt: skip
     # not a vacuous match: training moved every weight far beyond those tolerances
     for name, value in single["model"].items():

@@ -44,25 +44,37 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv``: only the subcommand ``argv`` names has its module imported
+    (and its arguments added), so ``rsna --help`` and a typo import nothing heavy."""
     parser = argparse.ArgumentParser(
         prog="rsna",
         description="RSNA Screening Mammography toolkit: synth, EDA, preprocessing, training, "
         "offline inference and Kaggle packaging.",
     )
     parser.add_argument("--version", action="version", version=f"rsna_pkg {__version__}")
-    add_command_table(parser, COMMANDS, dest="command", metavar="COMMAND")
+    add_command_table(parser, COMMANDS, dest="command", metavar="COMMAND",
+                      chosen=chosen_command(argv))  # fmt: skip
     return parser
 
 
-def add_command_table(
-    parser: argparse.ArgumentParser, table: dict[str, tuple[str, str]], dest: str, metavar: str
-) -> None:
-    """Add one subparser per table entry; each module fills its own arguments and
-    registers its ``run`` as ``args._run``."""
+def chosen_command(argv: Sequence[str] | None) -> str | None:
+    """The subcommand ``argv`` names: its first word that is no option (the top level has
+    only --help and --version, which take no value), None when there is none."""
+    words = sys.argv[1:] if argv is None else argv
+    return next((word for word in words if not word.startswith("-")), None)
+
+
+def add_command_table(parser: argparse.ArgumentParser, table: dict[str, tuple[str, str]],
+                      dest: str, metavar: str, chosen: str | None) -> None:  # fmt: skip
+    """Add one subparser per table entry, by its one-line help; the ``chosen`` entry's
+    module fills its own arguments and registers its ``run`` as ``args._run``."""
     sub = parser.add_subparsers(dest=dest, metavar=metavar)
     sub.required = True
     for name, (module_name, help_text) in table.items():
+        if name != chosen:
+            sub.add_parser(name, help=help_text)
+            continue
         module = importlib.import_module(module_name)
         cmd = sub.add_parser(name, help=help_text, description=module.__doc__ or help_text)
         module.add_arguments(cmd)
@@ -99,7 +111,7 @@ def run_command(name: str, run: Callable[[], int | None]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = absolute_paths(parser.parse_args(argv))
     return run_command(args.command, lambda: args._run(args))
 

@@ -21,14 +21,33 @@ def test_every_subcommand_has_help(argv: list[str], capsys: pytest.CaptureFixtur
     assert out.startswith(f"usage: rsna {' '.join(argv)}")
 
 
-def test_building_the_parser_imports_no_heavy_library() -> None:
+HEAVY = ("numpy", "pandas", "pydicom", "imagecodecs", "PIL", "scipy", "torch", "matplotlib",
+         "nvidia.dali", "sklearn")  # fmt: skip
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["no-such-command"], ["infer", "--help"]])
+def test_help_imports_no_heavy_library(argv: list[str]) -> None:
+    """``rsna --help`` (and a mistyped command) import no command module at all; a
+    command's own --help imports that command's module only (infer's is light)."""
     code = (
-        "import sys; from rsna_pkg.cli import build_parser; build_parser(); "
-        "heavy = [m for m in ('torch', 'matplotlib', 'nvidia.dali', 'sklearn') if m in sys.modules]; "
-        "print(','.join(heavy))"
+        "import sys; from rsna_pkg.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        f"print('heavy:', *(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    assert out.stdout.strip().splitlines()[-1] == "heavy:", out.stdout[-500:]
+
+
+def test_building_the_parser_for_a_command_adds_only_its_arguments() -> None:
+    """Every other subcommand stays a one-line entry until it is the one chosen."""
+    from rsna_pkg.cli import build_parser
+
+    args = build_parser(["infer", "--data", "d", "--model", "m", "--out", "o"]).parse_args(
+        ["infer", "--data", "d", "--model", "m", "--out", "o"]
+    )
+    assert args.command == "infer" and callable(args._run)
+    with pytest.raises(SystemExit):  # train's options are unknown to a parser built for infer
+        build_parser(["infer"]).parse_args(["train", "--epochs", "1"])
 
 
 def test_input_error_is_one_line_and_exit_2(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -122,6 +122,25 @@ def test_bad_inputs_give_clear_errors(tiny, tmp_path) -> None:
         command.run(_args(data, images, tmp_path / "o4", "--pretrained", str(tmp_path / "x.pth")))
 
 
+def test_size_defaults_to_the_images_folder_and_a_given_one_must_match(tiny, tmp_path) -> None:
+    """Before: train defaulted to --size 512 256 whatever the images were, so the README's
+    `rsna preprocess ... --size H W` then `rsna train` (no --size) failed unless both agreed."""
+    data, images = tiny
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    base = ["--data", str(data), "--images", str(images), "--out", str(tmp_path / "o")]
+    cfg = command.config_from_args(parser.parse_args(base), "resnet18")
+    assert (cfg.model.height, cfg.model.width) == (64, 32)  # make_dataset's PNGs
+    cfg = command.config_from_args(parser.parse_args([*base, "--size", "64", "32"]), "resnet18")
+    assert (cfg.model.height, cfg.model.width) == (64, 32)
+    (images / "preprocess_config.json").rename(tmp_path / "moved.json")
+    try:
+        with pytest.raises(InputError, match="preprocess_config.json: not found"):
+            command.config_from_args(parser.parse_args(base), "resnet18")
+    finally:
+        (tmp_path / "moved.json").rename(images / "preprocess_config.json")
+
+
 def test_manifest_errors_and_missing_pngs_are_skipped_with_counts(tmp_path, capsys) -> None:
     data, images = make_dataset(tmp_path, patients=4, size=(64, 32))
     manifest = pd.read_csv(images / "manifest.csv", dtype={"reason": str})

@@ -5,8 +5,6 @@ Installs rsna_pkg offline from the wheel dataset, then calls the library; extra 
 come from $RSNA_TRAIN_ARGS when set (the local replay's small sizes).
 """
 
-import json
-
 # >>> bootstrap: copied from rsna_pkg/kaggle/bootstrap.py by `rsna kaggle render`; edit there.
 import fnmatch
 import os
@@ -103,11 +101,9 @@ images = find_input("manifest.csv")
 # ImageNet weights dataset: <timm name>.safetensors per backbone; the checkpoint records
 # the file's name and sha256, so inference needs no weights dataset.
 weights = find_input("weights.json")
-# Train at the size the preprocess kernel wrote (recorded beside its PNGs).
-pre = json.loads((images / "preprocess_config.json").read_text())
-size = [str(pre["height"]), str(pre["width"])]
 # The best measured recipe: efficientnet_lite0 from ImageNet, fully fine-tuned (issue 21).
 recipe = "--backbone timm:efficientnet_lite0 --freeze none --epochs 12 --workers 4"
 args = settings("train", recipe)
 paths = ["--data", str(data), "--images", str(images), "--out", str(WORKING)]
-rsna("train", *paths, "--size", *size, "--pretrained-dir", str(weights), *args)
+# No --size: training takes the size the preprocess kernel wrote beside its PNGs.
+rsna("train", *paths, "--pretrained-dir", str(weights), *args)

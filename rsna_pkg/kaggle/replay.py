@@ -32,7 +32,7 @@ from rsna_pkg.kaggle.weights import build_weights
 MARKER = ".rsna_replay"  # a work folder holding this may be wiped by the next replay
 
 # Sizes that keep a replay on 2 CPU cores to a few minutes; Kaggle runs use the defaults
-# written in each kernel.py. The train kernel takes its --size from the preprocess output.
+# written in each kernel.py. Training takes its input size from the preprocess output.
 SMALL_SETTINGS: dict[str, str] = {
     "eda": "--sample 2 --max-headers 40 --workers 2 --no-progress",
     "preprocess": "--size 256 128 --workers 2 --quiet",

@@ -34,8 +34,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--images", type=Path, required=True, help="`rsna preprocess` output folder")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument(
-        "--size", nargs=2, type=integer(32, MAX_SIZE), default=[512, 256], metavar=("H", "W")
-    )
+        "--size", nargs=2, type=integer(32, MAX_SIZE), metavar=("H", "W"),
+        help="model input size; default: the size --images was preprocessed at "
+        "(given, it must be that size)",
+    )  # fmt: skip
     p.add_argument("--epochs", type=integer(1, 10_000), default=12)
     p.add_argument("--batch-size", type=integer(1, 4096), default=32)
     p.add_argument("--lr", type=number(0, MAX_LR, lo_open=True), default=1e-3)
@@ -156,7 +158,8 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
         check_backbone(backbone)
     except InputError as exc:
         raise InputError(f"--backbone: {exc}") from exc
-    check_input_size(backbone, *args.size)
+    height, width = input_size(args)
+    check_input_size(backbone, height, width)
     weights = pretrained_path(args, backbone)
     freeze = args.freeze
     if freeze == "auto":
@@ -167,7 +170,7 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
                             gamma_max=1, crop_p=0, erase_p=0)  # fmt: skip
     workers = worker_count(args)
     # the size only, until training reads the images' own PreprocessConfig (train/data.py)
-    size = PreprocessConfig(height=args.size[0], width=args.size[1])
+    size = PreprocessConfig(height=height, width=width)
     aux = parse_aux(args.aux)
     model = ModelConfig(
         backbone=backbone, preprocess=size, use_metadata=not args.no_metadata,
@@ -185,6 +188,17 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
         threads=args.threads, device=args.device, grad_checkpoint=args.grad_checkpoint,
     )  # fmt: skip
     return with_weights(cfg, weights)
+
+
+def input_size(args: argparse.Namespace) -> tuple[int, int]:
+    """--size, else the size the --images folder was preprocessed at (its
+    preprocess_config.json), so `rsna preprocess --size H W` then `rsna train` just works."""
+    if args.size is not None:
+        return int(args.size[0]), int(args.size[1])
+    from rsna_pkg.train.data import images_preprocess_config
+
+    pre = images_preprocess_config(args.images)
+    return pre.height, pre.width
 
 
 def pretrained_path(args: argparse.Namespace, backbone: str) -> str | None:

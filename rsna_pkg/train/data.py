@@ -45,21 +45,27 @@ class Prepared:
         )
 
 
-def read_preprocess_config(images_dir: str | Path, height: int, width: int) -> PreprocessConfig:
-    """The PreprocessConfig the PNGs were made with; their size must match --size."""
+def images_preprocess_config(images_dir: str | Path) -> PreprocessConfig:
+    """The PreprocessConfig an `rsna preprocess` output folder's PNGs were made with."""
     from rsna_pkg.preprocess import PreprocessConfig
 
     path = Path(images_dir) / PREPROCESS_CONFIG_NAME
     if not path.is_file():
         raise InputError(f"{path}: not found; --images must be an `rsna preprocess` output")
     try:
-        pre = PreprocessConfig.from_dict(json.loads(path.read_text()))
+        return PreprocessConfig.from_dict(json.loads(path.read_text()))
     except (json.JSONDecodeError, TypeError) as exc:
         raise InputError(f"{path}: unreadable preprocess config ({exc})") from exc
+
+
+def read_preprocess_config(images_dir: str | Path, height: int, width: int) -> PreprocessConfig:
+    """The PreprocessConfig the PNGs were made with; their size must match the model's."""
+    pre = images_preprocess_config(images_dir)
     if (pre.height, pre.width) != (height, width):
+        path = Path(images_dir) / PREPROCESS_CONFIG_NAME
         raise InputError(
             f"{path}: images are {pre.height}x{pre.width} but --size is {height} {width}; "
-            f"re-run rsna preprocess --size {height} {width} or change --size"
+            f"re-run rsna preprocess --size {height} {width} or leave --size out"
         )
     return pre
 

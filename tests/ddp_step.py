@@ -72,14 +72,17 @@ def config(micro_batch: int, accumulate: int) -> TrainConfig:
                        aux={"biopsy": 0.5}, amp=False, channels_last=True, device="cpu")  # fmt: skip
 
 
-def train(ctx: ddp.DistContext, out: Path, accumulate: int) -> None:
-    """Train this rank's share and save its weights to ``OUT/rank<r>.pt``."""
+def train(ctx: ddp.DistContext, out: Path, accumulate: int, count: int = IMAGES) -> None:
+    """Train this rank's share of the first ``count`` images (a last optimizer step of fewer
+    micro-steps when ``count`` is no multiple of 16) and save its weights to
+    ``OUT/rank<r>.pt``."""
     images, meta, labels, aux = data()
     micro = STEP_BATCH // accumulate  # images of one micro-step over all ranks
     per_rank = micro // ctx.world_size
     assert per_rank * ctx.world_size * accumulate == STEP_BATCH, (accumulate, ctx.world_size)
+    assert count % micro == 0 and count <= IMAGES, (count, micro)
     batches = []
-    for step in range(IMAGES // micro):
+    for step in range(count // micro):
         start = step * micro + ctx.rank * per_rank
         rows = torch.arange(start, start + per_rank)
         # as the DataLoader collates MammoDataset's items: labels float64, rows int64

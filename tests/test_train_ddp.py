@@ -33,14 +33,15 @@ def step_env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
 
 
-def run_step(out: Path, world: int, accumulate: int) -> list[dict[str, Any]]:
+def run_step(out: Path, world: int, accumulate: int, count: int = 48) -> list[dict[str, Any]]:
     """tests/ddp_step.py on ``world`` gloo processes under torchrun, or (world 1) in this
     process, so that a mutation run sees this test use the Trainer; each rank's saved state."""
     out.mkdir()
     if world == 1:
         train(DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu")),
-              out, accumulate)  # fmt: skip
+              out, accumulate, count)  # fmt: skip
     else:
+        assert count == 48, "torchrun runs take every image"
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc_per_node", str(world), str(DDP_STEP), str(out), str(accumulate)]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=step_env())
@@ -85,6 +86,20 @@ def test_ddp_ranks_agree_with_each_other_and_with_one_process(
     # not a vacuous match: training moved every weight far beyond those tolerances
     for name, value in single["model"].items():
         assert (value - initial[name]).abs().max() > 1e-3, name
+
+
+def test_a_last_partial_accumulation_still_steps(tmp_path: Path) -> None:
+    """40 images in micro-steps of 4, four per optimizer step: the epoch's last two
+    micro-steps make a third, shorter step, which must happen and must include both (a
+    boundary test that missed the epoch's end, or fired one micro-step early, would drop
+    them). The run on the first 36 images takes one micro-step fewer: different weights."""
+    (forty,) = run_step(tmp_path / "forty", world=1, accumulate=4, count=40)
+    (thirty_six,) = run_step(tmp_path / "thirty_six", world=1, accumulate=4, count=36)
+    (thirty_two,) = run_step(tmp_path / "thirty_two", world=1, accumulate=4, count=32)
+    assert [int(r["optimizer_steps"]) for r in (forty, thirty_six, thirty_two)] == [3, 3, 2]
+    for name, value in forty["model"].items():
+        # the last micro-step counted: not the weights of the run that never saw it
+        assert (value - thirty_six["model"][name]).abs().max() > 1e-6, name
 
 
 def test_torchrun_two_gloo_processes(tmp_path) -> None:

@@ -164,10 +164,7 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
     freeze = args.freeze
     if freeze == "auto":
         freeze = "features" if weights else "none"
-    aug = AugmentConfig()
-    if args.no_augment:
-        aug = AugmentConfig(vflip=0, affine_p=0, brightness=0, contrast=0, gamma_min=1,
-                            gamma_max=1, crop_p=0, erase_p=0)  # fmt: skip
+    aug = AugmentConfig.off() if args.no_augment else AugmentConfig()
     workers = worker_count(args)
     # the size only, until training reads the images' own PreprocessConfig (train/data.py)
     size = PreprocessConfig(height=height, width=width)

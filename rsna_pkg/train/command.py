@@ -247,10 +247,12 @@ def check_output_folder(args: argparse.Namespace) -> None:
     """OUT is not DATA or the image folder (its model.pt, split.csv ... would land among
     the inputs), and --pretrained is not a file the run rewrites."""
     from rsna_pkg.options import check_outputs
+    from rsna_pkg.outputs import RunFolder
 
     check_outputs({"--out": args.out}, {"--data": args.data, "--images": args.images})
     if args.pretrained is not None:
-        written = {f"--out {name}": args.out / name for name in ("model.pt", "last.pt")}
+        run = RunFolder(args.out)
+        written = {f"--out {path.name}": path for path in (run.model, run.last)}
         check_outputs(written, {"--pretrained": args.pretrained})
 
 

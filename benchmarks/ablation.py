@@ -24,6 +24,8 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from rsna_pkg.outputs import RunFolder
+
 AUX_ALL = "birads,density,biopsy,invasive,difficult_negative_case"
 # Balanced means one positive per negative in every batch. The baseline's default sampler
 # already oversamples positives to 25 % of an epoch, so a 0.25 batch sampler would only
@@ -129,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
               + (f" (reused: {train_args.out})" if reused else ""), flush=True)  # fmt: skip
         if metrics is None:
             metrics = run_training(cfg, train_args.data, train_args.images, train_args.out)
-        history = pd.read_csv(train_args.out / "history.csv")
+        history = pd.read_csv(RunFolder(train_args.out).history)
         row = {
             "variant": name, "options": options, "seed": seed, "reused": reused,
             **{k: metrics.get(k) for k in COLUMNS[2:-1]},
@@ -164,7 +166,7 @@ def train_auc(cfg: Any, train_args: argparse.Namespace) -> float:
     from rsna_pkg.train.study import train_side_scores
 
     out: Path = train_args.out
-    stat = (out / "model.pt").stat()
+    stat = RunFolder(out).model.stat()
     stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
     cache = out / "train_side.json"
     if cache.is_file():
@@ -233,7 +235,8 @@ def finished_run(cfg: Any, out: Path) -> dict[str, Any] | None:
 
     from rsna_pkg.train.config import TrainConfig
 
-    paths = [out / n for n in ("metrics.json", "config.json", "history.csv")]
+    run = RunFolder(out)
+    paths = [run.metrics, run.config, run.history]
     if not all(p.is_file() for p in paths):
         return None
     saved = TrainConfig.from_dict(json.loads(paths[1].read_text()))

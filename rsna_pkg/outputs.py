@@ -15,6 +15,7 @@ import contextlib
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from rsna_pkg.errors import OutputError
@@ -28,6 +29,59 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 # What a training run needs of a manifest (older manifests may lack the timing columns).
 MANIFEST_REQUIRED: tuple[str, ...] = ("patient_id", "image_id", "status", "png")
+
+
+MODEL_NAME = "model.pt"  # a run's best checkpoint: what inference and the kernels load
+LAST_NAME = "last.pt"  # a run's resumable state (not its best model)
+FOLD_PREFIX = "fold_"  # a K-fold run's folds: fold_0/, fold_1/ ...
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The files one `rsna train` output folder holds, named here once: train writes them,
+    folds, compare, the study, inference, the kernels' push and the benchmarks read them.
+    A K-fold run's folder holds ``fold(i)`` run folders and the out-of-fold ``oof``."""
+
+    root: Path
+
+    @property
+    def model(self) -> Path:
+        return self.root / MODEL_NAME
+
+    @property
+    def last(self) -> Path:
+        return self.root / LAST_NAME
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def history(self) -> Path:
+        return self.root / "history.csv"
+
+    @property
+    def curves(self) -> Path:
+        return self.root / "curves.png"
+
+    @property
+    def split(self) -> Path:
+        return self.root / "split.csv"
+
+    @property
+    def val_predictions(self) -> Path:
+        return self.root / "val_predictions.csv"
+
+    @property
+    def oof(self) -> Path:
+        return self.root / "oof.csv"
+
+    def fold(self, index: int) -> RunFolder:
+        return RunFolder(self.root / f"{FOLD_PREFIX}{index}")
 
 
 TMP_SUFFIX = ".tmp"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -22,9 +24,27 @@ def test_content_box_finds_the_bright_region() -> None:
     assert content_box(torch.zeros(1, 10, 6)) == (0, 0, 10, 6)
 
 
+def test_off_switches_every_step_off() -> None:
+    """Before: --no-augment listed the fields to zero by hand, so a new step stayed on under
+    it. off() takes every switch's declared off value; a step whose switch declares none, or
+    a wrong one, draws something here."""
+    off = AugmentConfig.off()
+    # what --no-augment wrote into config.json before off() existed (same values)
+    assert off.to_dict() == {**AugmentConfig().to_dict(), "vflip": 0, "hflip": 0,
+                             "affine_p": 0, "brightness": 0, "contrast": 0, "gamma_min": 1,
+                             "gamma_max": 1, "crop_p": 0, "erase_p": 0}  # fmt: skip
+    aug, img = build_augment(off), _breast()
+    for seed in range(20):
+        g = torch.Generator().manual_seed(seed)
+        params = aug.draw(img, g)
+        assert params == type(params)(), (seed, params)  # no step drawn
+        # nothing taken from the generator either
+        assert torch.equal(g.get_state(), torch.Generator().manual_seed(seed).get_state())
+        assert torch.equal(aug(img.clone(), torch.Generator().manual_seed(seed)), img)
+
+
 def test_breast_crop_stays_inside_the_breast() -> None:
-    only_crop = AugmentConfig(vflip=0, affine_p=0, brightness=0, contrast=0, gamma_min=1,
-                              gamma_max=1, crop_p=1.0, crop_scale_min=0.5, erase_p=0)  # fmt: skip
+    only_crop = replace(AugmentConfig.off(), crop_p=1.0, crop_scale_min=0.5)
     out = build_augment(only_crop)(_breast(), torch.Generator().manual_seed(0))
     assert out.shape == (1, 64, 32)
     # the crop lies within the breast box, so (almost) no black padding remains

@@ -26,6 +26,7 @@ from rsna_pkg.kaggle.check import check_dataset, check_repo, offline_api
 from rsna_pkg.kaggle.paths import DATASET_METADATA, KERNEL_ORDER, KaggleConfig, kernel_dir
 from rsna_pkg.kaggle.render import dataset_metadata, dumps
 from rsna_pkg.kaggle.weights import build_weights
+from rsna_pkg.outputs import MODEL_NAME
 
 POLL_SECONDS = 60  # between two `kaggle kernels status`
 DATASET_POLL_SECONDS = 15  # between two `kaggle datasets status`
@@ -51,7 +52,7 @@ def stage_model(work: Path, cfg: KaggleConfig, model: Path) -> Path:
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    shutil.copy2(model, folder / "model.pt")
+    shutil.copy2(model, folder / MODEL_NAME)
     (folder / DATASET_METADATA).write_text(dumps(dataset_metadata(cfg, "model")))
     return folder
 

@@ -22,7 +22,7 @@ from rsna_pkg.data.metadata import MetadataEncoder
 from rsna_pkg.errors import InputError, describe
 from rsna_pkg.models.config import ModelConfig
 from rsna_pkg.models.fusion import CancerClassifier
-from rsna_pkg.outputs import atomic_path
+from rsna_pkg.outputs import LAST_NAME, MODEL_NAME, atomic_path
 
 FORMAT_NAME = "rsna_pkg.checkpoint"
 FORMAT_VERSION = 2  # 1: a flat TrainConfig under "config" (still read); 2: ModelConfig
@@ -104,8 +104,8 @@ def checkpoint_files(path: str | Path) -> list[Path]:
     path = Path(path)
     if not path.is_dir():
         return [path]
-    found = sorted(p for p in path.rglob("model.pt") if p.is_file()) or sorted(
-        p for p in path.glob("*.pt") if p.name != "last.pt" and p.is_file()
+    found = sorted(p for p in path.rglob(MODEL_NAME) if p.is_file()) or sorted(
+        p for p in path.glob("*.pt") if p.name != LAST_NAME and p.is_file()
     )
     if not found:
         raise InputError(f"{path}: folder holds no model.pt (at any depth) and no *.pt checkpoint")

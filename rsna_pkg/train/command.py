@@ -164,10 +164,7 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
     freeze = args.freeze
     if freeze == "auto":
         freeze = "features" if weights else "none"
-    aug = AugmentConfig()
-    if args.no_augment:
-        aug = AugmentConfig(vflip=0, affine_p=0, brightness=0, contrast=0, gamma_min=1,
-                            gamma_max=1, crop_p=0, erase_p=0)  # fmt: skip
+    aug = AugmentConfig.off() if args.no_augment else AugmentConfig()
     workers = worker_count(args)
     # the size only, until training reads the images' own PreprocessConfig (train/data.py)
     size = PreprocessConfig(height=height, width=width)
@@ -250,10 +247,12 @@ def check_output_folder(args: argparse.Namespace) -> None:
     """OUT is not DATA or the image folder (its model.pt, split.csv ... would land among
     the inputs), and --pretrained is not a file the run rewrites."""
     from rsna_pkg.options import check_outputs
+    from rsna_pkg.outputs import RunFolder
 
     check_outputs({"--out": args.out}, {"--data": args.data, "--images": args.images})
     if args.pretrained is not None:
-        written = {f"--out {name}": args.out / name for name in ("model.pt", "last.pt")}
+        run = RunFolder(args.out)
+        written = {f"--out {path.name}": path for path in (run.model, run.last)}
         check_outputs(written, {"--pretrained": args.pretrained})
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rsna_pkg.errors import InputError
+from rsna_pkg.outputs import RunFolder
 from rsna_pkg.train.command import (
     add_common_arguments,
     check_output_folder,
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"=== {v.name} (freeze={v.freeze}, weights={v.pretrained or 'random'}) ===")
         cfg, run_dir = configs[v.name], out / v.folder
         metrics = run_training(cfg, args.data, args.images, run_dir)
-        history = pd.read_csv(run_dir / "history.csv").set_index("epoch")
+        history = pd.read_csv(RunFolder(run_dir).history).set_index("epoch")
         side = train_side_scores(run_dir, cfg, args.data, args.images)
         rows.append({
             "backbone": v.name,

@@ -16,10 +16,6 @@ from rsna_pkg.metrics import aggregate_per_breast, best_threshold, pfbeta, roc_a
 from rsna_pkg.outputs import atomic_write_text
 from rsna_pkg.train.ddp import DistContext, gather_objects
 
-# The best epoch's per-image validation probabilities, written beside model.pt (K-fold
-# training gathers every fold's into oof.csv: train/folds.py).
-VAL_PREDICTIONS = "val_predictions.csv"
-
 
 @torch.no_grad()
 def predict(
@@ -90,8 +86,9 @@ def per_breast(
 
 
 def write_predictions(path: str | Path, val: pd.DataFrame, probs: np.ndarray, epoch: int) -> None:
-    """``VAL_PREDICTIONS``: ids, label and probability of every validation image, and the
-    epoch that scored them (the one model.pt holds)."""
+    """A run's val_predictions.csv (``RunFolder.val_predictions``): ids, label and
+    probability of every validation image, and the epoch that scored them (the one model.pt
+    holds); K-fold training gathers every fold's into oof.csv (train/folds.py)."""
     frame = val[["patient_id", "image_id", "prediction_id", "cancer"]].assign(
         probability=probs, epoch=epoch
     )

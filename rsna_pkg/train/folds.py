@@ -24,13 +24,12 @@ from rsna_pkg.data.splits import load_split
 from rsna_pkg.errors import InputError
 from rsna_pkg.metrics import pfbeta_at
 from rsna_pkg.models.checkpoint import update_config
-from rsna_pkg.outputs import atomic_write_text
+from rsna_pkg.outputs import FOLD_PREFIX, LAST_NAME, RunFolder, atomic_write_text
 from rsna_pkg.train.config import TrainConfig
-from rsna_pkg.train.evaluate import VAL_PREDICTIONS, per_breast, score
+from rsna_pkg.train.evaluate import per_breast, score
 from rsna_pkg.train.loop import resume_values, run_training
 from rsna_pkg.train.report import write_json
 
-OOF_NAME = "oof.csv"
 OOF_COLUMNS: tuple[str, ...] = (
     "patient_id", "image_id", "prediction_id", "fold", "cancer", "probability",
 )  # fmt: skip
@@ -38,10 +37,6 @@ OOF_COLUMNS: tuple[str, ...] = (
 FOLD_KEYS: tuple[str, ...] = (
     "val_auc", "val_pf1", "val_pf1_best", "threshold", "best_epoch", "train_images", "val_images",
 )  # fmt: skip
-
-
-def fold_dir(out: str | Path, fold: int) -> Path:
-    return Path(out) / f"fold_{fold}"
 
 
 def run_folds(
@@ -55,32 +50,32 @@ def run_folds(
     threshold into each fold's model.pt; return the OOF metrics ({} on DDP ranks > 0)."""
     if cfg.folds < 2:
         raise InputError(f"--folds {cfg.folds}: K-fold training needs at least 2 folds")
-    out = Path(out_dir)
-    folders = [fold_dir(out, i) for i in range(cfg.folds)]
-    if resume and not any((f / "last.pt").is_file() for f in folders):
-        raise InputError(f"--resume: no {out}/fold_<i>/last.pt; nothing to resume")
-    for i, folder in enumerate(folders):
-        if resume and (folder / "metrics.json").is_file():
-            check_same_run(cfg, folder)
-            print(f"fold {i}: finished, skipped ({folder})")
+    out = RunFolder(Path(out_dir))
+    folds = [out.fold(i) for i in range(cfg.folds)]
+    if resume and not any(f.last.is_file() for f in folds):
+        raise InputError(f"--resume: no {out.root}/{FOLD_PREFIX}<i>/{LAST_NAME}; nothing to resume")
+    for i, fold in enumerate(folds):
+        if resume and fold.metrics.is_file():
+            check_same_run(cfg, fold.root)
+            print(f"fold {i}: finished, skipped ({fold.root})")
             continue
-        print(f"=== fold {i + 1}/{cfg.folds} -> {folder}")
-        again = resume and (folder / "last.pt").is_file()
-        run_training(cfg.with_(fold=i), data_dir, images_dir, folder, resume=again)
+        print(f"=== fold {i + 1}/{cfg.folds} -> {fold.root}")
+        again = resume and fold.last.is_file()
+        run_training(cfg.with_(fold=i), data_dir, images_dir, fold.root, resume=again)
     if os.environ.get("RANK", "0") != "0":
         return {}  # DDP: rank 0 writes the OOF outputs
-    oof = collect_oof(out, cfg.folds)
-    atomic_write_text(out / OOF_NAME, oof.to_csv(index=False))
-    metrics = oof_metrics(oof, cfg.model.aggregation, [_fold_metrics(f) for f in folders])
-    write_json(out / "metrics.json", metrics)
-    for folder in folders:
-        update_config(folder / "model.pt", threshold=metrics["threshold"])
+    oof = collect_oof(out.root, cfg.folds)
+    atomic_write_text(out.oof, oof.to_csv(index=False))
+    metrics = oof_metrics(oof, cfg.model.aggregation, [_fold_metrics(f.root) for f in folds])
+    write_json(out.metrics, metrics)
+    for fold in folds:
+        update_config(fold.model, threshold=metrics["threshold"])
     return metrics
 
 
 def check_same_run(cfg: TrainConfig, folder: Path) -> None:
     """A finished fold joins this run only if trained with the same model, seed and folds."""
-    path = folder / "config.json"
+    path = RunFolder(folder).config
     if not path.is_file():
         raise InputError(f"--resume: {path} not found; cannot tell how this fold was trained")
     saved = TrainConfig.from_dict(json.loads(path.read_text()))
@@ -97,16 +92,17 @@ def check_same_run(cfg: TrainConfig, folder: Path) -> None:
 def collect_oof(out: Path, folds: int) -> pd.DataFrame:
     """Every fold's best-epoch validation predictions, with the fold that held them out;
     refused when the folds were not trained on one split or a file is stale."""
-    first = _split(fold_dir(out, 0))
+    run = RunFolder(out)
+    first = _split(run.fold(0).root)
     parts = []
     for i in range(folds):
-        folder = fold_dir(out, i)
+        folder = run.fold(i).root
         if i and not _split(folder).equals(first):
             raise InputError(
-                f"{folder}/split.csv: not the patient split of {fold_dir(out, 0)}; "
+                f"{run.fold(i).split}: not the patient split of {run.fold(0).root}; "
                 "retrain without --resume"
             )
-        path = folder / VAL_PREDICTIONS
+        path = run.fold(i).val_predictions
         if not path.is_file():
             raise InputError(f"{path}: not found; retrain fold {i}")
         preds = pd.read_csv(path, dtype={"prediction_id": str})
@@ -150,12 +146,12 @@ def oof_metrics(
 
 
 def _split(folder: Path) -> pd.DataFrame:
-    split = load_split(folder / "split.csv")
+    split = load_split(RunFolder(folder).split)
     return split[["patient_id", "fold"]].sort_values("patient_id").reset_index(drop=True)
 
 
 def _fold_metrics(folder: Path) -> dict[str, Any]:
-    path = folder / "metrics.json"
+    path = RunFolder(folder).metrics
     if not path.is_file():
         raise InputError(f"{path}: not found; the fold did not finish")
     result: dict[str, Any] = json.loads(path.read_text())

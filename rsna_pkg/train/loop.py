@@ -27,13 +27,12 @@ from rsna_pkg.data.splits import load_split, save_split
 from rsna_pkg.errors import InputError
 from rsna_pkg.models.checkpoint import build_model, read_checkpoint, save_checkpoint
 from rsna_pkg.models.fusion import apply_freeze
-from rsna_pkg.outputs import remove_stale_temporaries
+from rsna_pkg.outputs import RunFolder, remove_stale_temporaries
 from rsna_pkg.train import ddp
 from rsna_pkg.train.config import TrainConfig
 from rsna_pkg.train.cpu_tuning import cpu_training_settings
 from rsna_pkg.train.data import Prepared, prepare
 from rsna_pkg.train.evaluate import (
-    VAL_PREDICTIONS,
     gather_predictions,
     predict,
     score,
@@ -85,16 +84,17 @@ def _run(
     started: float,
 ) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
+    run = RunFolder(out)
     if ctx.is_main:
         remove_stale_temporaries(out)  # a checkpoint cut short by a kill
     if ctx.device.type == "cpu":
         torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // ctx.world_size))
     state = _resume_state(cfg, out) if resume else None
-    prep = prepare(cfg, data, images, load_split(out / "split.csv") if resume else None)
+    prep = prepare(cfg, data, images, load_split(run.split) if resume else None)
     cfg = prep.fitted_config(cfg)
     if ctx.is_main:
-        save_split(out / "split.csv", prep.folds, prep.val_fold)
-        write_json(out / "config.json", cfg.to_dict())
+        save_split(run.split, prep.folds, prep.val_fold)
+        write_json(run.config, cfg.to_dict())
         print(_describe(cfg, prep, ctx))
         if cfg.aux:
             print(describe_aux(cfg.aux, prep.train))
@@ -144,14 +144,14 @@ def _run(
         if ctx.is_main:
             if improved:
                 best_model = cfg.model.with_(threshold=row["threshold"])
-                write_predictions(out / VAL_PREDICTIONS, prep.val, val_probs, epoch + 1)
-                save_checkpoint(out / "model.pt", eval_model, best_model)
-            save_checkpoint(out / "last.pt", trainer.unwrapped, cfg.model, train=cfg.to_dict(),
+                write_predictions(run.val_predictions, prep.val, val_probs, epoch + 1)
+                save_checkpoint(run.model, eval_model, best_model)
+            save_checkpoint(run.last, trainer.unwrapped, cfg.model, train=cfg.to_dict(),
                             epoch=epoch + 1, best=best,
                             bad_epochs=bad, best_row=best_row, history=history,
                             **trainer.state_dict())  # fmt: skip
-            write_history(out / "history.csv", history)
-            plot_curves(out / "curves.png", history)
+            write_history(run.history, history)
+            plot_curves(run.curves, history)
             print(_epoch_line(row, improved, cfg.monitor))
         ddp.barrier(ctx)
         if cfg.patience and bad >= cfg.patience:
@@ -161,13 +161,14 @@ def _run(
 
     result = _final_metrics(best_row, history, cfg, prep)
     if ctx.is_main:
-        write_json(out / "metrics.json", result)
+        write_json(run.metrics, result)
     return result
 
 
 def _resume_state(cfg: TrainConfig, out: Path) -> dict[str, Any]:
-    path = out / "last.pt"
-    if not path.is_file() or not (out / "split.csv").is_file():
+    run = RunFolder(out)
+    path = run.last
+    if not path.is_file() or not run.split.is_file():
         raise InputError(f"--resume: {path} or its split.csv not found; nothing to resume")
     state = read_checkpoint(path)
     saved = (

@@ -107,12 +107,14 @@ def train_side_scores(run_dir: Path, cfg: Any, data: Path, images: Path) -> dict
     from rsna_pkg.data.splits import load_split
     from rsna_pkg.models.checkpoint import load_checkpoint
     from rsna_pkg.models.fusion import apply_freeze
+    from rsna_pkg.outputs import RunFolder
     from rsna_pkg.train.data import prepare
     from rsna_pkg.train.evaluate import predict, score
 
-    loaded = load_checkpoint(run_dir / "model.pt", device=cfg.device)
+    run = RunFolder(Path(run_dir))
+    loaded = load_checkpoint(run.model, device=cfg.device)
     m = loaded.config
-    prep = prepare(cfg, data, images, load_split(run_dir / "split.csv"))
+    prep = prepare(cfg, data, images, load_split(run.split))
     labels = prep.train["cancer"].to_numpy()
     meta = prep.encoder.transform(prep.train) if m.use_metadata else None
     dataset = MammoDataset(prep.train["path"].tolist(), labels, meta, m.norm_mean, m.norm_std,

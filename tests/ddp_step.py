@@ -64,18 +64,20 @@ def data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     return images, meta, labels, labels[:, None].clone()
 
 
-def config(micro_batch: int, accumulate: int) -> TrainConfig:
+def config(micro_batch: int, accumulate: int, heads: bool = True) -> TrainConfig:
     model = ModelConfig(preprocess=PreprocessConfig(height=32, width=32), dropout=0.0,
-                        aux_heads=(("biopsy", 1),))  # fmt: skip
+                        aux_heads=(("biopsy", 1),) if heads else ())  # fmt: skip
     return TrainConfig(model=model, epochs=1, batch_size=micro_batch, lr=0.05,
                        optimizer="sgd", warmup_epochs=0.0, accumulate=accumulate, ema=0.5,
-                       aux={"biopsy": 0.5}, amp=False, channels_last=True, device="cpu")  # fmt: skip
+                       aux={"biopsy": 0.5} if heads else {}, amp=False, channels_last=True,
+                       device="cpu")  # fmt: skip
 
 
-def train(ctx: ddp.DistContext, out: Path, accumulate: int, count: int = IMAGES) -> None:
+def train(ctx: ddp.DistContext, out: Path, accumulate: int, count: int = IMAGES,
+          heads: bool = True) -> None:  # fmt: skip
     """Train this rank's share of the first ``count`` images (a last optimizer step of fewer
-    micro-steps when ``count`` is no multiple of 16) and save its weights to
-    ``OUT/rank<r>.pt``."""
+    micro-steps when ``count`` is no multiple of 16), with the biopsy head or (``heads``
+    False) without auxiliary heads, and save its weights to ``OUT/rank<r>.pt``."""
     images, meta, labels, aux = data()
     micro = STEP_BATCH // accumulate  # images of one micro-step over all ranks
     per_rank = micro // ctx.world_size
@@ -89,8 +91,9 @@ def train(ctx: ddp.DistContext, out: Path, accumulate: int, count: int = IMAGES)
         batches.append((images[rows], meta[rows], labels[rows].double(), rows))
     torch.manual_seed(ctx.rank)  # ranks start apart: DDP must broadcast rank 0's weights
     model = Tiny()
-    trainer = Trainer(model, config(per_rank, accumulate), ctx, steps_per_epoch=len(batches),
-                      pos_weight=1.5, aux_targets=aux)  # fmt: skip
+    trainer = Trainer(model, config(per_rank, accumulate, heads), ctx,
+                      steps_per_epoch=len(batches), pos_weight=1.5,
+                      aux_targets=aux if heads else None)  # fmt: skip
     loss = trainer.train_epoch(batches, show=False)  # type: ignore[arg-type]
     state = {"model": model.state_dict(), "ema": trainer.eval_model().state_dict(),
              "loss": torch.tensor(loss, dtype=torch.float64),

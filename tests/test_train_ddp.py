@@ -33,15 +33,17 @@ def step_env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
 
 
-def run_step(out: Path, world: int, accumulate: int, count: int = 48) -> list[dict[str, Any]]:
+def run_step(
+    out: Path, world: int, accumulate: int, count: int = 48, heads: bool = True
+) -> list[dict[str, Any]]:
     """tests/ddp_step.py on ``world`` gloo processes under torchrun, or (world 1) in this
     process, so that a mutation run sees this test use the Trainer; each rank's saved state."""
     out.mkdir()
     if world == 1:
         train(DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu")),
-              out, accumulate, count)  # fmt: skip
+              out, accumulate, count, heads)  # fmt: skip
     else:
-        assert count == 48, "torchrun runs take every image"
+        assert count == 48 and heads, "torchrun runs take every image, with the head"
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc_per_node", str(world), str(DDP_STEP), str(out), str(accumulate)]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=step_env())
@@ -100,6 +102,19 @@ def test_a_last_partial_accumulation_still_steps(tmp_path: Path) -> None:
     for name, value in forty["model"].items():
         # the last micro-step counted: not the weights of the run that never saw it
         assert (value - thirty_six["model"][name]).abs().max() > 1e-6, name
+
+
+def test_a_model_without_auxiliary_heads_trains_on_its_logits_alone(tmp_path: Path) -> None:
+    """The step's other branch: no heads, so the model is called without ``aux`` and the
+    loss is the cancer loss alone (smaller than with the biopsy head's term added)."""
+    (plain,) = run_step(tmp_path / "plain", world=1, accumulate=2, heads=False)
+    (headed,) = run_step(tmp_path / "headed", world=1, accumulate=2)
+    assert int(plain["optimizer_steps"]) == 3 and "biopsy.weight" in plain["model"]
+    assert 0.1 < float(plain["loss"]) < float(headed["loss"])
+    torch.manual_seed(0)
+    initial = Tiny().state_dict()
+    assert torch.equal(plain["model"]["biopsy.weight"], initial["biopsy.weight"])  # untrained
+    assert (plain["model"]["out.weight"] - initial["out.weight"]).abs().max() > 1e-3
 
 
 def test_torchrun_two_gloo_processes(tmp_path) -> None:

@@ -73,22 +73,27 @@ def element_header(fp: BinaryIO, implicit: bool, little: bool) -> tuple[int, int
 def read_items(fp: BinaryIO, header: DicomHeader, little: bool, limit: int) -> bytes:
     """Encapsulated PixelData's items (PS3.5 A.4) as pydicom holds them: each item's tag,
     length and value, up to the Sequence Delimitation Item; at most ``limit`` bytes."""
-    out = bytearray()
+    # parts joined once at the end: growing one bytearray item by item copied a 10 MB
+    # J2K frame of ~100 fragments about eight times over (~14 ms a file)
+    parts: list[bytes] = []
+    size = 0
+    item_head = struct.Struct("<HHI" if little else ">HHI")
     while True:
         try:
             group, elem, length = element_header(fp, implicit=True, little=little)
         except EOFError:
-            return bytes(out)  # a truncated file: the frame parser says what is missing
+            return b"".join(parts)  # a truncated file: the frame parser says what is missing
         if (group, elem) == SEQUENCE_END:
-            return bytes(out)
+            return b"".join(parts)
         if (group, elem) != ITEM or length == UNDEFINED:
             raise DicomError(header.path, f"bad encapsulated PixelData: ({group:04X},{elem:04X}) "
                              "where an item was expected")  # fmt: skip
-        if len(out) + 8 + length > limit:
-            raise too_long(header, "encapsulated PixelData of at least", len(out) + 8 + length,
+        if size + 8 + length > limit:
+            raise too_long(header, "encapsulated PixelData of at least", size + 8 + length,
                            limit)  # fmt: skip
-        out += struct.pack("<HHI" if little else ">HHI", group, elem, length)
-        out += fp.read(length)
+        value = fp.read(length)
+        parts += (item_head.pack(group, elem, length), value)
+        size += 8 + len(value)
 
 
 def read_pixel_value(fp: BinaryIO, header: DicomHeader, implicit: bool, little: bool) -> bytes:

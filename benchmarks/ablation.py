@@ -107,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
 
     from rsna_pkg.cli import absolute_paths
     from rsna_pkg.train import command
+    from rsna_pkg.train.history import write_json
     from rsna_pkg.train.loop import run_training
-    from rsna_pkg.train.report import write_json
 
     parser = argparse.ArgumentParser(prog="rsna train")
     command.add_arguments(parser)

@@ -1,7 +1,7 @@
-"""The seed's backbone study as a benchmark: `rsna compare --study seed` on a given
+"""The seed's backbone study as a benchmark: `rsna compare --study notebooks` on a given
 dataset and size, then its table printed and written as JSON with the run's wall time.
 
-Every option is `rsna compare`'s (``--study seed`` unless ``--backbones`` is given);
+Every option is `rsna compare`'s (``--study notebooks`` unless ``--backbones`` is given);
 ``--json`` also writes the rows. Run it on the realistic set (`rsna synth --difficulty
 realistic`, then `rsna preprocess`), with ``--pretrained-dir`` for transfer learning.
 """
@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from rsna_pkg.train import compare_command
-    from rsna_pkg.train.report import write_json
+    from rsna_pkg.train.history import write_json
 
     if args.backbones is None and args.study is None:
         args.study = "seed"

@@ -52,7 +52,7 @@ def build_checkpoint(path: Path, backbone: str, height: int, width: int) -> Path
     """A random-init checkpoint through the training package's own config and save."""
     import pandas as pd
 
-    from rsna_pkg.data.metadata import fit_metadata_encoder
+    from rsna_pkg.data.metadata_encoder import fit_metadata_encoder
     from rsna_pkg.models.checkpoint import build_model, save_checkpoint
     from rsna_pkg.models.config import ModelConfig
     from rsna_pkg.preprocess import PreprocessConfig
@@ -101,7 +101,7 @@ def model_only(
 
     from rsna_pkg.data.schema import image_path
     from rsna_pkg.infer.devices import torch_threads
-    from rsna_pkg.infer.pipeline import TTA_FLIP_DIM, read_test_table
+    from rsna_pkg.infer.inference import TTA_FLIP_DIM, read_test_table
     from rsna_pkg.infer.stream import load_item
     from rsna_pkg.models.checkpoint import load_checkpoint
 
@@ -120,7 +120,7 @@ def model_only(
     x = x.repeat(reps, 1, 1, 1)[:batch]
     rows = table.iloc[[k % len(table) for k in range(batch)]]
     meta = loaded.encode_metadata(rows)
-    if tta != "none":  # the same doubled batch inference runs (rsna_pkg.infer.pipeline)
+    if tta != "none":  # the same doubled batch inference runs (rsna_pkg.infer.inference)
         x = torch.cat([x, x.flip(TTA_FLIP_DIM[tta])])
         meta = None if meta is None else torch.cat([meta, meta])
     n_batches = max(1, images // batch)

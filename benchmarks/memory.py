@@ -45,7 +45,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     from rsna_pkg.models.zoo import check_backbone
-    from rsna_pkg.train.report import write_json
+    from rsna_pkg.train.history import write_json
 
     backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
     for name in backbones:
@@ -139,7 +139,7 @@ def measure(
     from rsna_pkg.train.config import TrainConfig
     from rsna_pkg.train.cpu_tuning import cpu_training_settings
     from rsna_pkg.train.ddp import setup
-    from rsna_pkg.train.optim import Trainer
+    from rsna_pkg.train.trainer import Trainer
 
     reset_peak_rss()
     if threads:

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rsna_pkg.train.report import write_json
+    from rsna_pkg.train.history import write_json
 
     result = bench_train(
         images=args.images, size=tuple(args.size), backbone=args.backbone,
@@ -101,7 +101,7 @@ def bench_train(
     from rsna_pkg.train.config import TrainConfig
     from rsna_pkg.train.ddp import setup
     from rsna_pkg.train.loop import worker_init
-    from rsna_pkg.train.optim import Trainer
+    from rsna_pkg.train.trainer import Trainer
 
     h, w = int(size[0]), int(size[1])
     n = batch_size * (batches + 1)

@@ -23,7 +23,7 @@ BENCHES: dict[str, str] = {
     "infer": "end-to-end inference vs model-only throughput",
     "synth": "synthetic generator: images/s, file sizes per machine",
     "ablation": "baseline, + aux heads, + balanced sampler, + 2x resolution: one training table",
-    "compare": "the seed's backbone study (`rsna compare --study seed`): table, plot, wall time",
+    "compare": "the seed's backbone study (`rsna compare --study notebooks`): table, plot, wall time",
     "memory": "peak CPU memory per image of a training step, with/without --grad-checkpoint",
     "roi": "crop quality against the generator's true breast box, threshold vs segmentation",
     "tta": "breast AUC / pF1 of one checkpoint with each --tta mode on a labelled split",

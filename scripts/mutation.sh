@@ -31,11 +31,11 @@ declare -A MODULES=(
   # (two gloo ranks, and one process on the same images) and an epoch that ends in a
   # partial accumulation, and a model without auxiliary heads; about 15 s a mutant on a
   # quiet machine
-  [train_step]="rsna_pkg/train/optim.py|tests/test_train_ddp.py::test_ddp_ranks_agree_with_each_other_and_with_one_process tests/test_train_ddp.py::test_a_last_partial_accumulation_still_steps tests/test_train_ddp.py::test_a_model_without_auxiliary_heads_trains_on_its_logits_alone"
+  [train_step]="rsna_pkg/train/trainer.py|tests/test_train_ddp.py::test_ddp_ranks_agree_with_each_other_and_with_one_process tests/test_train_ddp.py::test_a_last_partial_accumulation_still_steps tests/test_train_ddp.py::test_a_model_without_auxiliary_heads_trains_on_its_logits_alone"
 )
 # module -> the mutants to run (mutmut name patterns), where not the whole file
 declare -A ONLY=(
-  [train_step]="rsna_pkg.train.optim.xǁTrainerǁtrain_epoch__mutmut_* rsna_pkg.train.optim.x__gather_sum__mutmut_*"
+  [train_step]="rsna_pkg.train.trainer.xǁTrainerǁtrain_epoch__mutmut_* rsna_pkg.train.trainer.x__gather_sum__mutmut_*"
 )
 ORDER=(voi metrics submission roi train_step)
 

@@ -27,7 +27,7 @@ from rsna_pkg.models.config import ModelConfig
 from rsna_pkg.preprocess import PreprocessConfig
 from rsna_pkg.train import ddp
 from rsna_pkg.train.config import TrainConfig
-from rsna_pkg.train.optim import Trainer
+from rsna_pkg.train.trainer import Trainer
 
 IMAGES = 48
 STEP_BATCH = 16  # images per optimizer step over all ranks: 3 optimizer steps

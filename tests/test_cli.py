@@ -74,7 +74,7 @@ def test_ctrl_c_during_a_held_block_is_raised_when_it_ends() -> None:
     import os
     import signal
 
-    from rsna_pkg.plotting import interrupts_held
+    from rsna_pkg.lazy_pyplot import interrupts_held
 
     # Python's own Ctrl-C handler, also when the tests run in a background job, which starts
     # with SIGINT ignored (a held Ctrl-C is then rightly dropped: the process ignores it)

@@ -126,8 +126,8 @@ def test_gallery_display_scaling() -> None:
 
 
 def test_header_cap_is_a_seeded_ordered_subset() -> None:
+    from rsna_pkg.eda.build_report import cap_items
     from rsna_pkg.eda.headers import SurveyItem
-    from rsna_pkg.eda.pipeline import cap_items
 
     items = [SurveyItem(f"{i}.dcm", "train", 1, i, 49) for i in range(50)]
     a = cap_items(items, 7, np.random.default_rng(3))
@@ -293,7 +293,7 @@ def test_galleries_sample_readable_images_only(eda_run: dict) -> None:
 
 def test_header_pool_gives_the_same_table_as_one_process(eda_run: dict) -> None:
     from rsna_pkg.eda import headers
-    from rsna_pkg.eda.pipeline import load_tables
+    from rsna_pkg.eda.build_report import load_tables
 
     data = eda_run["data"]
     items = [

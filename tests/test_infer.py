@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 
-from rsna_pkg.data.metadata import fit_metadata_encoder
+from rsna_pkg.data.metadata_encoder import fit_metadata_encoder
 from rsna_pkg.infer.command import main as infer_main
 from rsna_pkg.models.checkpoint import build_model, load_checkpoint, save_checkpoint
 from rsna_pkg.models.config import ModelConfig

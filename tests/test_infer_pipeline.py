@@ -24,7 +24,7 @@ import torch
 from rsna_pkg.errors import InputError
 from rsna_pkg.infer import stream
 from rsna_pkg.infer.devices import Runtime
-from rsna_pkg.infer.pipeline import InferOptions, infer
+from rsna_pkg.infer.inference import InferOptions, infer
 
 CPU = Runtime(device="cpu", backend="cpu")
 

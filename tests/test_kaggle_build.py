@@ -14,7 +14,7 @@ from rsna_pkg.errors import RsnaError
 from rsna_pkg.kaggle import bootstrap, sandbox
 from rsna_pkg.kaggle.build import BuildOptions, build_dataset
 from rsna_pkg.kaggle.bundle_check import check_bundle
-from rsna_pkg.kaggle.image import build_farm, stand_ins
+from rsna_pkg.kaggle.docker_image import build_farm, stand_ins
 from rsna_pkg.kaggle.manifest import load_manifest
 from rsna_pkg.kaggle.paths import find_repo, load_config
 from rsna_pkg.kaggle.replay import check_submission

@@ -16,7 +16,7 @@ import torchvision.models as tvm
 from train_data import make_table
 
 from rsna_pkg.data.dataset import image_to_tensor
-from rsna_pkg.data.metadata import fit_metadata_encoder
+from rsna_pkg.data.metadata_encoder import fit_metadata_encoder
 from rsna_pkg.errors import InputError
 from rsna_pkg.models.checkpoint import build_model, load_checkpoint, save_checkpoint
 from rsna_pkg.models.config import ModelConfig

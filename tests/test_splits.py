@@ -8,7 +8,7 @@ import pytest
 from train_data import make_table
 
 from rsna_pkg.data.dataset import EpochSampler
-from rsna_pkg.data.metadata import MetadataEncoder, fit_metadata_encoder
+from rsna_pkg.data.metadata_encoder import MetadataEncoder, fit_metadata_encoder
 from rsna_pkg.data.splits import (
     assign_split,
     check_split,

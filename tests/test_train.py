@@ -16,7 +16,7 @@ from rsna_pkg.data.dataset import load_image_table, read_png
 from rsna_pkg.errors import InputError
 from rsna_pkg.models.checkpoint import load_checkpoint
 from rsna_pkg.train import command
-from rsna_pkg.train.optim import warmup_cosine
+from rsna_pkg.train.trainer import warmup_cosine
 
 SIZE = ("64", "32")
 

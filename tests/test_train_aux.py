@@ -27,7 +27,7 @@ from rsna_pkg.train import command
 from rsna_pkg.train.aux_loss import aux_loss, masked_head_loss
 from rsna_pkg.train.config import TrainConfig
 from rsna_pkg.train.ddp import DistContext
-from rsna_pkg.train.optim import Trainer
+from rsna_pkg.train.trainer import Trainer
 
 AUX = "birads=0.2,density=0.2,biopsy=0.1,invasive=0.1,difficult_negative_case=0.1"
 

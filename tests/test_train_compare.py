@@ -115,7 +115,7 @@ def test_variants_resolve_freeze_weights_and_study_preset(tmp_path) -> None:
     weights.mkdir()
     (weights / "vgg11.pth").write_bytes(b"")
     (weights / "convnext_small.safetensors").write_bytes(b"")
-    got = resolve_variants([*STUDIES["seed"], "timm:convnext_small"], "auto", None, weights)
+    got = resolve_variants([*STUDIES["notebooks"], "timm:convnext_small"], "auto", None, weights)
     by_name = {v.name: v for v in got}
     # with a file, auto freezes features: plain vgg11 is the same run as vgg11@features
     assert "vgg11" not in by_name and by_name["vgg11@features"].freeze == "features"
@@ -123,8 +123,8 @@ def test_variants_resolve_freeze_weights_and_study_preset(tmp_path) -> None:
     assert by_name["timm:convnext_small"].pretrained == str(weights / "convnext_small.safetensors")
     assert by_name["timm:convnext_small"].folder == "timm_convnext_small"
     assert (by_name["resnet50"].freeze, by_name["resnet50"].pretrained) == ("none", None)
-    plain = resolve_variants(list(STUDIES["seed"]), "auto", None, None)
-    assert [v.name for v in plain] == list(STUDIES["seed"])  # nothing merged without weights
+    plain = resolve_variants(list(STUDIES["notebooks"]), "auto", None, None)
+    assert [v.name for v in plain] == list(STUDIES["notebooks"])  # nothing merged without weights
     assert [v.freeze for v in plain][-3:] == ["none", "classifier", "features"]
 
 
@@ -154,9 +154,22 @@ def test_compare_needs_a_list_or_a_study(tmp_path) -> None:
     with pytest.raises(InputError, match="--study"):
         compare_command.run(parser.parse_args(base))
     with pytest.raises(SystemExit):
-        parser.parse_args([*base, "--study", "seed", "--backbones", "vgg11"])
+        parser.parse_args([*base, "--study", "notebooks", "--backbones", "vgg11"])
     with pytest.raises(InputError, match="cannot take 64x32"):
+        compare_command.run(
+            parser.parse_args([*base, "--study", "notebooks", "--size", "64", "32"])
+        )
+
+
+def test_the_old_study_name_still_works(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--study seed (read like --seed's value) became --study notebooks; the old name runs
+    the same list, with a note."""
+    parser = argparse.ArgumentParser()
+    compare_command.add_arguments(parser)
+    base = ["--data", str(tmp_path), "--images", str(tmp_path), "--out", str(tmp_path / "o")]
+    with pytest.raises(InputError, match="alexnet cannot take 64x32"):  # the same first check
         compare_command.run(parser.parse_args([*base, "--study", "seed", "--size", "64", "32"]))
+    assert "--study seed is now --study notebooks" in capsys.readouterr().err
 
 
 def test_wrong_file_in_pretrained_dir_fails_before_any_training(tmp_path) -> None:

@@ -21,7 +21,7 @@ from rsna_pkg.infer.command import main as infer_main
 from rsna_pkg.metrics import aggregate_per_breast, best_threshold, pfbeta, pfbeta_at, roc_auc
 from rsna_pkg.models.checkpoint import checkpoint_files, load_checkpoint
 from rsna_pkg.train import command, folds
-from rsna_pkg.train.optim import Trainer
+from rsna_pkg.train.trainer import Trainer
 
 K = 3
 

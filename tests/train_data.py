@@ -17,7 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from rsna_pkg.data.schema import SITE_MACHINES, TRAIN_COLUMNS
-from rsna_pkg.train.optim import Trainer
+from rsna_pkg.train.trainer import Trainer
 
 
 def make_table(patients: int, seed: int = 0, pos_patients: int | None = None) -> pd.DataFrame:

@@ -1,5 +1,5 @@
 """EDA: metadata statistics, DICOM header survey, galleries and figures (``rsna eda``)."""
 
-from rsna_pkg.eda.pipeline import EdaConfig, EdaResult, run_eda
+from rsna_pkg.eda.build_report import EdaConfig, EdaResult, run_eda
 
 __all__ = ["EdaConfig", "EdaResult", "run_eda"]

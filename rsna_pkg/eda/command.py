@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rsna_pkg.eda.pipeline import EdaConfig, run_eda
+    from rsna_pkg.eda.build_report import EdaConfig, run_eda
     from rsna_pkg.options import capped_workers, check_outputs
 
     # the report folder may sit inside DATA, but not be DATA or an images folder

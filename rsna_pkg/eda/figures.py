@@ -1,7 +1,7 @@
 """Matplotlib figures of the EDA report. Each ``draw_*`` takes the exact numbers
 that summary.json stores for it and returns a Figure; :func:`save_png` writes it.
 
-matplotlib comes from :func:`rsna_pkg.plotting.pyplot` (Agg, chosen on first use).
+matplotlib comes from :func:`rsna_pkg.lazy_pyplot.pyplot` (Agg, chosen on first use).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from rsna_pkg.plotting import pyplot
+from rsna_pkg.lazy_pyplot import pyplot
 
 DPI = 100
 BAR = "#4c72b0"

@@ -167,7 +167,7 @@ def render_groups(tasks: Sequence[GroupTask], workers: int) -> list[list[dict[st
 
 def draw_gallery(title: str, tiles: Sequence[Tiles]) -> Any:
     """Grid: one row per image; columns raw stored values, windowed, preprocessed."""
-    from rsna_pkg.plotting import pyplot
+    from rsna_pkg.lazy_pyplot import pyplot
 
     plt = pyplot()
     n = len(tiles)

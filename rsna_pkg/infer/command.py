@@ -75,9 +75,9 @@ def run(args: argparse.Namespace) -> int:
         resolve_runtime,
         torch_threads,
     )
+    from rsna_pkg.infer.inference import InferOptions, infer
     from rsna_pkg.infer.netguard import no_network
-    from rsna_pkg.infer.pipeline import InferOptions, infer
-    from rsna_pkg.infer.report import build_report, write_report
+    from rsna_pkg.infer.run_report import build_report, write_report
     from rsna_pkg.infer.submission import parse_threshold
     from rsna_pkg.options import capped_workers
 

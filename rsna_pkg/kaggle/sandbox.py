@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rsna_pkg.errors import InputError
-from rsna_pkg.kaggle.image import build_farm, stand_ins
+from rsna_pkg.kaggle.docker_image import build_farm, stand_ins
 from rsna_pkg.kaggle.manifest import ImageManifest
 
 NETBLOCK_SOURCE = '''\

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from rsna_pkg.data.dataset import image_to_tensor
-from rsna_pkg.data.metadata import MetadataEncoder
+from rsna_pkg.data.metadata_encoder import MetadataEncoder
 from rsna_pkg.errors import InputError, describe
 from rsna_pkg.models.config import ModelConfig
 from rsna_pkg.models.fusion import CancerClassifier

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from rsna_pkg.data.metadata import MetadataEncoder
+from rsna_pkg.data.metadata_encoder import MetadataEncoder
 from rsna_pkg.dataclass_io import known_fields
 from rsna_pkg.errors import InputError
 from rsna_pkg.preprocess.config import PreprocessConfig

@@ -166,7 +166,7 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
         freeze = "features" if weights else "none"
     aug = AugmentConfig.off() if args.no_augment else AugmentConfig()
     workers = worker_count(args)
-    # the size only, until training reads the images' own PreprocessConfig (train/data.py)
+    # the size only, until training reads the images' own PreprocessConfig (train/prepare.py)
     size = PreprocessConfig(height=height, width=width)
     aux = parse_aux(args.aux)
     model = ModelConfig(
@@ -192,7 +192,7 @@ def input_size(args: argparse.Namespace) -> tuple[int, int]:
     preprocess_config.json), so `rsna preprocess --size H W` then `rsna train` just works."""
     if args.size is not None:
         return int(args.size[0]), int(args.size[1])
-    from rsna_pkg.train.data import images_preprocess_config
+    from rsna_pkg.train.prepare import images_preprocess_config
 
     pre = images_preprocess_config(args.images)
     return pre.height, pre.width

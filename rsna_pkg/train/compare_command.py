@@ -1,6 +1,6 @@
 """Train several backbones under the same budget and split, and rank them.
 
-Each variant (``BACKBONE[@FREEZE]``, see ``train/study.py``; ``--study seed`` lists the
+Each variant (``BACKBONE[@FREEZE]``, see ``train/study.py``; ``--study notebooks`` lists the
 seed's study) trains with identical options and seed (hence the same patient split) into
 OUT/<variant>/; OUT/comparison.csv, OUT/comparison.md and OUT/comparison.png summarise
 the best epoch of each, the best one marked, with the best checkpoint's AUC on its own
@@ -10,6 +10,7 @@ training split beside the validation AUC (the gap is overfitting).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ COLUMNS: tuple[str, ...] = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from rsna_pkg.train.study import STUDIES
+    from rsna_pkg.train.study import STUDIES, STUDY_ALIASES
 
     add_common_arguments(parser)
     which = parser.add_mutually_exclusive_group()
@@ -39,8 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backbones",
         help="comma-separated BACKBONE[@FREEZE], e.g. resnet18,vgg11@classifier,timm:convnext_small",
     )
-    which.add_argument("--study", choices=list(STUDIES),
-                       help="a preset list; seed: " + ",".join(STUDIES["seed"]))  # fmt: skip
+    which.add_argument("--study", choices=[*STUDIES, *STUDY_ALIASES], metavar="|".join(STUDIES),
+                       help="a preset list; notebooks (the four-notebook study): "
+                       + ",".join(STUDIES["notebooks"]))  # fmt: skip
 
 
 def parse_backbones(text: str) -> list[str]:
@@ -59,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from rsna_pkg.train.loop import run_training
     from rsna_pkg.train.study import (
         STUDIES,
+        STUDY_ALIASES,
         random_frozen_note,
         resolve_variants,
         train_side_scores,
@@ -66,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.study is None and args.backbones is None:
         raise InputError("give --backbones a,b,c or --study " + "|".join(STUDIES))
+    if args.study in STUDY_ALIASES:
+        new = STUDY_ALIASES[args.study]
+        print(f"note: --study {args.study} is now --study {new}", file=sys.stderr)
+        args.study = new
     check_output_folder(args)
     args.workers = worker_count(args)  # capped once, not per variant
     names = list(STUDIES[args.study]) if args.study else parse_backbones(args.backbones)
@@ -147,7 +154,7 @@ def _bar_chart(path: Path, table: Any, key: str, best: str) -> None:
     """Grouped bars per variant: validation AUC and pF1, and the train AUC beside them."""
     import numpy as np
 
-    from rsna_pkg.plotting import pyplot
+    from rsna_pkg.lazy_pyplot import pyplot
 
     plt = pyplot()
 

@@ -27,8 +27,8 @@ from rsna_pkg.models.checkpoint import update_config
 from rsna_pkg.outputs import FOLD_PREFIX, LAST_NAME, RunFolder, atomic_write_text
 from rsna_pkg.train.config import TrainConfig
 from rsna_pkg.train.evaluate import per_breast, score
+from rsna_pkg.train.history import write_json
 from rsna_pkg.train.loop import resume_values, run_training
-from rsna_pkg.train.report import write_json
 
 OOF_COLUMNS: tuple[str, ...] = (
     "patient_id", "image_id", "prediction_id", "fold", "cancer", "probability",

@@ -31,15 +31,15 @@ from rsna_pkg.outputs import RunFolder, remove_stale_temporaries
 from rsna_pkg.train import ddp
 from rsna_pkg.train.config import TrainConfig
 from rsna_pkg.train.cpu_tuning import cpu_training_settings
-from rsna_pkg.train.data import Prepared, prepare
 from rsna_pkg.train.evaluate import (
     gather_predictions,
     predict,
     score,
     write_predictions,
 )
-from rsna_pkg.train.optim import make_trainer
-from rsna_pkg.train.report import plot_curves, write_history, write_json
+from rsna_pkg.train.history import plot_curves, write_history, write_json
+from rsna_pkg.train.prepare import Prepared, prepare
+from rsna_pkg.train.trainer import make_trainer
 
 # Settings that must agree between a run and the last.pt it resumes.
 RESUME_KEYS: tuple[str, ...] = ("backbone", "height", "width", "use_metadata", "freeze", "seed",

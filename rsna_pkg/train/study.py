@@ -18,12 +18,15 @@ from typing import Any
 from rsna_pkg.errors import InputError
 
 SEP = "@"
-# The seed's study: seven backbones, then vgg11's frozen features + metadata (only the
-# fusion head trains) against vgg11 with its FC layers unfrozen (found to overfit).
+# The four-notebook study this package grew from: seven backbones, then vgg11's frozen
+# features + metadata (only the fusion head trains) against vgg11 with its FC layers
+# unfrozen (found to overfit).
 STUDIES: dict[str, tuple[str, ...]] = {
-    "seed": ("resnet50", "alexnet", "vgg11", "vgg16", "vgg19", "squeezenet1_1", "densenet121",
+    "notebooks": ("resnet50", "alexnet", "vgg11", "vgg16", "vgg19", "squeezenet1_1", "densenet121",
              "vgg11@classifier", "vgg11@features"),
 }  # fmt: skip
+# Earlier names, still accepted: "seed" read like --seed's value.
+STUDY_ALIASES: dict[str, str] = {"seed": "notebooks"}
 WEIGHT_SUFFIXES: tuple[str, ...] = (".pth", ".pt", ".safetensors")
 
 
@@ -108,8 +111,8 @@ def train_side_scores(run_dir: Path, cfg: Any, data: Path, images: Path) -> dict
     from rsna_pkg.models.checkpoint import load_checkpoint
     from rsna_pkg.models.fusion import apply_freeze
     from rsna_pkg.outputs import RunFolder
-    from rsna_pkg.train.data import prepare
     from rsna_pkg.train.evaluate import predict, score
+    from rsna_pkg.train.prepare import prepare
 
     run = RunFolder(Path(run_dir))
     loaded = load_checkpoint(run.model, device=cfg.device)

@@ -19,7 +19,7 @@ from rsna_pkg.train.config import TrainConfig
 from rsna_pkg.train.ddp import DistContext
 
 if TYPE_CHECKING:
-    from rsna_pkg.train.data import Prepared
+    from rsna_pkg.train.prepare import Prepared
 
 
 def warmup_cosine(step: int, warmup: int, total: int, floor: float = 0.01) -> float:

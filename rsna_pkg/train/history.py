@@ -10,8 +10,8 @@ from typing import Any
 
 import pandas as pd
 
+from rsna_pkg.lazy_pyplot import pyplot
 from rsna_pkg.outputs import atomic_write_bytes, atomic_write_text
-from rsna_pkg.plotting import pyplot
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from rsna_pkg.data.dataset import load_image_table
-from rsna_pkg.data.metadata import MetadataEncoder, fit_metadata_encoder
+from rsna_pkg.data.metadata_encoder import MetadataEncoder, fit_metadata_encoder
 from rsna_pkg.data.splits import assign_split, check_split, holdout_folds, patient_folds
 from rsna_pkg.errors import InputError
 from rsna_pkg.outputs import PREPROCESS_CONFIG_NAME

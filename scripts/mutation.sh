@@ -7,6 +7,7 @@
 #
 #   bash scripts/mutation.sh                  # every module below, one after another
 #   bash scripts/mutation.sh voi metrics      # some of them
+#   MUTATION_ONLY="NAME ..." bash scripts/mutation.sh train_step   # only these mutants
 #
 # Each module runs in its own copy of the working tree (MUTATION_WORK, default
 # /tmp/rsna-mutation/<module>) with only its relevant tests, so one module takes minutes,
@@ -81,7 +82,9 @@ for name in "${selected[@]}"; do
   # one thread per process: mutmut forks each mutant's test run from a process that has
   # imported torch, and a forked child of a running OpenMP pool can hang (it did here,
   # showing up as "timeouts")
-  read -r -a only <<<"${ONLY[$name]:-}"
+  # MUTATION_ONLY (mutmut names or patterns) reruns just those, e.g. a previous run's
+  # survivors after a new test
+  read -r -a only <<<"${MUTATION_ONLY:-${ONLY[$name]:-}}"
   (cd "$dir" && OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$PY" -m mutmut run --max-children "$CHILDREN" \
     "${only[@]}" >"$dir/run.log" 2>&1) || {
     echo "mutation.sh: mutmut failed for $name; see $dir/run.log" >&2

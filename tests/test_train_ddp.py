@@ -5,6 +5,7 @@ both ranks hold the same weights, those of one process trained on the whole batc
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -15,12 +16,15 @@ from typing import Any
 import pandas as pd
 import pytest
 import torch
-from ddp_step import Tiny, train
+from ddp_step import Tiny, config, data, train
+from torch import nn
+from torch.nn import functional as F
 from train_data import make_dataset
 
 import rsna_pkg
 from rsna_pkg.models.checkpoint import load_checkpoint
 from rsna_pkg.train.ddp import DistContext
+from rsna_pkg.train.trainer import Trainer
 
 DDP_STEP = Path(__file__).with_name("ddp_step.py")
 
@@ -85,9 +89,11 @@ def test_ddp_ranks_agree_with_each_other_and_with_one_process(
                                        atol=1e-6)  # fmt: skip
             torch.testing.assert_close(quarters[part][name], whole[part][name], rtol=1e-5,
                                        atol=1e-6)  # fmt: skip
-    # not a vacuous match: training moved every weight far beyond those tolerances
-    for name, value in single["model"].items():
-        assert (value - initial[name]).abs().max() > 1e-3, name
+    # not a vacuous match: training moved every weight, and the EMA of the weights, far
+    # beyond those tolerances
+    for part in ("model", "ema"):
+        for name, value in single[part].items():
+            assert (value - initial[name]).abs().max() > 1e-3, (part, name)
 
 
 def test_a_last_partial_accumulation_still_steps(tmp_path: Path) -> None:
@@ -102,6 +108,43 @@ def test_a_last_partial_accumulation_still_steps(tmp_path: Path) -> None:
     for name, value in forty["model"].items():
         # the last micro-step counted: not the weights of the run that never saw it
         assert (value - thirty_six["model"][name]).abs().max() > 1e-6, name
+
+
+def one_process_trainer(lr: float) -> tuple[Trainer, list[Any], nn.Module]:
+    """A Trainer on the 48 images in three steps of 16 in this process, and a copy of the
+    model it starts from."""
+    images, meta, labels, aux = data()
+    torch.manual_seed(0)
+    model = Tiny()
+    start = copy.deepcopy(model)
+    ctx = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    cfg = config(16, 1).with_(lr=lr)
+    trainer = Trainer(model, cfg, ctx, steps_per_epoch=3, pos_weight=1.5, aux_targets=aux)
+    rows = torch.arange(48).split(16)
+    batches = [(images[r], meta[r], labels[r].double(), r) for r in rows]
+    return trainer, batches, start
+
+
+def test_the_epoch_loss_is_the_mean_loss_of_every_image() -> None:
+    """With a learning rate too small to move the weights, the epoch's loss is the starting
+    model's loss over all 48 images, computed here from its logits: the cancer loss (positive
+    weight 1.5) plus 0.5 x the biopsy head's. A wrong sum, count or sign shows up."""
+    trainer, batches, start = one_process_trainer(lr=1e-12)
+    loss = trainer.train_epoch(batches, show=False)  # type: ignore[arg-type]
+    images, meta, labels, _ = data()
+    with torch.no_grad():
+        logits, heads = start(images, meta, aux=True)
+        cancer = F.binary_cross_entropy_with_logits(logits, labels, pos_weight=torch.tensor(1.5))
+        biopsy = F.binary_cross_entropy_with_logits(heads["biopsy"][:, 0], labels)
+    assert loss == pytest.approx(float(cancer + 0.5 * biopsy), rel=1e-5)
+
+
+def test_a_loss_that_stops_being_finite_stops_training() -> None:
+    trainer, batches, _ = one_process_trainer(lr=0.05)
+    images, meta, labels, rows = batches[1]
+    batches[1] = (torch.full_like(images, float("nan")), meta, labels, rows)
+    with pytest.raises(FloatingPointError, match="training loss became nan at step 1"):
+        trainer.train_epoch(batches, show=False)  # type: ignore[arg-type]
 
 
 def test_a_model_without_auxiliary_heads_trains_on_its_logits_alone(tmp_path: Path) -> None:

@@ -24,14 +24,24 @@ def _accumulator(arr: np.ndarray, reduce: int) -> type[np.signedinteger]:
     return np.int32 if arr.dtype.itemsize <= 2 and 2**reduce <= 128 else np.int64
 
 
-def _halve(sums: np.ndarray) -> np.ndarray:
-    """2x2 block sums of ``sums`` (a partial last row or column summed over what it has)."""
-    if sums.shape[0] % 2:
-        sums = np.concatenate([sums, np.zeros((1, sums.shape[1]), sums.dtype)], axis=0)
-    sums = sums[0::2] + sums[1::2]
-    if sums.shape[1] % 2:
-        sums = np.concatenate([sums, np.zeros((sums.shape[0], 1), sums.dtype)], axis=1)
-    return sums[:, 0::2] + sums[:, 1::2]
+def _pair_sums(a: np.ndarray, axis: int, acc: type[np.signedinteger]) -> np.ndarray:
+    """Sums of neighbouring pairs along ``axis`` in ``acc`` (a last, unpaired line as
+    itself), added straight from ``a``'s dtype: no widened copy of the whole array."""
+    if not np.can_cast(a.dtype, acc):  # e.g. uint64: widen (or wrap) as astype does
+        a = a.astype(acc)
+    n = a.shape[axis] // 2 * 2
+    first, second = (a[0:n:2], a[1:n:2]) if axis == 0 else (a[:, 0:n:2], a[:, 1:n:2])
+    pairs = np.add(first, second, dtype=acc)
+    if a.shape[axis] == n:
+        return pairs
+    last = a[n:] if axis == 0 else a[:, n:]
+    return np.concatenate([pairs, last.astype(acc)], axis=axis)
+
+
+def _halve(sums: np.ndarray, acc: type[np.signedinteger]) -> np.ndarray:
+    """2x2 block sums of ``sums`` in ``acc`` (a partial last row or column summed over what
+    it has)."""
+    return _pair_sums(_pair_sums(sums, 0, acc), 1, acc)
 
 
 def _block_mean(
@@ -69,9 +79,9 @@ class AreaPyramid:
         acc = _accumulator(self.arr, reduce)
         start = max((k for k in self._sums if k <= reduce and self._sums[k].dtype == acc),
                     default=0)  # fmt: skip
-        sums = self._sums[start] if start else self.arr.astype(acc)
+        sums = self._sums[start] if start else self.arr
         for k in range(start + 1, reduce + 1):  # 2x2 sums level by level: ~2x a reshape-sum
-            sums = _halve(sums)
+            sums = _halve(sums, acc)
             self._sums[k] = sums
         return _block_mean(sums, self.arr.shape, reduce, self.arr.dtype)
 

@@ -36,6 +36,16 @@ LAST_NAME = "last.pt"  # a run's resumable state (not its best model)
 FOLD_PREFIX = "fold_"  # a K-fold run's folds: fold_0/, fold_1/ ...
 
 
+class _File:
+    """A RunFolder attribute: the path of one file in the run folder."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, run: RunFolder, owner: type | None = None) -> Path:
+        return run.root / self.name
+
+
 @dataclass(frozen=True)
 class RunFolder:
     """The files one `rsna train` output folder holds, named here once: train writes them,
@@ -44,41 +54,15 @@ class RunFolder:
 
     root: Path
 
-    @property
-    def model(self) -> Path:
-        return self.root / MODEL_NAME
-
-    @property
-    def last(self) -> Path:
-        return self.root / LAST_NAME
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.json"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.json"
-
-    @property
-    def history(self) -> Path:
-        return self.root / "history.csv"
-
-    @property
-    def curves(self) -> Path:
-        return self.root / "curves.png"
-
-    @property
-    def split(self) -> Path:
-        return self.root / "split.csv"
-
-    @property
-    def val_predictions(self) -> Path:
-        return self.root / "val_predictions.csv"
-
-    @property
-    def oof(self) -> Path:
-        return self.root / "oof.csv"
+    model = _File(MODEL_NAME)
+    last = _File(LAST_NAME)
+    config = _File("config.json")  # the run's TrainConfig
+    metrics = _File("metrics.json")
+    history = _File("history.csv")  # one row per epoch
+    curves = _File("curves.png")
+    split = _File("split.csv")  # the patient split, for --resume and the train-side AUC
+    val_predictions = _File("val_predictions.csv")  # the best epoch's, per image
+    oof = _File("oof.csv")  # K folds: every fold's val_predictions.csv together
 
     def fold(self, index: int) -> RunFolder:
         return RunFolder(self.root / f"{FOLD_PREFIX}{index}")

@@ -196,7 +196,8 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             values = [float(r[key]) for r in runs if r.get(key) is not None]
             if values:
                 entry[key] = statistics.fmean(values)
-                entry[key + "_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+                # one run has no spread to report (None, not a misleading 0)
+                entry[key + "_sd"] = statistics.stdev(values) if len(values) > 1 else None
         summary.append(entry)
     return summary
 
@@ -220,7 +221,8 @@ def format_seed_table(summary: list[dict[str, Any]], common: str, seeds: list[in
 def _pm(summary: dict[str, Any], key: str) -> str:
     if key not in summary:
         return "n/a"
-    return f"{summary[key]:.3f} +- {summary[key + '_sd']:.3f}"
+    sd = summary[key + "_sd"]
+    return f"{summary[key]:.3f}" if sd is None else f"{summary[key]:.3f} +- {sd:.3f}"
 
 
 # Parts of a run's config.json that training fits or that do not change its results.

@@ -165,3 +165,22 @@ def test_bench_roi_prints_both_crops_side_by_side(tmp_path: Path, capsys: pytest
     }
     printed = capsys.readouterr().out
     assert "threshold (before)" in printed and "segment (now)" in printed and " met" in printed
+
+
+def test_bench_ablation_one_run_reports_no_spread() -> None:
+    """A variant with one finished seed has no sd: the table gives its mean alone and the
+    JSON null, not a ``+- 0.000`` that reads as three identical runs."""
+    from benchmarks.ablation import format_seed_table, summarise
+
+    rows = [{"variant": "a", "options": "", "seed": 1, "best_epoch": 4, "val_auc": 0.6,
+             "val_pf1_best": 0.5, "seconds": 10.0},
+            {"variant": "b", "options": "", "seed": 1, "best_epoch": 2, "val_auc": 0.7,
+             "val_pf1_best": 0.6, "seconds": 10.0},
+            {"variant": "b", "options": "", "seed": 2, "best_epoch": 3, "val_auc": 0.8,
+             "val_pf1_best": 0.6, "seconds": 12.0}]  # fmt: skip
+    one, two = summarise(rows)
+    assert one["val_auc"] == 0.6 and one["val_auc_sd"] is None
+    assert two["val_auc_sd"] == pytest.approx(0.0707107)
+    table = format_seed_table([one, two], "--epochs 1", [1, 2])
+    assert "| a | 0.600 | 0.500 | 1 (4) |" in table
+    assert "| b | 0.750 +- 0.071 | 0.600 +- 0.000 | 1 (2), 2 (3) |" in table

@@ -244,3 +244,65 @@ def test_freeze_top_trains_the_last_stage_head_conv_and_fusion_head_only() -> No
     assert not model.body.blocks[0].training and model.body.blocks[last].training
     with pytest.raises(InputError, match="--freeze top: ResNet"):
         apply_freeze(CancerClassifier("resnet18"), "top")
+
+
+def _non_default(cls: type) -> object:
+    """An instance of config ``cls`` whose every tuple field holds values and whose nested
+    configs are non-default too, so a round trip has something to lose."""
+    from rsna_pkg.data.augment import AugmentConfig
+    from rsna_pkg.data.metadata_encoder import MetadataEncoder
+    from rsna_pkg.models.config import InitWeights, PretrainedConfig
+    from rsna_pkg.train.config import TrainConfig
+
+    pre = PreprocessConfig(height=64, width=32, roi="threshold")
+    pretrained = PretrainedConfig(name="efficientnet_lite0.ra_in1k", mean=(0.5, 0.4, 0.3),
+                                  std=(0.2, 0.25, 0.3), input_size=(3, 224, 224))  # fmt: skip
+    init = InitWeights(file="w.safetensors", sha256="ab" * 32, source_file="w.pth")
+    enc = MetadataEncoder(sites=(1, 2), machines=(29, 93), views=("CC", "MLO"),
+                          feature_names=("age", "implant"))  # fmt: skip
+    model = ModelConfig(backbone="timm:efficientnet_lite0", preprocess=pre, metadata=enc,
+                        fallback_coef=(0.5, -1.25), aux_heads=(("birads", 3), ("biopsy", 1)),
+                        pretrained_cfg=pretrained, init_weights=init)  # fmt: skip
+    train = TrainConfig(model=model, aux={"birads": 0.1, "biopsy": 0.5},
+                        augment=AugmentConfig(erase_p=0.3).to_dict(), pretrained="w.safetensors")  # fmt: skip
+    return {PreprocessConfig: pre, PretrainedConfig: pretrained, InitWeights: init,
+            MetadataEncoder: enc, ModelConfig: model, TrainConfig: train,
+            AugmentConfig: AugmentConfig(erase_p=0.3)}[cls]  # fmt: skip
+
+
+def _tuple_fields(obj: object) -> list[str]:
+    """Dotted names of every tuple-valued field, nested configs included."""
+    out = []
+    for f in dataclasses.fields(obj):  # type: ignore[arg-type]
+        value = getattr(obj, f.name)
+        if isinstance(value, tuple):
+            out.append(f.name)
+        elif dataclasses.is_dataclass(value):
+            out += [f"{f.name}.{n}" for n in _tuple_fields(value)]
+    return out
+
+
+@pytest.mark.parametrize("name", ["PreprocessConfig", "PretrainedConfig", "InitWeights",
+                                  "MetadataEncoder", "ModelConfig", "TrainConfig",
+                                  "AugmentConfig"])  # fmt: skip
+def test_every_config_round_trips_through_json_with_its_tuples(name: str) -> None:
+    """One generic serialiser: each config comes back from its JSON equal, with tuples as
+    tuples at every depth (a hand-written cast forgotten once came back as a list, and
+    ``--resume`` compares configs by equality)."""
+    import rsna_pkg.data.augment as augment
+    import rsna_pkg.data.metadata_encoder as encoder
+    import rsna_pkg.models.config as model_config
+    import rsna_pkg.train.config as train_config
+
+    modules = (augment, encoder, model_config, train_config)
+    cls = next(getattr(m, name) for m in (*modules, sys.modules[__name__]) if hasattr(m, name))
+    original = _non_default(cls)
+    back = cls.from_dict(json.loads(json.dumps(original.to_dict())))
+    assert back == original
+    for dotted in _tuple_fields(original):
+        value = back
+        for part in dotted.split("."):
+            value = getattr(value, part)
+        assert isinstance(value, tuple), dotted
+    with pytest.raises(InputError, match="unknown key"):
+        cls.from_dict({**original.to_dict(), "no_such_field": 1})

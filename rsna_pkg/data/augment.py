@@ -22,7 +22,7 @@ import torch
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-from rsna_pkg.dataclass_io import known_fields
+from rsna_pkg.dataclass_io import from_plain
 
 ERASE_SCALE = (0.01, 0.03)
 ERASE_RATIO = (0.3, 3.3)  # torchvision's default aspect-ratio range
@@ -64,7 +64,7 @@ class AugmentConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AugmentConfig:
-        return cls(**known_fields(cls, d, "augment config"))
+        return from_plain(cls, d, "augment config")
 
 
 @dataclass(frozen=True)

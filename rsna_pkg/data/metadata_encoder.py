@@ -10,14 +10,14 @@ rare view) fall into an explicit "other" bucket instead of failing.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from rsna_pkg.data.schema import LATERALITIES, check_columns
-from rsna_pkg.dataclass_io import known_fields
+from rsna_pkg.dataclass_io import from_plain, to_plain
 
 METADATA_COLUMNS: tuple[str, ...] = (
     "age", "view", "laterality", "implant", "site_id", "machine_id",
@@ -44,14 +44,12 @@ class MetadataEncoder:
         return len(self.feature_names)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+        plain: dict[str, Any] = to_plain(self)
+        return plain
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MetadataEncoder:
-        d = known_fields(cls, d, "metadata encoder")
-        kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return cls(**kw)
+        return from_plain(cls, d, "metadata encoder")
 
     def transform(self, df: pd.DataFrame) -> np.ndarray:
         """(N, width) float32 features; NaN age is imputed and flagged."""

@@ -12,11 +12,11 @@ architecture (the state_dict must rebuild), never of a prediction.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rsna_pkg.data.metadata_encoder import MetadataEncoder
-from rsna_pkg.dataclass_io import known_fields
+from rsna_pkg.dataclass_io import from_plain, to_plain
 from rsna_pkg.errors import InputError
 from rsna_pkg.preprocess.config import PreprocessConfig
 
@@ -50,16 +50,13 @@ class PretrainedConfig:
         return sum(self.mean) / len(self.mean), sum(self.std) / len(self.std)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+        plain: dict[str, Any] = to_plain(self)
+        return plain
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PretrainedConfig:
-        kw = known_fields(cls, d, "pretrained config")
-        for key in ("mean", "std"):
-            kw[key] = tuple(float(v) for v in kw.get(key, ()))
-        kw["input_size"] = tuple(int(v) for v in kw.get("input_size", ()))
-        return cls(**kw)
+        return from_plain(cls, {"mean": (), "std": (), "input_size": (), **d},
+                          "pretrained config")  # fmt: skip
 
 
 def decision_problem(config: ModelConfig) -> str:
@@ -91,11 +88,12 @@ class InitWeights:
     source_sha256: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        plain: dict[str, Any] = to_plain(self)
+        return plain
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> InitWeights:
-        return cls(**known_fields(cls, d, "init weights"))
+        return from_plain(cls, d, "init weights")
 
 
 @dataclass(frozen=True)
@@ -149,31 +147,12 @@ class ModelConfig:
         return self.metadata.width if self.use_metadata else 0
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["preprocess"] = self.preprocess.to_dict()
-        d["metadata"] = self.metadata.to_dict()
-        d["fallback_coef"] = list(self.fallback_coef)
-        d["aux_heads"] = [[name, outputs] for name, outputs in self.aux_heads]
-        d["pretrained_cfg"] = self.pretrained_cfg.to_dict() if self.pretrained_cfg else None
-        d["init_weights"] = self.init_weights.to_dict() if self.init_weights else None
-        return d
+        plain: dict[str, Any] = to_plain(self)
+        return plain
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        kw = known_fields(cls, d, "model config")
-        if "preprocess" in kw:
-            kw["preprocess"] = PreprocessConfig.from_dict(kw["preprocess"])
-        if "metadata" in kw:
-            kw["metadata"] = MetadataEncoder.from_dict(kw["metadata"])
-        if "fallback_coef" in kw:
-            kw["fallback_coef"] = tuple(float(c) for c in kw["fallback_coef"])
-        if "aux_heads" in kw:
-            kw["aux_heads"] = tuple((str(name), int(n)) for name, n in kw["aux_heads"])
-        if kw.get("pretrained_cfg") is not None:
-            kw["pretrained_cfg"] = PretrainedConfig.from_dict(kw["pretrained_cfg"])
-        if kw.get("init_weights") is not None:
-            kw["init_weights"] = InitWeights.from_dict(kw["init_weights"])
-        return cls(**kw)
+        return from_plain(cls, d, "model config")
 
     @classmethod
     def from_train_config_v1(cls, d: dict[str, Any]) -> ModelConfig:

@@ -11,7 +11,7 @@ import operator
 from dataclasses import dataclass
 from typing import Any
 
-from rsna_pkg.dataclass_io import known_fields
+from rsna_pkg.dataclass_io import from_plain
 from rsna_pkg.errors import InputError
 
 ROI_METHODS = ("segment", "threshold")  # rsna_pkg.preprocess.roi: breast_mask, threshold_mask
@@ -70,7 +70,7 @@ class PreprocessConfig:
         """Inverse of to_dict; unknown keys are an error (a config from another version).
         A config saved before ``roi`` existed was made with the threshold crop and its own
         margin, and is rebuilt that way, so old checkpoints see what they were trained on."""
-        return cls(**known_fields(cls, {"roi": "threshold", **d}, "PreprocessConfig"))
+        return from_plain(cls, {"roi": "threshold", **d}, "PreprocessConfig")
 
     def with_(self, **changes: Any) -> PreprocessConfig:
         return dataclasses.replace(self, **changes)

@@ -8,12 +8,12 @@ saved beside it as config.json. ``from_dict`` rejects unknown keys.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rsna_pkg.data.aux_targets import AUX_TARGETS, aux_heads, check_aux_weights
 from rsna_pkg.data.sampling import positives_per_batch
-from rsna_pkg.dataclass_io import known_fields
+from rsna_pkg.dataclass_io import from_plain, to_plain
 from rsna_pkg.errors import InputError
 from rsna_pkg.models.config import ModelConfig
 
@@ -58,16 +58,12 @@ class TrainConfig:
     device: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["model"] = self.model.to_dict()
-        return d
+        plain: dict[str, Any] = to_plain(self)
+        return plain
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        kw = known_fields(cls, d, "train config")
-        if "model" in kw:
-            kw["model"] = ModelConfig.from_dict(kw["model"])
-        return cls(**kw)
+        return from_plain(cls, d, "train config")
 
     def __post_init__(self) -> None:
         """InputError for inconsistent settings (every config validates on construction)."""

@@ -15,7 +15,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import fields
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 from rsna_pkg.errors import InputError
 
@@ -29,6 +29,21 @@ def known_fields(cls: type, d: Mapping[str, Any], what: str) -> dict[str, Any]:
     if unknown:
         raise InputError(f"{what}: unknown key(s) {sorted(unknown)}")
     return dict(d)
+
+
+class PlainDict:
+    """``to_dict`` / ``from_dict`` for a config dataclass, by ``to_plain`` / ``from_plain``;
+    ``WHAT`` names the config in an error."""
+
+    WHAT: ClassVar[str] = "config"
+
+    def to_dict(self) -> dict[str, Any]:
+        plain: dict[str, Any] = to_plain(self)
+        return plain
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Self:
+        return from_plain(cls, d, cls.WHAT)
 
 
 def to_plain(value: Any) -> Any:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from rsna_pkg.data.schema import LATERALITIES, check_columns
-from rsna_pkg.dataclass_io import from_plain, to_plain
+from rsna_pkg.dataclass_io import PlainDict
 
 METADATA_COLUMNS: tuple[str, ...] = (
     "age", "view", "laterality", "implant", "site_id", "machine_id",
@@ -28,8 +28,10 @@ OTHER = "other"
 
 
 @dataclass(frozen=True)
-class MetadataEncoder:
+class MetadataEncoder(PlainDict):
     """Fitted encoding parameters (all primitives, see ``to_dict``)."""
+
+    WHAT = "metadata encoder"
 
     age_fill: float = 58.0
     age_mean: float = 58.0
@@ -42,14 +44,6 @@ class MetadataEncoder:
     @property
     def width(self) -> int:
         return len(self.feature_names)
-
-    def to_dict(self) -> dict[str, Any]:
-        plain: dict[str, Any] = to_plain(self)
-        return plain
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> MetadataEncoder:
-        return from_plain(cls, d, "metadata encoder")
 
     def transform(self, df: pd.DataFrame) -> np.ndarray:
         """(N, width) float32 features; NaN age is imputed and flagged."""

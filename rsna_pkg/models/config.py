@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rsna_pkg.data.metadata_encoder import MetadataEncoder
-from rsna_pkg.dataclass_io import from_plain, to_plain
+from rsna_pkg.dataclass_io import PlainDict, from_plain, to_plain
 from rsna_pkg.errors import InputError
 from rsna_pkg.preprocess.config import PreprocessConfig
 
@@ -76,28 +76,24 @@ def decision_problem(config: ModelConfig) -> str:
 
 
 @dataclass(frozen=True)
-class InitWeights:
+class InitWeights(PlainDict):
     """The weights file a model started from (``--pretrained``): its name and sha256, and
     for a converted file (``rsna weights convert``) the source file's, so a checkpoint says
     which ImageNet weights it was fine-tuned from. Provenance only: nothing reads the file
     again (the checkpoint holds every trained weight)."""
+
+    WHAT = "init weights"
 
     file: str
     sha256: str
     source_file: str = ""
     source_sha256: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        plain: dict[str, Any] = to_plain(self)
-        return plain
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> InitWeights:
-        return from_plain(cls, d, "init weights")
-
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(PlainDict):
+    WHAT = "model config"
+
     backbone: str = "resnet18"
     preprocess: PreprocessConfig = field(
         default_factory=lambda: PreprocessConfig(height=512, width=256)
@@ -145,14 +141,6 @@ class ModelConfig:
     def meta_dim(self) -> int:
         """Width of the metadata input (0 for an image-only model)."""
         return self.metadata.width if self.use_metadata else 0
-
-    def to_dict(self) -> dict[str, Any]:
-        plain: dict[str, Any] = to_plain(self)
-        return plain
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        return from_plain(cls, d, "model config")
 
     @classmethod
     def from_train_config_v1(cls, d: dict[str, Any]) -> ModelConfig:

@@ -13,7 +13,7 @@ from typing import Any
 
 from rsna_pkg.data.aux_targets import AUX_TARGETS, aux_heads, check_aux_weights
 from rsna_pkg.data.sampling import positives_per_batch
-from rsna_pkg.dataclass_io import from_plain, to_plain
+from rsna_pkg.dataclass_io import PlainDict
 from rsna_pkg.errors import InputError
 from rsna_pkg.models.config import ModelConfig
 
@@ -23,7 +23,9 @@ BALANCE: tuple[str, ...] = ("oversample", "pos_weight", "none", "batch")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(PlainDict):
+    WHAT = "train config"
+
     model: ModelConfig = field(default_factory=ModelConfig)
     # initial weights and what trains
     freeze: str = "none"
@@ -56,14 +58,6 @@ class TrainConfig:
     workers: int = 2
     threads: int = 0
     device: str = "auto"
-
-    def to_dict(self) -> dict[str, Any]:
-        plain: dict[str, Any] = to_plain(self)
-        return plain
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        return from_plain(cls, d, "train config")
 
     def __post_init__(self) -> None:
         """InputError for inconsistent settings (every config validates on construction)."""

@@ -264,7 +264,7 @@ def _non_default(cls: type) -> object:
                         fallback_coef=(0.5, -1.25), aux_heads=(("birads", 3), ("biopsy", 1)),
                         pretrained_cfg=pretrained, init_weights=init)  # fmt: skip
     train = TrainConfig(model=model, aux={"birads": 0.1, "biopsy": 0.5},
-                        augment=AugmentConfig(erase_p=0.3).to_dict(), pretrained="w.safetensors")  # fmt: skip
+                        augment=AugmentConfig(erase_p=0.3), pretrained="w.safetensors")  # fmt: skip
     return {PreprocessConfig: pre, PretrainedConfig: pretrained, InitWeights: init,
             MetadataEncoder: enc, ModelConfig: model, TrainConfig: train,
             AugmentConfig: AugmentConfig(erase_p=0.3)}[cls]  # fmt: skip

@@ -15,56 +15,17 @@ breast would be out of distribution.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-from rsna_pkg.dataclass_io import from_plain
+from rsna_pkg.data.augment_config import AugmentConfig
 
 ERASE_SCALE = (0.01, 0.03)
 ERASE_RATIO = (0.3, 3.3)  # torchvision's default aspect-ratio range
-
-
-def _switch(default: float, off: float) -> Any:
-    """A field that turns a step on: ``off`` is its value in ``AugmentConfig.off()``."""
-    return field(default=default, metadata={"off": off})
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Each step's switch (a probability or strength, declared with its off value) and the
-    plain parameters it uses when on; a new step's switch must say how it turns off."""
-
-    vflip: float = _switch(0.5, off=0.0)
-    hflip: float = _switch(0.0, off=0.0)
-    affine_p: float = _switch(0.5, off=0.0)
-    degrees: float = 10.0
-    translate: float = 0.05
-    scale_min: float = 0.9
-    scale_max: float = 1.1
-    brightness: float = _switch(0.15, off=0.0)
-    contrast: float = _switch(0.15, off=0.0)
-    gamma_min: float = _switch(0.8, off=1.0)
-    gamma_max: float = _switch(1.25, off=1.0)
-    crop_p: float = _switch(0.2, off=0.0)
-    crop_scale_min: float = 0.75
-    erase_p: float = _switch(0.1, off=0.0)
-
-    @classmethod
-    def off(cls) -> AugmentConfig:
-        """No augmentation (``--no-augment``): every switch at its off value."""
-        switches = {f.name: f.metadata["off"] for f in fields(cls) if "off" in f.metadata}
-        return replace(cls(), **switches)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> AugmentConfig:
-        return from_plain(cls, d, "augment config")
 
 
 @dataclass(frozen=True)

@@ -179,7 +179,7 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
         weight_decay=args.weight_decay, optimizer=args.optimizer,
         warmup_epochs=args.warmup_epochs, accumulate=args.accumulate, ema=args.ema,
         balance=args.balance, pos_fraction=args.pos_fraction, neg_fraction=args.neg_fraction,
-        aux=aux, augment=aug.to_dict(),
+        aux=aux, augment=aug,
         monitor=args.monitor, patience=args.patience, amp=not args.no_amp, seed=args.seed,
         val_frac=args.val_frac, folds=args.folds, fold=args.fold or 0, workers=workers,
         threads=args.threads, device=args.device, grad_checkpoint=args.grad_checkpoint,

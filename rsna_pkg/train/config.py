@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from rsna_pkg.data.augment_config import AugmentConfig
 from rsna_pkg.data.aux_targets import AUX_TARGETS, aux_heads, check_aux_weights
 from rsna_pkg.data.sampling import positives_per_batch
 from rsna_pkg.dataclass_io import PlainDict
@@ -44,7 +45,7 @@ class TrainConfig(PlainDict):
     pos_fraction: float = 0.25
     neg_fraction: float = 1.0
     aux: dict[str, float] = field(default_factory=dict)  # loss weight per model.aux_heads name
-    augment: dict[str, Any] = field(default_factory=dict)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     monitor: str = "auc"
     patience: int = 0
     amp: bool = True

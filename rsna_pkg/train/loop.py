@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from rsna_pkg.data.augment import AugmentConfig, build_augment
+from rsna_pkg.data.augment import build_augment
 from rsna_pkg.data.aux_targets import describe_aux
 from rsna_pkg.data.dataset import EpochSampler, MammoDataset
 from rsna_pkg.data.sampling import positives_per_batch
@@ -194,7 +194,7 @@ def _loaders(
 
     def dataset(df: Any, train: bool) -> MammoDataset:
         meta = prep.encoder.transform(df) if m.use_metadata else None
-        aug = build_augment(AugmentConfig.from_dict(cfg.augment)) if train else None
+        aug = build_augment(cfg.augment) if train else None
         return MammoDataset(
             df["path"].tolist(), df["cancer"].to_numpy(), meta, m.norm_mean, m.norm_std,
             augment=aug, seed=cfg.seed, size=size,

@@ -12,11 +12,12 @@ architecture (the state_dict must rebuild), never of a prediction.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rsna_pkg.data.metadata_encoder import MetadataEncoder
-from rsna_pkg.dataclass_io import PlainDict, from_plain, to_plain
+from rsna_pkg.dataclass_io import PlainDict, from_plain
 from rsna_pkg.errors import InputError
 from rsna_pkg.preprocess.config import PreprocessConfig
 
@@ -27,11 +28,13 @@ AGGREGATIONS: tuple[str, ...] = ("mean", "max")
 
 
 @dataclass(frozen=True)
-class PretrainedConfig:
+class PretrainedConfig(PlainDict):
     """What a timm backbone was pretrained on (timm's ``pretrained_cfg`` as
     ``timm.data.resolve_data_config`` reads it): the timm name, the RGB mean/std and
     input size. Kept so a checkpoint says how its weights expect to be fed; the gray
     normalisation is the channel mean of mean and std (``gray_norm``)."""
+
+    WHAT = "pretrained config"
 
     name: str  # timm model name with its pretrained tag, e.g. "convnext_small.fb_in22k_ft_in1k"
     mean: tuple[float, ...]
@@ -49,14 +52,10 @@ class PretrainedConfig:
         """(mean, std) for a gray image fed through a stem whose RGB kernels were summed."""
         return sum(self.mean) / len(self.mean), sum(self.std) / len(self.std)
 
-    def to_dict(self) -> dict[str, Any]:
-        plain: dict[str, Any] = to_plain(self)
-        return plain
-
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PretrainedConfig:
-        return from_plain(cls, {"mean": (), "std": (), "input_size": (), **d},
-                          "pretrained config")  # fmt: skip
+    def from_dict(cls, d: Mapping[str, Any]) -> PretrainedConfig:
+        # a config missing mean/std is refused by __post_init__, naming them
+        return from_plain(cls, {"mean": (), "std": (), "input_size": (), **d}, cls.WHAT)
 
 
 def decision_problem(config: ModelConfig) -> str:

@@ -490,7 +490,7 @@ def check_infer(cfg: CheckConfig, folder: Path, state: dict[str, Any]) -> dict[s
         opts = InferOptions(data=data, models=(ckpt,), out=folder / f"{backend}.csv",
                             batch_size=cfg.infer_batch, workers=cfg.workers)  # fmt: skip
         t = time.perf_counter()
-        result = infer(opts, Runtime(cfg.device, backend), models=models, log=lambda m: None)
+        result = infer(opts, Runtime(cfg.device, backend), models=models)
         wall = time.perf_counter() - t
         out[f"e2e_{backend}_decode"] = {
             "images_per_s": round(cfg.infer_rows / result.seconds["stream"], 2),

@@ -14,7 +14,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,7 +85,7 @@ def bench_train(
     batch_size: int,
     workers: int,
     batches: int,
-    device: str,
+    device: Literal["auto", "cpu", "cuda"],
     accumulate: int = 1,
     amp: bool = True,
 ) -> dict[str, Any]:

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
             opts = InferOptions(data=args.data, models=(args.model,), out=Path(tmp, f"{mode}.csv"),
                                 split=args.split, threshold="none", tta=mode,
                                 batch_size=args.batch_size)  # fmt: skip
-            infer(opts, Runtime(device="cpu", backend="cpu"), log=lambda m: None)
+            infer(opts, Runtime(device="cpu", backend="cpu"))
             sub = pd.read_csv(opts.out).set_index("prediction_id")["cancer"]
             y = labels.reindex(sub.index)
             best = best_threshold(y.to_numpy(), sub.to_numpy())

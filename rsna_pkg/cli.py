@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rsna_pkg import __version__
 from rsna_pkg.errors import RsnaError, one_line
+from rsna_pkg.logs import configure
 
 # name -> (module, one-line help). Order is the order shown in --help.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -77,8 +78,17 @@ def add_command_table(parser: argparse.ArgumentParser, table: dict[str, tuple[st
             continue
         module = importlib.import_module(module_name)
         cmd = sub.add_parser(name, help=help_text, description=module.__doc__ or help_text)
+        add_verbosity(cmd)
         module.add_arguments(cmd)
         cmd.set_defaults(_run=module.run)
+
+
+def add_verbosity(parser: argparse.ArgumentParser) -> None:
+    """-q / -v on every command (``logs.configure``): how much progress it reports
+    (``rsna kaggle`` and ``rsna bench`` take them before their action)."""
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    loud.add_argument("-v", "--verbose", action="store_true", help="debug detail too")
 
 
 def absolute_paths(args: argparse.Namespace) -> argparse.Namespace:
@@ -113,6 +123,7 @@ def run_command(name: str, run: Callable[[], int | None]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(argv)
     args = absolute_paths(parser.parse_args(argv))
+    configure(int(getattr(args, "verbose", False)) - int(getattr(args, "quiet", False)))
     return run_command(args.command, lambda: args._run(args))
 
 

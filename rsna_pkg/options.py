@@ -7,38 +7,34 @@ never discovered later as a traceback from deep inside a run.
 
 from __future__ import annotations
 
-import math
 import os
 from argparse import ArgumentTypeError
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from rsna_pkg.config_fields import in_bounds, interval
 from rsna_pkg.errors import InputError
 
 
-def plain(value: float) -> str:
-    """1000000 rather than 1e+06, 0.5 as 0.5: how a bound reads in a message."""
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
 def number(
-    lo: float, hi: float, *, integer: bool = False, lo_open: bool = False
+    lo: float, hi: float, *, integer: bool = False, lo_open: bool = False, hi_open: bool = False
 ) -> Callable[[str], float]:
-    """An argparse ``type``: a finite number in [lo, hi] ((lo, hi] when ``lo_open``).
+    """An argparse ``type``: a finite number in [lo, hi] (``lo_open`` / ``hi_open``
+    exclude an end).
 
     ``float("nan")`` and ``float("inf")`` parse, so argparse's plain ``type=float`` lets
     them through to the optimiser; argparse turns the ArgumentTypeError raised here into
     ``rsna CMD: error: argument --lr: ...`` and exit 2 (a ValueError's text it drops)."""
-    interval = f"{'(' if lo_open else '['}{plain(lo)}, {plain(hi)}]"
+    span = interval((lo, hi), lo_open, hi_open)
     kind = "an integer" if integer else "a number"
 
     def parse(text: str) -> float:
         try:
             value: float = int(text) if integer else float(text)
         except ValueError:
-            raise ArgumentTypeError(f"must be {kind} in {interval}, got {text!r}") from None
-        if not math.isfinite(value) or value < lo or value > hi or (lo_open and value == lo):
-            raise ArgumentTypeError(f"must be {kind} in {interval}, got {text}")
+            raise ArgumentTypeError(f"must be {kind} in {span}, got {text!r}") from None
+        if not in_bounds(value, (lo, hi), lo_open, hi_open):
+            raise ArgumentTypeError(f"must be {kind} in {span}, got {text}")
         return value
 
     return parse

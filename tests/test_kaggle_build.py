@@ -26,7 +26,7 @@ PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 @pytest.fixture(scope="module")
 def image_env() -> Path:
     """The cached image (~/.cache/rsna_pkg/kaggle-image): built once per machine."""
-    return sandbox.make_image_env(load_manifest(), log=lambda msg: None)
+    return sandbox.make_image_env(load_manifest())
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +72,11 @@ def test_image_env_has_the_manifest_versions_not_this_machines(image_env: Path) 
 
 
 def test_image_env_is_cached_and_a_kernel_copy_cannot_alter_it(
-    image_env: Path, tmp_path: Path
+    image_env: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    said: list[str] = []
-    assert sandbox.make_image_env(load_manifest(), log=said.append) == image_env
-    assert any("cached in" in line for line in said)
+    with caplog.at_level("INFO", logger="rsna_pkg"):
+        assert sandbox.make_image_env(load_manifest()) == image_env
+    assert any("cached in" in line for line in caplog.messages)
     copy = sandbox.fresh_copy(image_env, tmp_path / "image")
     (copy.parent / "site" / "six.py").unlink()  # hard links: the cache keeps its file
     assert run_py(copy, "import six").returncode != 0

@@ -34,7 +34,7 @@ def replayed(synth_data: Path, tmp_path_factory: pytest.TempPathFactory):
     opts = ReplayOptions(
         work=work, data=synth_data, settings=TINY, build=BuildOptions(python=py, decoder="cpu")
     )
-    return replay(REPO, load_config(REPO), opts, log=lambda msg: None)
+    return replay(REPO, load_config(REPO), opts)
 
 
 def test_replay_runs_every_kernel_and_writes_a_valid_submission(replayed, synth_data) -> None:
@@ -97,4 +97,4 @@ def test_kernel_writing_into_input_fails(replayed, tmp_path: Path) -> None:
     mounts = {"competition": data, f"dataset:{cfg.datasets['wheels'].slug}": tmp_path}
     venv = replayed.image
     with pytest.raises(RsnaError, match="changed its read-only input"):
-        run_kernel(bad, cfg, "eda", opts, venv, mounts, log=lambda msg: None)
+        run_kernel(bad, cfg, "eda", opts, venv, mounts)

@@ -141,14 +141,15 @@ def test_size_defaults_to_the_images_folder_and_a_given_one_must_match(tiny, tmp
         (tmp_path / "moved.json").rename(images / "preprocess_config.json")
 
 
-def test_manifest_errors_and_missing_pngs_are_skipped_with_counts(tmp_path, capsys) -> None:
+def test_manifest_errors_and_missing_pngs_are_skipped_with_counts(tmp_path, caplog) -> None:
     data, images = make_dataset(tmp_path, patients=4, size=(64, 32))
     manifest = pd.read_csv(images / "manifest.csv", dtype={"reason": str})
     manifest.loc[0, ["status", "reason"]] = ["error", "decode failed"]
     manifest.to_csv(images / "manifest.csv", index=False)
     (images / manifest.loc[1, "png"]).unlink()
-    table = load_image_table(data, images)
-    out = capsys.readouterr().out
+    with caplog.at_level("INFO", logger="rsna_pkg"):
+        table = load_image_table(data, images)
+    out = caplog.text
     assert "skipping 1 image(s) the manifest marks as errors" in out
     assert "skipping 1 image(s) listed in the manifest but missing on disk" in out
     assert len(table) == len(manifest) - 2

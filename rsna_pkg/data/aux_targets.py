@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from rsna_pkg.config_fields import FieldError
 from rsna_pkg.data.schema import BIRADS_VALUES, DENSITIES
 from rsna_pkg.errors import InputError
 
@@ -96,14 +97,15 @@ def aux_heads(names: Sequence[str]) -> tuple[tuple[str, int], ...]:
 
 
 def check_aux_weights(weights: Mapping[str, float]) -> None:
-    """InputError naming --aux for an unknown target or a weight that is not positive."""
+    """FieldError naming the aux field for an unknown target or a weight that is not
+    positive."""
     for name, weight in weights.items():
         if name not in AUX_TARGETS:
-            raise InputError(
-                f"--aux: unknown target {name!r}; choose from {', '.join(AUX_TARGETS)}"
+            raise FieldError(
+                "aux", f"unknown target {name!r}; choose from {', '.join(AUX_TARGETS)}"
             )
         if not isinstance(weight, int | float) or not math.isfinite(weight) or weight <= 0:
-            raise InputError(f"--aux: weight of {name} must be a positive number, got {weight!r}")
+            raise FieldError("aux", f"weight of {name} must be a positive number, got {weight!r}")
 
 
 def parse_aux(text: str) -> dict[str, float]:
@@ -114,12 +116,12 @@ def parse_aux(text: str) -> dict[str, float]:
         name, sep, raw = (s.strip() for s in item.partition("="))
         name = name.lower()
         if name in weights:
-            raise InputError(f"--aux: {name} is given twice")
+            raise FieldError("aux", f"{name} is given twice")
         try:
             weights[name] = float(raw) if sep else DEFAULT_AUX_WEIGHT
         except ValueError:
-            raise InputError(
-                f"--aux: weight of {name} must be a positive number, got {raw!r}"
+            raise FieldError(
+                "aux", f"weight of {name} must be a positive number, got {raw!r}"
             ) from None
     check_aux_weights(weights)
     return {name: weights[name] for name in AUX_TARGETS if name in weights}

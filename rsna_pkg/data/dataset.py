@@ -7,6 +7,7 @@ both call it, so normalisation cannot drift between them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -21,6 +22,8 @@ from rsna_pkg.data.sampling import balanced_batches, keep_negatives, negatives_k
 from rsna_pkg.data.schema import check_columns, prediction_ids, read_table
 from rsna_pkg.errors import InputError
 from rsna_pkg.outputs import MANIFEST_NAME, MANIFEST_REQUIRED
+
+log = logging.getLogger(__name__)
 
 
 def image_to_tensor(
@@ -74,15 +77,15 @@ def load_image_table(data_dir: str | Path, images_dir: str | Path) -> pd.DataFra
     check_columns(manifest, MANIFEST_REQUIRED, manifest_path)
     ok = manifest["status"].astype(str) == "ok"
     if (~ok).sum():
-        print(f"skipping {int((~ok).sum())} image(s) the manifest marks as errors")
+        log.info(f"skipping {int((~ok).sum())} image(s) the manifest marks as errors")
     manifest = manifest.loc[ok, ["patient_id", "image_id", "png"]].drop_duplicates("image_id")
     df = table.merge(manifest, on=["patient_id", "image_id"], how="inner")
     if len(df) < len(table):
-        print(f"skipping {len(table) - len(df)} train.csv image(s) without a usable PNG")
+        log.info(f"skipping {len(table) - len(df)} train.csv image(s) without a usable PNG")
     df["path"] = [str(images_dir / p) for p in df["png"]]
     exists = np.array([Path(p).is_file() for p in df["path"]], dtype=bool)
     if (~exists).any():
-        print(
+        log.warning(
             f"skipping {int((~exists).sum())} image(s) listed in the manifest but missing on disk"
         )
         df = df.loc[exists]

@@ -3,9 +3,9 @@ that check it, so every stage fails early with the column at fault named."""
 
 from __future__ import annotations
 
+import logging
 import math
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 
 from rsna_pkg.errors import InputError, one_line
+
+log = logging.getLogger(__name__)
 
 COMPETITION_SLUG = "rsna-breast-cancer-detection"
 
@@ -77,7 +79,8 @@ _ID_TEXT = re.compile(r"\s*\+?(\d{1,18})(?:\.0*)?\s*")
 
 
 def warn_stderr(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+    """The default ``Warn``: a logging warning (stderr unless the caller set logging up)."""
+    log.warning(f"warning: {message}")
 
 
 def parse_id(value: object) -> int | None:

@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rsna_pkg.eda.build_report import EdaConfig, run_eda
+    from rsna_pkg.logs import progress_shown
     from rsna_pkg.options import capped_workers, check_outputs
 
     # the report folder may sit inside DATA, but not be DATA or an images folder
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         max_headers=args.max_headers,
         workers=workers,
         seed=args.seed,
-        progress=not args.no_progress,
+        progress=not args.no_progress and progress_shown(),
     )
     result = run_eda(cfg)
     s = result.summary

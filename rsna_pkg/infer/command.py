@@ -10,7 +10,7 @@ metadata. The run refuses network access.
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 import time
 from pathlib import Path
 
@@ -81,15 +81,13 @@ def run(args: argparse.Namespace) -> int:
     from rsna_pkg.infer.submission import parse_threshold
     from rsna_pkg.options import capped_workers
 
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
-
+    log = logging.getLogger(__name__)
     start = time.perf_counter()
     check_output_paths(args)
     workers = default_workers() if args.workers is None else args.workers
     workers, capped = capped_workers("--workers", workers)
     if capped:
-        log(f"infer: {capped}")
+        log.info(f"infer: {capped}")
     opts = InferOptions(
         data=args.data,
         models=tuple(args.model),
@@ -103,22 +101,22 @@ def run(args: argparse.Namespace) -> int:
     )
     runtime = resolve_runtime(args.device, args.decoder)
     threads = args.threads or (default_threads(workers) if runtime.device == "cpu" else None)
-    log(
+    log.info(
         f"infer: {runtime.describe()}, {workers} decode worker(s), batch {opts.batch_size}, "
         f"model threads {threads or 'default'}"
     )
     with no_network(), torch_threads(threads):
-        result = infer(opts, runtime, log=log)
+        result = infer(opts, runtime)
     seconds = {**result.seconds, "total": time.perf_counter() - start}
     n_fail = len(result.failures)
-    log(
+    log.info(
         f"infer: wrote {opts.out} ({len(result.submission)} breasts, {len(result.table)} images, "
         f"{n_fail} failed, {len(result.fallback_breasts)} breasts from fallback) "
         f"in {seconds['total']:.1f} s"
     )
     if result.unscored:  # Kaggle scores the sample's ids only; an extra row is a risk
         shown = ", ".join(result.unscored[:5]) + (" ..." if len(result.unscored) > 5 else "")
-        log(f"infer: {len(result.unscored)} test.csv breast(s) not in sample_submission.csv, "
+        log.info(f"infer: {len(result.unscored)} test.csv breast(s) not in sample_submission.csv, "
             f"not written: {shown}")  # fmt: skip
     if args.report is not None:
         settings = {
@@ -136,9 +134,9 @@ def run(args: argparse.Namespace) -> int:
             "threads": threads,
         }
         write_report(build_report(result, settings, seconds), args.report)
-        log(f"infer: report {args.report}")
+        log.info(f"infer: report {args.report}")
     if result.submission.shape[0] and len(result.fallback_breasts) == len(result.submission):
-        log(f"infer: every breast of {opts.out} got its fallback value: no image was scored by "
+        log.warning(f"infer: every breast of {opts.out} got its fallback value: no image was scored by "
             f"a model (exit {EXIT_ALL_FALLBACK})")  # fmt: skip
         return EXIT_ALL_FALLBACK
     return 0

@@ -11,8 +11,9 @@ checkpoints' metadata-only probability, else their training prevalence.
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -38,7 +39,7 @@ from rsna_pkg.options import capped_workers
 if TYPE_CHECKING:
     from rsna_pkg.preprocess.config import PreprocessConfig
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 TTA_MODES: tuple[str, ...] = ("none", "vflip", "hflip")
@@ -128,7 +129,7 @@ OPTIONAL_TEST_COLUMNS: tuple[str, ...] = tuple(
 MAX_FAILURE_LINES = 20
 
 
-def read_test_table(data: Path, split: str, log: Log = print) -> pd.DataFrame:
+def read_test_table(data: Path, split: str) -> pd.DataFrame:
     """<data>/<split>.csv, validated before any work; a prediction_id for every row.
 
     Unusable rows are skipped with one line each (see ``schema.read_table``). When the
@@ -140,14 +141,14 @@ def read_test_table(data: Path, split: str, log: Log = print) -> pd.DataFrame:
     sample = Path(data) / "sample_submission.csv"
 
     def warn(message: str) -> None:
-        log(f"infer: WARNING: {message}")
+        log.warning(f"infer: WARNING: {message}")
 
     try:
         table = read_table(Path(data) / f"{split}.csv", split, warn, OPTIONAL_TEST_COLUMNS)
     except InputError as exc:
         if split != "test" or not sample.is_file():
             raise
-        log(f"infer: WARNING: {exc}; every breast of {sample.name} gets its fallback value")
+        log.warning(f"infer: WARNING: {exc}; every breast of {sample.name} gets its fallback value")
         table = pd.DataFrame({c: pd.Series(dtype=object) for c in TEST_COLUMNS})
         table["patient_id"] = table["patient_id"].astype(np.int64)
         table["image_id"] = table["image_id"].astype(np.int64)
@@ -157,7 +158,7 @@ def read_test_table(data: Path, split: str, log: Log = print) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def load_models(paths: Sequence[Path], device: str, log: Log) -> tuple[list[Scorer], list[str]]:
+def load_models(paths: Sequence[Path], device: str) -> tuple[list[Scorer], list[str]]:
     """Load every checkpoint; one that cannot be used is skipped with one line naming it,
     as long as another one loads (an ensemble loses a member, not the submission). With
     none usable, the first checkpoint's InputError is raised."""
@@ -179,11 +180,11 @@ def load_models(paths: Sequence[Path], device: str, log: Log) -> tuple[list[Scor
         assert first_error is not None
         raise first_error
     for message in skipped:
-        log(f"infer: WARNING: skipping checkpoint: {message}")
+        log.warning(f"infer: WARNING: skipping checkpoint: {message}")
     return models, skipped
 
 
-def model_files(args: Sequence[Path], log: Log) -> list[Path]:
+def model_files(args: Sequence[Path]) -> list[Path]:
     """The checkpoint files the --model arguments name: a folder is every model.pt under it
     (a K-fold training output: its fold_<i>/model.pt), else its *.pt (``checkpoint_files``)."""
     from rsna_pkg.models.checkpoint import checkpoint_files
@@ -193,7 +194,7 @@ def model_files(args: Sequence[Path], log: Log) -> list[Path]:
         found = checkpoint_files(arg)
         if Path(arg).is_dir():
             names = ", ".join(str(p.relative_to(arg)) for p in found)
-            log(f"infer: {arg}: {len(found)} checkpoint(s): {names}")
+            log.info(f"infer: {arg}: {len(found)} checkpoint(s): {names}")
         files += found
     return files
 
@@ -252,35 +253,34 @@ def infer(
     opts: InferOptions,
     runtime: Runtime,
     models: Sequence[Scorer] | None = None,
-    log: Log = print,
 ) -> InferResult:
     """The whole run: validate inputs, load the checkpoints (unless ``models`` are given),
     stream, assemble and write. Bad inputs raise InputError before any decoding."""
     t0 = time.perf_counter()
-    table = read_test_table(opts.data, opts.split, log)
+    table = read_test_table(opts.data, opts.split)
     seconds = {"read_csv": time.perf_counter() - t0}
     t0 = time.perf_counter()
     skipped: list[str] = []
     checkpoints: list[Path] = []
     if models is None:
         try:
-            checkpoints = model_files(opts.models, log)
-            models, skipped = load_models(checkpoints, runtime.device, log)
+            checkpoints = model_files(opts.models)
+            models, skipped = load_models(checkpoints, runtime.device)
         except InputError as exc:
             write_prior_submission(opts, table, exc)
             raise
-    check_models(models, opts, log)
+    check_models(models, opts)
     runtime = settle_backend(runtime, [m.config.preprocess for m in models])
     seconds["load_models"] = time.perf_counter() - t0
     image_dir = Path(opts.data) / f"{opts.split}_images"
     if not image_dir.is_dir():
-        log(f"infer: WARNING: {image_dir} does not exist; every breast gets its fallback")
-    result = run_inference(opts, table, models, runtime, log)
+        log.warning(f"infer: WARNING: {image_dir} does not exist; every breast gets its fallback")
+    result = run_inference(opts, table, models, runtime)
     result.seconds = {**seconds, **result.seconds}
     result.runtime = runtime
     result.skipped_models = skipped
     result.checkpoints = [str(p) for p in checkpoints]
-    log_failures(result.failures, log)
+    log_failures(result.failures)
     return result
 
 
@@ -300,23 +300,23 @@ def write_prior_submission(opts: InferOptions, table: pd.DataFrame, cause: Input
                   f"{len(frame)} prediction_ids (no usable checkpoint)",)  # fmt: skip
 
 
-def log_failures(failures: Sequence[dict[str, Any]], log: Log) -> None:
+def log_failures(failures: Sequence[dict[str, Any]]) -> None:
     """One line per failed image (file and reason), the first MAX_FAILURE_LINES of them."""
     for f in failures[:MAX_FAILURE_LINES]:
         scored = " (scored by another model)" if f["scored_by_another_model"] else ""
-        log(f"infer: failed {f['path']}: {f['reason']}{scored}")
+        log.warning(f"infer: failed {f['path']}: {f['reason']}{scored}")
     if len(failures) > MAX_FAILURE_LINES:
-        log(
+        log.warning(
             f"infer: ... {len(failures) - MAX_FAILURE_LINES} more failed images (--report lists all)"
         )
 
 
-def check_models(models: Sequence[Scorer], opts: InferOptions, log: Log) -> None:
+def check_models(models: Sequence[Scorer], opts: InferOptions) -> None:
     """Warn when --agg differs from the aggregation a stored threshold was fitted with."""
     for i, m in enumerate(models):
         stored_agg = m.config.aggregation
         if opts.threshold == "stored" and stored_agg != opts.agg:
-            log(
+            log.warning(
                 f"infer: WARNING: model {i} threshold was fitted with --agg {stored_agg}, "
                 f"aggregating with {opts.agg}"
             )
@@ -327,7 +327,6 @@ def run_inference(
     table: pd.DataFrame,
     models: Sequence[Scorer],
     runtime: Runtime,
-    log: Log = print,
 ) -> InferResult:
     """Score every row of the test table with every model, then write the submission."""
     paths = [
@@ -337,7 +336,7 @@ def run_inference(
     n = len(table)
     workers, capped = capped_workers("--workers", opts.workers, n, "images")
     if capped and n:
-        log(f"infer: {capped}")
+        log.info(f"infer: {capped}")
     prob_sum = np.zeros(n, dtype=np.float64)
     prob_count = np.zeros(n, dtype=np.int64)
     failures: dict[int, str] = {}
@@ -345,7 +344,7 @@ def run_inference(
     stream_start = time.perf_counter()
     groups = group_by_preprocess(models)
     for g, (cfg, members) in enumerate(groups):
-        log(
+        log.info(
             f"infer: pass {g + 1}/{len(groups)}: {n} images, models {members}, {runtime.describe()}"
         )
         batches = runtime.batches(paths, cfg, opts.batch_size, workers, opts.prefetch)
@@ -363,7 +362,7 @@ def run_inference(
                 failures.setdefault(idx, reason)
             model_s += time.perf_counter() - tick
             if (b + 1) % 100 == 0:
-                log(f"infer: {min((b + 1) * opts.batch_size, n)}/{n} images")
+                log.info(f"infer: {min((b + 1) * opts.batch_size, n)}/{n} images")
             tick = time.perf_counter()
     seconds = {
         "stream": time.perf_counter() - stream_start,
@@ -374,7 +373,7 @@ def run_inference(
     t1 = time.perf_counter()
     with np.errstate(invalid="ignore", divide="ignore"):
         image_probs = np.where(prob_count > 0, prob_sum / np.maximum(prob_count, 1), np.nan)
-    result = assemble_submission(opts, table, image_probs, models, failures, paths, log)
+    result = assemble_submission(opts, table, image_probs, models, failures, paths)
     seconds["aggregate_write"] = time.perf_counter() - t1
     result.seconds = seconds
     return result
@@ -425,7 +424,6 @@ def assemble_submission(
     models: Sequence[Scorer],
     failures: dict[int, str],
     paths: Sequence[Path],
-    log: Log = print,
 ) -> InferResult:
     """Aggregate, fill breasts without images, binarise, order, check and write."""
     breast = sub.aggregate_images(table["prediction_id"], image_probs, opts.agg)
@@ -436,7 +434,7 @@ def assemble_submission(
     threshold = sub.resolve_threshold(opts.threshold, [m.config.threshold for m in models])
     sample = Path(opts.data) / "sample_submission.csv" if opts.split == "test" else None
     order = sub.submission_order(table["prediction_id"].tolist(), sample,
-                                 lambda m: log(f"infer: WARNING: {m}"))  # fmt: skip
+                                 lambda m: log.warning(f"infer: WARNING: {m}"))  # fmt: skip
     frame = sub.assemble(order, breast, fallbacks, prevalence, threshold)
     sub.validate_submission(frame, order)
     sub.write_submission(frame, opts.out)

@@ -13,12 +13,12 @@ into input/ fails the replay. It ends by checking working/submission.csv against
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +28,8 @@ from rsna_pkg.kaggle.build import BuildOptions, build_dataset
 from rsna_pkg.kaggle.bundle_check import check_bundle
 from rsna_pkg.kaggle.paths import KERNEL_METADATA, KERNEL_ORDER, KaggleConfig, kernel_dir
 from rsna_pkg.kaggle.weights import build_weights
+
+log = logging.getLogger(__name__)
 
 MARKER = ".rsna_replay"  # a work folder holding this may be wiped by the next replay
 
@@ -96,9 +98,7 @@ def prepare_work(work: Path) -> None:
     (work / MARKER).write_text("rsna replicate work folder; safe to delete\n")
 
 
-def replay(
-    repo: Path, cfg: KaggleConfig, opts: ReplayOptions, log: Callable[[str], None] = print
-) -> ReplayResult:
+def replay(repo: Path, cfg: KaggleConfig, opts: ReplayOptions) -> ReplayResult:
     from rsna_pkg.kaggle.check import check_repo
 
     problems = check_repo(repo, cfg)  # replay only what would pass `kaggle kernels push`
@@ -107,31 +107,31 @@ def replay(
     prepare_work(opts.work)
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    data = opts.data or _synthetic(opts.work / "competition", opts, log)
+    data = opts.data or _synthetic(opts.work / "competition", opts)
     if not (data / "test.csv").is_file():
         raise InputError(f"{data}: no test.csv (expected a competition download)")
     seconds["data"] = time.perf_counter() - start
     start = time.perf_counter()
     image = opts.build.image()
     wheels = opts.work / "datasets" / cfg.datasets["wheels"].slug
-    log(build_dataset(wheels, cfg, opts.build, repo=repo).summary())
+    log.info(build_dataset(wheels, cfg, opts.build, repo=repo).summary())
     unmet = check_bundle(wheels, image, opts.build.target(image))
     if unmet:
         raise RsnaError(f"{wheels} would not install on the image:\n" + "\n".join(map(str, unmet)))
     seconds["wheels"] = time.perf_counter() - start
     start = time.perf_counter()
     weights = opts.work / "datasets" / cfg.datasets["weights"].slug
-    log(build_weights(weights, cfg).summary())
+    log.info(build_weights(weights, cfg).summary())
     seconds["weights"] = time.perf_counter() - start
     start = time.perf_counter()
-    venv = sandbox.make_image_env(image, opts.image_cache, log=log)
+    venv = sandbox.make_image_env(image, opts.image_cache)
     seconds["image env"] = time.perf_counter() - start
     mounts = {"competition": data, f"dataset:{cfg.datasets['wheels'].slug}": wheels,
               f"dataset:{cfg.datasets['weights'].slug}": weights}  # fmt: skip
     _read_only([wheels, weights] if opts.data else [wheels, weights, data])
     runs: list[KernelRun] = []
     for name in opts.kernels:
-        run = run_kernel(repo, cfg, name, opts, venv, mounts, log)
+        run = run_kernel(repo, cfg, name, opts, venv, mounts)
         runs.append(run)
         mounts[f"kernel:{cfg.kernels[name].slug}"] = run.working
         _read_only([run.working])
@@ -190,7 +190,6 @@ def run_kernel(
     opts: ReplayOptions,
     venv: Path,
     mounts: dict[str, Path],
-    log: Callable[[str], None],
 ) -> KernelRun:
     """Run one kernel's code file in a fresh image venv and its own /kaggle."""
     folder = kernel_dir(repo, name)
@@ -208,7 +207,9 @@ def run_kernel(
     env[f"RSNA_{name.upper()}_ARGS"] = opts.settings.get(name, "")
     before = {src: _snapshot(src) for src in mounts.values()}
     log_path = base / "log.txt"
-    log(f"== kernel {name}: {folder / meta['code_file']} (internet {meta.get('enable_internet')})")
+    log.info(
+        f"== kernel {name}: {folder / meta['code_file']} (internet {meta.get('enable_internet')})"
+    )
     start = time.perf_counter()
     with log_path.open("w") as fh:
         proc = subprocess.Popen(
@@ -233,7 +234,7 @@ def run_kernel(
     for src, snap in before.items():
         if _snapshot(src) != snap:
             raise RsnaError(f"kernel {name} changed its read-only input {src}")
-    log(f"   {name} done in {seconds:.1f} s")
+    log.info(f"   {name} done in {seconds:.1f} s")
     return KernelRun(name, seconds, root / "working", log_path)
 
 
@@ -267,14 +268,14 @@ def check_submission(path: Path, test_csv: Path) -> list[str]:
     return problems
 
 
-def _synthetic(out: Path, opts: ReplayOptions, log: Callable[[str], None]) -> Path:
+def _synthetic(out: Path, opts: ReplayOptions) -> Path:
     from rsna_pkg.data.synth import SynthConfig, generate
 
     workers = max(1, min(4, os.cpu_count() or 1))
     cfg = SynthConfig(patients=opts.patients, seed=opts.seed, scale="small", workers=workers,
                       difficulty=opts.difficulty)  # fmt: skip
     summary = generate(out, cfg)
-    log("\n".join(summary.lines()))
+    log.info("\n".join(summary.lines()))
     return out
 
 

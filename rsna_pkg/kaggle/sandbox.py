@@ -20,16 +20,18 @@ code (pip, urllib, requests, torch hub), not C libraries that open sockets thems
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from rsna_pkg.errors import InputError
 from rsna_pkg.kaggle.docker_image import build_farm, stand_ins
 from rsna_pkg.kaggle.manifest import ImageManifest
+
+log = logging.getLogger(__name__)
 
 NETBLOCK_SOURCE = '''\
 """Installed by rsna replicate: this kernel has internet off, as on Kaggle."""
@@ -94,16 +96,14 @@ def image_key(manifest: ImageManifest, linked: dict) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def make_image_env(
-    manifest: ImageManifest, cache: Path | None = None, log: Callable[[str], None] = print
-) -> Path:
+def make_image_env(manifest: ImageManifest, cache: Path | None = None) -> Path:
     """The cached venv of the Kaggle image (built on first use); returns the venv."""
     linked, notes = stand_ins(manifest)
     for line in filter(None, [python_warning(manifest), *notes]):
-        log(line)
+        log.info(line)
     root = (cache or image_cache()) / image_key(manifest, linked)
     if (root / COMPLETE).is_file():
-        log(f"Kaggle image {manifest.release}: cached in {root}")
+        log.info(f"Kaggle image {manifest.release}: cached in {root}")
         return root / "venv"
     building = root.with_name(f"{root.name}.building-{os.getpid()}")
     if building.exists():
@@ -114,7 +114,7 @@ def make_image_env(
         for name, version in sorted(manifest.pins.items())
         if name not in linked and not manifest.is_replay_local(name)
     ]
-    log(f"Kaggle image {manifest.release}: installing {len(pins)} pins into {root}")
+    log.info(f"Kaggle image {manifest.release}: installing {len(pins)} pins into {root}")
     _install_pins(pins, building / "site")
     build_farm(building / "farm", linked)
     venv = building / "venv"

@@ -14,8 +14,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
+from rsna_pkg.config_fields import check_fields, option
 from rsna_pkg.data.metadata_encoder import MetadataEncoder
 from rsna_pkg.dataclass_io import PlainDict, from_plain
 from rsna_pkg.errors import InputError
@@ -24,7 +25,7 @@ from rsna_pkg.preprocess.config import PreprocessConfig
 # ImageNet's RGB mean/std averaged over channels: right for a gray image fed to
 # pretrained weights, harmless for random init.
 GRAY_MEAN, GRAY_STD = 0.449, 0.226
-AGGREGATIONS: tuple[str, ...] = ("mean", "max")
+Aggregation = Literal["mean", "max"]
 
 
 @dataclass(frozen=True)
@@ -97,13 +98,14 @@ class ModelConfig(PlainDict):
     preprocess: PreprocessConfig = field(
         default_factory=lambda: PreprocessConfig(height=512, width=256)
     )
-    use_metadata: bool = True
-    dropout: float = 0.2
+    use_metadata: bool = option(True, flag="--no-metadata", help="image-only model")
+    dropout: float = option(0.2, help="dropout before the classifier", bounds=(0, 1),
+                            hi_open=True)  # fmt: skip
     norm_mean: float = GRAY_MEAN
     norm_std: float = GRAY_STD
     metadata: MetadataEncoder = field(default_factory=MetadataEncoder)
     # decision, fitted at train time
-    aggregation: str = "mean"
+    aggregation: Aggregation = option("mean", help="a breast's score from its images' scores")
     threshold: float = 0.5
     prevalence: float = 0.0
     fallback_coef: tuple[float, ...] = ()
@@ -116,10 +118,7 @@ class ModelConfig(PlainDict):
     init_weights: InitWeights | None = None
 
     def __post_init__(self) -> None:
-        if self.aggregation not in AGGREGATIONS:
-            raise InputError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_fields(self)
         problem = decision_problem(self)
         if problem:
             raise InputError(problem)

@@ -58,12 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preview", type=integer(0, 64), default=6, help="images in preview.png (0: none)"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     from rsna_pkg.data.schema import image_path
     from rsna_pkg.errors import InputError
+    from rsna_pkg.logs import progress_shown
     from rsna_pkg.options import check_outputs
     from rsna_pkg.preprocess.config import PreprocessConfig
     from rsna_pkg.preprocess.preview import write_preview
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard) if args.shard else None
     summary = run_preprocess(args.data, args.split, args.out, cfg, workers=args.workers,
                              neg_ratio=args.neg_ratio, seed=args.seed, limit=args.limit,
-                             shard=shard, progress=not args.quiet)  # fmt: skip
+                             shard=shard, progress=progress_shown())  # fmt: skip
     rows = summary.rows
     done = len(rows) - summary.skipped
     rate = done / summary.seconds if summary.seconds > 0 else 0.0

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import signal
-import sys
 import time
 from collections.abc import Generator
 from concurrent.futures import ProcessPoolExecutor
@@ -40,6 +40,8 @@ from rsna_pkg.outputs import (
 )
 from rsna_pkg.preprocess.config import PreprocessConfig
 from rsna_pkg.preprocess.selection import subsample_negatives, take_shard
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -319,7 +321,7 @@ def run_preprocess(data_dir: str | Path, split: str, out_dir: str | Path, cfg: P
     skipped = len(rows)
     workers, capped = capped_workers("--workers", workers, len(todo), "images to do")
     if capped and todo:
-        print(capped, file=sys.stderr)
+        log.warning(capped)
     journal = Journal(journal_path(manifest))
     try:
         with contextlib.closing(run_jobs(largest_first(todo), cfg, out_dir, workers,
@@ -329,8 +331,8 @@ def run_preprocess(data_dir: str | Path, split: str, out_dir: str | Path, cfg: P
                 rows.append(row)
     except KeyboardInterrupt:
         journal.close()
-        print(f"interrupted after {len(rows) - skipped} of {len(todo)} images; rerun the same "
-              "command to resume", file=sys.stderr)  # fmt: skip
+        log.warning(f"interrupted after {len(rows) - skipped} of {len(todo)} images; rerun the "
+                    "same command to resume")  # fmt: skip
         raise
     except OutputError:
         journal.close()

@@ -17,18 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from rsna_pkg.errors import InputError
-from rsna_pkg.options import integer, number
+from rsna_pkg.options import integer
 from rsna_pkg.preprocess.config import MAX_SIZE
-
-# Largest --lr taken. An SGD step over 1 (AdamW's is lr itself) throws weights past any
-# useful region in one step; 1e6 or inf turned every prediction into NaN.
-MAX_LR = 1.0
-
-FREEZE_CHOICES = ("auto", "none", "features", "classifier", "top")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by `rsna train` and `rsna compare`."""
+    """Options shared by `rsna train` and `rsna compare`: the command-line fields of
+    TrainConfig and ModelConfig (``cli_options``), and those a command resolves itself."""
+    from rsna_pkg.cli_options import add_config_options
+    from rsna_pkg.config_fields import choices_of
+    from rsna_pkg.models.config import ModelConfig
+    from rsna_pkg.train.config import Freeze, TrainConfig
+
     p = parser
     p.add_argument("--data", type=Path, required=True, help="competition folder with train.csv")
     p.add_argument("--images", type=Path, required=True, help="`rsna preprocess` output folder")
@@ -38,59 +38,22 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="model input size; default: the size --images was preprocessed at "
         "(given, it must be that size)",
     )  # fmt: skip
-    p.add_argument("--epochs", type=integer(1, 10_000), default=12)
-    p.add_argument("--batch-size", type=integer(1, 4096), default=32)
-    p.add_argument("--lr", type=number(0, MAX_LR, lo_open=True), default=1e-3)
-    p.add_argument("--weight-decay", type=number(0, 1), default=1e-4)
-    p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
-    p.add_argument("--warmup-epochs", type=number(0, 10_000), default=1.0)
-    p.add_argument(
-        "--accumulate", type=integer(1, 1024), default=1, help="gradient accumulation steps"
-    )
-    p.add_argument("--ema", type=number(0, 1), default=0.0, help="EMA decay of weights (0: off)")
-    split = p.add_mutually_exclusive_group()
-    split.add_argument("--val-frac", type=number(0, 1, lo_open=True), default=0.25)
-    split.add_argument(
-        "--folds", type=integer(0, 100), default=0,
-        help="K-fold patient split: rsna train trains every fold (OUT/fold_<i>/) and writes "
-        "out-of-fold predictions (OUT/oof.csv), unless --fold I picks one",
-    )  # fmt: skip
+    add_config_options(p, TrainConfig)
+    add_config_options(p, ModelConfig)
     p.add_argument(
         "--fold", type=integer(0, 99), default=None,
         help="with --folds K: train only this fold (rsna compare: fold 0 unless given)",
     )  # fmt: skip
     p.add_argument(
-        "--freeze",
-        choices=FREEZE_CHOICES,
-        default="auto",
+        "--freeze", choices=("auto", *choices_of(Freeze)), default="auto",
         help="auto: 'features' with --pretrained, else 'none' (random features cannot be "
         "frozen); top: a timm EfficientNet frozen up to its last stage",
-    )
-    p.add_argument("--no-metadata", action="store_true", help="image-only model")
-    p.add_argument(
-        "--balance", choices=("oversample", "pos_weight", "none", "batch"), default="oversample",
-        help="oversample: repeat positives to --pos-fraction of an epoch; batch: every batch "
-        "holds round(pos-fraction x batch-size) positives (cycled), the rest negatives",
-    )  # fmt: skip
-    p.add_argument(
-        "--pos-fraction",
-        type=number(0, 1, lo_open=True),
-        default=0.25,
-        help="positive share (--balance)",
-    )
-    p.add_argument(
-        "--neg-fraction", type=number(0, 1, lo_open=True), default=1.0,
-        help="each epoch keeps a fresh random share of the negatives (1: all)",
     )  # fmt: skip
     p.add_argument(
         "--aux", default="", metavar="NAME[=W],...",
         help="auxiliary heads and loss weights (training only): birads, density, biopsy, "
         "invasive, difficult_negative_case; a bare name weighs 0.1",
     )  # fmt: skip
-    p.add_argument("--monitor", choices=("auc", "pf1"), default="auc")
-    p.add_argument("--patience", type=integer(0, 10_000), default=0, help="early stopping (0: off)")
-    p.add_argument("--aggregation", choices=("mean", "max"), default="mean")
-    p.add_argument("--seed", type=integer(0, 2**32 - 1), default=0)
     weights = p.add_mutually_exclusive_group()
     weights.add_argument(
         "--pretrained", type=Path, default=None,
@@ -102,19 +65,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="weights per backbone: DIR/<backbone>.safetensors|.pth|.pt (a timm name without "
         "'timm:'); a backbone without one starts from random weights",
     )  # fmt: skip
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument(
         "--workers", type=integer(0, 1_000_000), default=None,
         help="loader processes (default: cores - 1, at most 4, so the model keeps a core)",
     )  # fmt: skip
-    p.add_argument("--threads", type=integer(0, 4096), default=0, help="CPU threads (0: all cores)")
-    p.add_argument("--no-amp", action="store_true")
-    p.add_argument("--no-augment", action="store_true")
-    p.add_argument(
-        "--grad-checkpoint", action="store_true",
-        help="recompute the backbone's activations in backward: less memory per image "
-        "(`rsna bench memory`) for one more forward pass of the backbone",
-    )  # fmt: skip
+    p.add_argument("--no-augment", action="store_true", help="train without augmentation")
 
 
 def default_workers() -> int:
@@ -147,7 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
     """A validated TrainConfig from parsed options."""
-    from rsna_pkg.data.augment import AugmentConfig
+    from rsna_pkg.cli_options import config_kwargs, flags_in_errors
+    from rsna_pkg.data.augment_config import AugmentConfig
     from rsna_pkg.data.aux_targets import aux_heads, parse_aux
     from rsna_pkg.models.config import ModelConfig
     from rsna_pkg.models.zoo import backbone_model_fields, check_backbone, check_input_size
@@ -168,22 +124,16 @@ def config_from_args(args: argparse.Namespace, backbone: str) -> Any:
     workers = worker_count(args)
     # the size only, until training reads the images' own PreprocessConfig (train/prepare.py)
     size = PreprocessConfig(height=height, width=width)
-    aux = parse_aux(args.aux)
-    model = ModelConfig(
-        backbone=backbone, preprocess=size, use_metadata=not args.no_metadata,
-        aggregation=args.aggregation, aux_heads=aux_heads(list(aux)),
-        **backbone_model_fields(backbone),
-    )  # fmt: skip
-    cfg = TrainConfig(
-        model=model, freeze=freeze, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, optimizer=args.optimizer,
-        warmup_epochs=args.warmup_epochs, accumulate=args.accumulate, ema=args.ema,
-        balance=args.balance, pos_fraction=args.pos_fraction, neg_fraction=args.neg_fraction,
-        aux=aux, augment=aug,
-        monitor=args.monitor, patience=args.patience, amp=not args.no_amp, seed=args.seed,
-        val_frac=args.val_frac, folds=args.folds, fold=args.fold or 0, workers=workers,
-        threads=args.threads, device=args.device, grad_checkpoint=args.grad_checkpoint,
-    )  # fmt: skip
+    with flags_in_errors(TrainConfig, ModelConfig):
+        aux = parse_aux(args.aux)
+        model = ModelConfig(
+            backbone=backbone, preprocess=size, aux_heads=aux_heads(list(aux)),
+            **config_kwargs(args, ModelConfig), **backbone_model_fields(backbone),
+        )  # fmt: skip
+        cfg = TrainConfig(
+            model=model, freeze=freeze, aux=aux, augment=aug, fold=args.fold or 0,
+            workers=workers, **config_kwargs(args, TrainConfig),
+        )  # fmt: skip
     return with_weights(cfg, weights)
 
 

@@ -7,100 +7,115 @@ saved beside it as config.json. ``from_dict`` rejects unknown keys.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
+from rsna_pkg.config_fields import FieldError, check_fields, option
 from rsna_pkg.data.augment_config import AugmentConfig
 from rsna_pkg.data.aux_targets import AUX_TARGETS, aux_heads, check_aux_weights
 from rsna_pkg.data.sampling import positives_per_batch
 from rsna_pkg.dataclass_io import PlainDict
-from rsna_pkg.errors import InputError
 from rsna_pkg.models.config import ModelConfig
 
-OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")
-MONITORS: tuple[str, ...] = ("auc", "pf1")
-BALANCE: tuple[str, ...] = ("oversample", "pos_weight", "none", "batch")
+Optimizer = Literal["adamw", "sgd"]
+Monitor = Literal["auc", "pf1"]
+Balance = Literal["oversample", "pos_weight", "none", "batch"]
+Freeze = Literal["none", "features", "classifier", "top"]
+Device = Literal["auto", "cpu", "cuda"]
+
+# Largest lr taken. An SGD step over 1 (AdamW's is lr itself) throws weights past any
+# useful region in one step; 1e6 or inf turned every prediction into NaN.
+MAX_LR = 1.0
 
 
 @dataclass(frozen=True)
 class TrainConfig(PlainDict):
+    """Fields made with ``option`` are also the options of `rsna train` and `rsna compare`
+    (``cli_options``): a new setting is one field here. The rest a command sets from its
+    own options (the model from --backbone and --size, ``freeze`` from --freeze auto ...)."""
+
     WHAT = "train config"
 
     model: ModelConfig = field(default_factory=ModelConfig)
     # initial weights and what trains
-    freeze: str = "none"
-    pretrained: str | None = None
+    freeze: Freeze = option(
+        "none", cli=False, help="what stays frozen (--freeze auto: a command's)"
+    )
+    pretrained: str | None = option(None, cli=False, help="initial weights file (None: random)")
     # optimisation
-    epochs: int = 12
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    optimizer: str = "adamw"
-    momentum: float = 0.9
-    warmup_epochs: float = 1.0
-    accumulate: int = 1
-    ema: float = 0.0
-    balance: str = "oversample"
-    pos_fraction: float = 0.25
-    neg_fraction: float = 1.0
-    aux: dict[str, float] = field(default_factory=dict)  # loss weight per model.aux_heads name
+    epochs: int = option(12, help="training epochs", bounds=(1, 10_000))
+    batch_size: int = option(32, help="images per optimizer micro-step", bounds=(1, 4096))
+    lr: float = option(1e-3, help="peak learning rate (cosine schedule after warm-up)",
+                       bounds=(0, MAX_LR), lo_open=True)  # fmt: skip
+    weight_decay: float = option(1e-4, help="decoupled weight decay", bounds=(0, 1))
+    optimizer: Optimizer = option("adamw", help="optimizer")
+    momentum: float = option(0.9, help="SGD momentum (--optimizer sgd)", bounds=(0, 1),
+                             hi_open=True)  # fmt: skip
+    warmup_epochs: float = option(1.0, help="linear warm-up, in epochs", bounds=(0, 10_000))
+    accumulate: int = option(1, help="gradient accumulation steps", bounds=(1, 1024))
+    ema: float = option(0.0, help="EMA decay of weights (0: off)", bounds=(0, 1), hi_open=True)
+    balance: Balance = option(
+        "oversample",
+        help="oversample: repeat positives to --pos-fraction of an epoch; batch: every batch "
+        "holds round(pos-fraction x batch-size) positives (cycled), the rest negatives",
+    )
+    pos_fraction: float = option(0.25, help="positive share (--balance)", bounds=(0, 1),
+                                 lo_open=True)  # fmt: skip
+    neg_fraction: float = option(
+        1.0, help="each epoch keeps a fresh random share of the negatives (1: all)",
+        bounds=(0, 1), lo_open=True,
+    )  # fmt: skip
+    aux: dict[str, float] = option(default_factory=dict, cli=False,
+                                   help="loss weight per model.aux_heads name")  # fmt: skip
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    monitor: str = "auc"
-    patience: int = 0
-    amp: bool = True
-    channels_last: bool = True
-    grad_checkpoint: bool = False  # recompute body activations in backward (less memory)
+    monitor: Monitor = option("auc", help="validation metric that picks the best epoch")
+    patience: int = option(0, help="early stopping (0: off)", bounds=(0, 10_000))
+    amp: bool = option(True, help="no mixed precision on CUDA")
+    channels_last: bool = option(True, help="no channels-last memory format on CUDA")
+    grad_checkpoint: bool = option(
+        False,
+        help="recompute the backbone's activations in backward: less memory per image "
+        "(`rsna bench memory`) for one more forward pass of the backbone",
+    )
     # data and run
-    seed: int = 0
-    val_frac: float = 0.25
-    folds: int = 0
-    fold: int = 0
-    workers: int = 2
-    threads: int = 0
-    device: str = "auto"
+    seed: int = option(0, help="seed of the split, the initial weights and the sampling",
+                       bounds=(0, 2**32 - 1))  # fmt: skip
+    val_frac: float = option(0.25, help="validation share of the patients", bounds=(0, 1),
+                             lo_open=True, hi_open=True, group="split")  # fmt: skip
+    folds: int = option(
+        0, bounds=(0, 100), group="split",
+        help="K-fold patient split: rsna train trains every fold (OUT/fold_<i>/) and writes "
+        "out-of-fold predictions (OUT/oof.csv), unless --fold I picks one",
+    )  # fmt: skip
+    fold: int = option(0, cli=False, help="with folds K: the fold this run trains")
+    workers: int = option(2, cli=False, help="loader processes")
+    threads: int = option(0, help="CPU threads (0: all cores)", bounds=(0, 4096))
+    device: Device = option("auto", help="where to train")
 
     def __post_init__(self) -> None:
-        """InputError for inconsistent settings (every config validates on construction)."""
-        checks = [
-            (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {OPTIMIZERS}"),
-            (self.monitor in MONITORS, f"--monitor must be one of {MONITORS}"),
-            (self.balance in BALANCE, f"--balance must be one of {BALANCE}"),
-            (self.model.height >= 32 and self.model.width >= 32, "--size must be at least 32 32"),
-            (self.epochs >= 1, "--epochs must be >= 1"),
-            (self.batch_size >= 1, "--batch-size must be >= 1"),
-            (self.accumulate >= 1, "--accumulate must be >= 1"),
-            (0.0 <= self.ema < 1.0, "--ema must be in [0, 1)"),
-            (math.isfinite(self.lr) and self.lr > 0, f"--lr must be positive, got {self.lr}"),
-            (
-                math.isfinite(self.weight_decay) and self.weight_decay >= 0,
-                f"--weight-decay must be >= 0, got {self.weight_decay}",
-            ),
-            (
-                math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0,
-                f"--warmup-epochs must be >= 0, got {self.warmup_epochs}",
-            ),
-            (self.workers >= 0 and self.threads >= 0, "--workers and --threads must be >= 0"),
-            (0 < self.val_frac < 1 or self.folds > 1, "--val-frac must be in (0, 1)"),
-            (self.folds == 0 or 0 <= self.fold < self.folds, "--fold must be in [0, folds)"),
-            (self.folds != 1, "--folds must be at least 2"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise InputError(msg)
+        """FieldError for a value outside its field's declaration or inconsistent with
+        another (every config validates on construction)."""
+        check_fields(self)
+        if min(self.model.height, self.model.width) < 32:
+            raise FieldError("model", f"input size {self.model.height}x{self.model.width}: "
+                             "each side must be at least 32")  # fmt: skip
+        if self.workers < 0:
+            raise FieldError("workers", f"must be >= 0, got {self.workers}")
+        if self.folds == 1:
+            raise FieldError("folds", "must be at least 2 (0: one validation split)")
+        if self.folds and not 0 <= self.fold < self.folds:
+            raise FieldError("fold", f"must be in [0, {self.folds}), got {self.fold}")
         self._check_sampling_and_aux()
 
     def _check_sampling_and_aux(self) -> None:
         n_pos = positives_per_batch(self.pos_fraction, self.batch_size)
         if self.balance == "batch" and not 0 < n_pos < self.batch_size:
-            raise InputError(f"--pos-fraction {self.pos_fraction} gives {n_pos} positive(s) per "
-                             f"batch of {self.batch_size}; --balance batch needs 1 to "
+            raise FieldError("pos_fraction", f"{self.pos_fraction} gives {n_pos} positive(s) "
+                             f"per batch of {self.batch_size}; balance 'batch' needs 1 to "
                              f"{self.batch_size - 1}")  # fmt: skip
-        if not 0 < self.neg_fraction <= 1:
-            raise InputError(f"--neg-fraction must be in (0, 1], got {self.neg_fraction}")
         check_aux_weights(self.aux)
         if self.model.aux_heads != aux_heads([n for n in AUX_TARGETS if n in self.aux]):
-            raise InputError(f"--aux {sorted(self.aux)} does not match the model's auxiliary "
+            raise FieldError("aux", f"{sorted(self.aux)} does not match the model's auxiliary "
                              f"heads {self.model.aux_heads}")  # fmt: skip
 
     def with_(self, **changes: Any) -> TrainConfig:

@@ -14,6 +14,7 @@ with metrics.json) and resumes the one that has a last.pt.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ FOLD_KEYS: tuple[str, ...] = (
     "val_auc", "val_pf1", "val_pf1_best", "threshold", "best_epoch", "train_images", "val_images",
 )  # fmt: skip
 
+log = logging.getLogger(__name__)
+
 
 def run_folds(
     cfg: TrainConfig,
@@ -57,9 +60,9 @@ def run_folds(
     for i, fold in enumerate(folds):
         if resume and fold.metrics.is_file():
             check_same_run(cfg, fold.root)
-            print(f"fold {i}: finished, skipped ({fold.root})")
+            log.info(f"fold {i}: finished, skipped ({fold.root})")
             continue
-        print(f"=== fold {i + 1}/{cfg.folds} -> {fold.root}")
+        log.info(f"=== fold {i + 1}/{cfg.folds} -> {fold.root}")
         again = resume and fold.last.is_file()
         run_training(cfg.with_(fold=i), data_dir, images_dir, fold.root, resume=again)
     if os.environ.get("RANK", "0") != "0":

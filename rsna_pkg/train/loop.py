@@ -9,6 +9,7 @@ on that epoch's per-breast predictions, and those predictions (``val_predictions
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import time
@@ -25,6 +26,7 @@ from rsna_pkg.data.dataset import EpochSampler, MammoDataset
 from rsna_pkg.data.sampling import positives_per_batch
 from rsna_pkg.data.splits import load_split, save_split
 from rsna_pkg.errors import InputError
+from rsna_pkg.logs import progress_shown
 from rsna_pkg.models.checkpoint import build_model, read_checkpoint, save_checkpoint
 from rsna_pkg.models.fusion import apply_freeze
 from rsna_pkg.outputs import RunFolder, remove_stale_temporaries
@@ -40,6 +42,8 @@ from rsna_pkg.train.evaluate import (
 from rsna_pkg.train.history import plot_curves, write_history, write_json
 from rsna_pkg.train.prepare import Prepared, prepare
 from rsna_pkg.train.trainer import make_trainer
+
+log = logging.getLogger(__name__)
 
 # Settings that must agree between a run and the last.pt it resumes.
 RESUME_KEYS: tuple[str, ...] = ("backbone", "height", "width", "use_metadata", "freeze", "seed",
@@ -95,9 +99,9 @@ def _run(
     if ctx.is_main:
         save_split(run.split, prep.folds, prep.val_fold)
         write_json(run.config, cfg.to_dict())
-        print(_describe(cfg, prep, ctx))
+        log.info(_describe(cfg, prep, ctx))
         if cfg.aux:
-            print(describe_aux(cfg.aux, prep.train))
+            log.info(describe_aux(cfg.aux, prep.train))
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, None if state else cfg.pretrained).to(ctx.device)
@@ -116,14 +120,14 @@ def _run(
         history, best, bad = list(state["history"]), float(state["best"]), int(state["bad_epochs"])
         best_row, start = dict(state["best_row"]), int(state["epoch"])
         if ctx.is_main:
-            print(f"resuming after epoch {start} (best {cfg.monitor} {best:.4f})")
+            log.info(f"resuming after epoch {start} (best {cfg.monitor} {best:.4f})")
         earlier = float(history[-1].get("elapsed_seconds", 0.0)) if history else 0.0
 
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
         sampler.set_epoch(epoch)
         torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout etc.: exact on --resume
-        loss = trainer.train_epoch(train_loader, show=ctx.is_main)
+        loss = trainer.train_epoch(train_loader, show=ctx.is_main and progress_shown())
         eval_model = trainer.eval_model()
         rows, probs = predict(eval_model, val_loader, ctx.device, channels_last)
         val_probs = gather_predictions(ctx, rows, probs)
@@ -152,11 +156,11 @@ def _run(
                             **trainer.state_dict())  # fmt: skip
             write_history(run.history, history)
             plot_curves(run.curves, history)
-            print(_epoch_line(row, improved, cfg.monitor))
+            log.info(_epoch_line(row, improved, cfg.monitor))
         ddp.barrier(ctx)
         if cfg.patience and bad >= cfg.patience:
             if ctx.is_main:
-                print(f"early stop: no {cfg.monitor} gain for {bad} epoch(s)")
+                log.info(f"early stop: no {cfg.monitor} gain for {bad} epoch(s)")
             break
 
     result = _final_metrics(best_row, history, cfg, prep)

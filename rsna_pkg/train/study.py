@@ -11,11 +11,14 @@ metadata), ``features`` also trains the backbone's own FC layers. Weights come f
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rsna_pkg.errors import InputError
+
+log = logging.getLogger(__name__)
 
 SEP = "@"
 # The four-notebook study this package grew from: seven backbones, then vgg11's frozen
@@ -85,7 +88,7 @@ def resolve_variants(
     kept = [v for v in variants if SEP in v.name or (v.backbone, v.freeze) not in explicit]
     for v in variants:
         if v not in kept:
-            print(f"{v.name}: the same run as {v.name}{SEP}{v.freeze}; trained once")
+            log.info(f"{v.name}: the same run as {v.name}{SEP}{v.freeze}; trained once")
     return kept
 
 

@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rsna_pkg.data.synth import SynthConfig, generate
+    from rsna_pkg.logs import progress_shown
     from rsna_pkg.options import capped_workers
 
     workers, capped = capped_workers("--workers", args.workers)
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         print(capped, file=sys.stderr)
     cfg = SynthConfig(
         patients=args.patients, seed=args.seed, scale=args.scale, cancer_rate=args.cancer_rate,
-        workers=workers, test_frac=args.test_frac, progress=True, difficulty=args.difficulty,
+        workers=workers, test_frac=args.test_frac, progress=progress_shown(), difficulty=args.difficulty,
     )  # fmt: skip
     summary = generate(args.out, cfg)
     print("\n".join(summary.lines()))

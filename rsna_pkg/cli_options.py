@@ -32,13 +32,20 @@ def default_of(f: Field[Any]) -> Any:
     return f.default
 
 
-def flag_of(f: Field[Any]) -> str:
-    """The option a field is set by: its declared ``flag``, else ``--field-name``
-    (``--no-field-name`` for a bool that is True by default)."""
-    if f.metadata.get("flag"):
-        return str(f.metadata["flag"])
+def flags_of(f: Field[Any]) -> tuple[str, ...]:
+    """The option strings a field is set by: its declared ``flag`` (one, or several with
+    the first the name to use), else ``--field-name`` (``--no-field-name`` for a bool that
+    is True by default)."""
+    given = f.metadata.get("flag")
+    if given:
+        return (given,) if isinstance(given, str) else tuple(given)
     dashed = f.name.replace("_", "-")
-    return f"--no-{dashed}" if default_of(f) is True else f"--{dashed}"
+    return (f"--no-{dashed}" if default_of(f) is True else f"--{dashed}",)
+
+
+def flag_of(f: Field[Any]) -> str:
+    """The option a field is set by (its first option string)."""
+    return flags_of(f)[0]
 
 
 def argument(f: Field[Any], tp: Any) -> dict[str, Any]:
@@ -50,6 +57,12 @@ def argument(f: Field[Any], tp: Any) -> dict[str, Any]:
     choices = choices_of(tp)
     if choices:
         kw["choices"] = choices
+        kw["type"] = type(choices[0])  # Literal[8, 16]: "8" typed becomes 8
+        if len(choices) > 4:  # a long list reads better once, in the help, than in the usage
+            kw["metavar"] = flag_of(f).lstrip("-").upper().replace("-", "_")
+            kw["help"] = (
+                f"{meta['help']}; one of {', '.join(map(str, choices))} (default: %(default)s)"
+            )
     elif meta.get("bounds") is not None:
         lo, hi = meta["bounds"]
         kw["type"] = number(lo, hi, integer=tp is int, lo_open=meta["lo_open"],
@@ -70,7 +83,7 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
             if name not in groups:
                 groups[name] = parser.add_mutually_exclusive_group()
             target = groups[name]
-        target.add_argument(flag_of(f), dest=f.name, **argument(f, types[f.name]))
+        target.add_argument(*flags_of(f), dest=f.name, **argument(f, types[f.name]))
 
 
 def config_kwargs(args: argparse.Namespace, cls: type) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 import typing
 from dataclasses import MISSING, fields
 from typing import Any
@@ -24,12 +25,13 @@ from rsna_pkg.errors import InputError
 
 class FieldError(InputError):
     """A config field's value is unusable: ``field`` names it, ``requirement`` says what it
-    must be, so the CLI can say the same of the flag the value came from."""
+    must be, so the CLI can say the same of the flag the value came from; ``what`` names
+    the config (``preprocess height: ...``), for a value read back from a file."""
 
-    def __init__(self, field: str, requirement: str) -> None:
+    def __init__(self, field: str, requirement: str, what: str = "") -> None:
         self.field = field
         self.requirement = requirement
-        super().__init__(f"{field}: {requirement}")
+        super().__init__(f"{what} {field}: {requirement}" if what else f"{field}: {requirement}")
 
 
 def option(
@@ -39,7 +41,7 @@ def option(
     bounds: tuple[float, float] | None = None,
     lo_open: bool = False,
     hi_open: bool = False,
-    flag: str | None = None,
+    flag: str | tuple[str, ...] | None = None,
     group: str | None = None,
     cli: bool = True,
     default_factory: Any = MISSING,
@@ -87,22 +89,23 @@ def in_bounds(value: float, bounds: tuple[float, float], lo_open: bool, hi_open:
 
 def check_fields(config: Any) -> None:
     """FieldError for the first field whose value is outside its ``Literal`` choices or
-    its declared bounds, or is not the integer an ``int`` field needs."""
+    its declared bounds, or is not the integer an ``int`` field needs (numpy's integers
+    are integers); named with the config's ``WHAT``."""
+    what = getattr(config, "WHAT", "")
     types = field_types(config.__class__)
     for f in fields(config):
         value, tp = getattr(config, f.name), types[f.name]
         choices = choices_of(tp)
         if choices and value not in choices:
-            raise FieldError(f.name, f"must be one of {choices}, got {value!r}")
+            raise FieldError(f.name, f"must be one of {choices}, got {value!r}", what)
         bounds = f.metadata.get("bounds")
         if bounds is None or value is None:
             continue
-        if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
-            raise FieldError(f.name, f"must be an integer, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise FieldError(f.name, f"must be a number, got {value!r}", what)
+        if tp is int and not isinstance(value, numbers.Integral):
+            raise FieldError(f.name, f"must be an integer, got {value!r}", what)
         lo_open, hi_open = f.metadata["lo_open"], f.metadata["hi_open"]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise FieldError(f.name, f"must be a number, got {value!r}")
-        if not in_bounds(value, bounds, lo_open, hi_open):
-            raise FieldError(
-                f.name, f"must be in {interval(bounds, lo_open, hi_open)}, got {value}"
-            )
+        if not in_bounds(float(value), bounds, lo_open, hi_open):
+            span = interval(bounds, lo_open, hi_open)
+            raise FieldError(f.name, f"must be in {span}, got {value}", what)

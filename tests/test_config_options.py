@@ -93,15 +93,19 @@ def test_every_train_option_of_a_field_round_trips_from_flag_to_config() -> None
 
 
 def test_config_errors_name_the_field_and_the_cli_names_the_flag() -> None:
-    with pytest.raises(FieldError, match=r"^batch_size: must be in \[1, 4096\], got 0$"):
+    with pytest.raises(
+        FieldError, match=r"^train config batch_size: must be in \[1, 4096\], got 0$"
+    ):
         TrainConfig(batch_size=0)
-    with pytest.raises(FieldError, match=r"^optimizer: must be one of \('adamw', 'sgd'\)"):
+    with pytest.raises(
+        FieldError, match=r"^train config optimizer: must be one of \('adamw', 'sgd'\)"
+    ):
         TrainConfig(optimizer="adam")  # type: ignore[arg-type]
-    with pytest.raises(FieldError, match=r"^ema: must be in \[0, 1\), got 1.0"):
+    with pytest.raises(FieldError, match=r"^train config ema: must be in \[0, 1\), got 1.0"):
         TrainConfig(ema=1.0)
-    with pytest.raises(FieldError, match="^epochs: must be an integer"):
+    with pytest.raises(FieldError, match="^train config epochs: must be an integer"):
         TrainConfig(epochs=2.5)  # type: ignore[arg-type]
-    with pytest.raises(FieldError, match="^aggregation: must be one of"):
+    with pytest.raises(FieldError, match="^model config aggregation: must be one of"):
         ModelConfig(aggregation="median")  # type: ignore[arg-type]
     renamed = pytest.raises(InputError, match=r"^--no-metadata: must be one of")
     with renamed as info, flags_in_errors(TrainConfig, ModelConfig):
@@ -118,8 +122,26 @@ def test_config_errors_name_the_field_and_the_cli_names_the_flag() -> None:
 
 def test_check_fields_refuses_non_finite_numbers_and_bools_for_numbers() -> None:
     for value in (float("nan"), float("inf"), True):
-        with pytest.raises(FieldError, match="^lr: "):
+        with pytest.raises(FieldError, match="^train config lr: "):
             TrainConfig(lr=value)
     check_fields(TrainConfig())  # the defaults are valid
     declared = [f.name for f in fields(TrainConfig) if "help" in f.metadata]
     assert {"epochs", "lr", "freeze", "aux", "workers"} <= set(declared)
+
+
+def test_preprocess_options_are_its_config_fields() -> None:
+    from rsna_pkg.cli_options import config_kwargs
+    from rsna_pkg.preprocess import command as preprocess_command
+    from rsna_pkg.preprocess.config import PreprocessConfig
+
+    parser = argparse.ArgumentParser(prog="rsna preprocess")
+    preprocess_command.add_arguments(parser)
+    args = parser.parse_args(["--out", "o", "--bits", "16", "--backend", "pydicom", "--no-reduce",
+                              "--no-crop", "--margin", "0.01", "--roi", "threshold",
+                              "--probe-size", "128", "--voi-index", "1"])  # fmt: skip
+    cfg = PreprocessConfig(height=64, width=32, **config_kwargs(args, PreprocessConfig))
+    assert cfg == PreprocessConfig(64, 32, bits=16, backend="pydicom", voi_index=1, reduce=False,
+                                   crop=False, margin=0.01, roi="threshold", probe_size=128)  # fmt: skip
+    assert parser.parse_args(["--out", "o"]).backend == "auto"  # the defaults are the config's
+    with pytest.raises(InputError, match=r"^preprocess margin: must be in \[0, 0.5\), got 0.5$"):
+        PreprocessConfig(margin=0.5)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rsna_pkg.cli_options import add_config_options
 from rsna_pkg.options import integer, number
-from rsna_pkg.preprocess.config import BACKENDS, MAX_SIZE, MIN_SIZE
+from rsna_pkg.preprocess.config import MAX_SIZE, MIN_SIZE, PreprocessConfig
 
 # Failed files listed one line each (file and reason); the manifest has every one.
 MAX_ERROR_LINES = 20
@@ -31,20 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=(1024, 512), help=f"output image size, {MIN_SIZE} to {MAX_SIZE} px a side",
     )  # fmt: skip
     parser.add_argument(
-        "--decoder", "--backend", dest="decoder", default="auto", choices=BACKENDS,
-        help="decoder (rsna_pkg.dicom.backend): auto / cpu = the cheapest exact one per syntax, "
-             "or one by name (--backend: deprecated spelling)",
-    )  # fmt: skip
-    parser.add_argument(
         "--workers", type=integer(1, 1_000_000), default=1,
         help="processes (capped at the usable cores and the images to do)",
     )  # fmt: skip
-    parser.add_argument("--bits", type=int, choices=(8, 16), default=8)
-    parser.add_argument(
-        "--voi-index", type=integer(0, 1000), default=0, help="which window / VOI LUT"
-    )
-    parser.add_argument("--no-reduce", action="store_true", help="always decode full resolution")
-    parser.add_argument("--no-crop", action="store_true", help="keep the whole image")
+    add_config_options(parser, PreprocessConfig)
     parser.add_argument(
         "--neg-ratio",
         type=number(0, 1e6, lo_open=True),
@@ -61,11 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rsna_pkg.cli_options import config_kwargs, flags_in_errors
     from rsna_pkg.data.schema import image_path
     from rsna_pkg.errors import InputError
     from rsna_pkg.logs import progress_shown
     from rsna_pkg.options import check_outputs
-    from rsna_pkg.preprocess.config import PreprocessConfig
     from rsna_pkg.preprocess.preview import write_preview
     from rsna_pkg.preprocess.runner import merge_manifests, run_preprocess
     from rsna_pkg.preprocess.selection import parse_shard
@@ -80,9 +71,9 @@ def run(args: argparse.Namespace) -> int:
     # the output folder may sit inside DATA, but not be DATA or its images folder
     check_outputs({"--out": args.out},
                   {"--data": args.data, "the images": args.data / f"{args.split}_images"})  # fmt: skip
-    cfg = PreprocessConfig(height=args.size[0], width=args.size[1], bits=args.bits,
-                           backend=args.decoder, voi_index=args.voi_index,
-                           reduce=not args.no_reduce, crop=not args.no_crop)  # fmt: skip
+    with flags_in_errors(PreprocessConfig):
+        cfg = PreprocessConfig(height=args.size[0], width=args.size[1],
+                               **config_kwargs(args, PreprocessConfig))  # fmt: skip
     shard = parse_shard(args.shard) if args.shard else None
     summary = run_preprocess(args.data, args.split, args.out, cfg, workers=args.workers,
                              neg_ratio=args.neg_ratio, seed=args.seed, limit=args.limit,

@@ -98,13 +98,13 @@ class TrainConfig(PlainDict):
         check_fields(self)
         if min(self.model.height, self.model.width) < 32:
             raise FieldError("model", f"input size {self.model.height}x{self.model.width}: "
-                             "each side must be at least 32")  # fmt: skip
+                             "each side must be at least 32", self.WHAT)  # fmt: skip
         if self.workers < 0:
-            raise FieldError("workers", f"must be >= 0, got {self.workers}")
+            raise FieldError("workers", f"must be >= 0, got {self.workers}", self.WHAT)
         if self.folds == 1:
-            raise FieldError("folds", "must be at least 2 (0: one validation split)")
+            raise FieldError("folds", "must be at least 2 (0: one validation split)", self.WHAT)
         if self.folds and not 0 <= self.fold < self.folds:
-            raise FieldError("fold", f"must be in [0, {self.folds}), got {self.fold}")
+            raise FieldError("fold", f"must be in [0, {self.folds}), got {self.fold}", self.WHAT)
         self._check_sampling_and_aux()
 
     def _check_sampling_and_aux(self) -> None:
@@ -112,11 +112,11 @@ class TrainConfig(PlainDict):
         if self.balance == "batch" and not 0 < n_pos < self.batch_size:
             raise FieldError("pos_fraction", f"{self.pos_fraction} gives {n_pos} positive(s) "
                              f"per batch of {self.batch_size}; balance 'batch' needs 1 to "
-                             f"{self.batch_size - 1}")  # fmt: skip
+                             f"{self.batch_size - 1}", self.WHAT)  # fmt: skip
         check_aux_weights(self.aux)
         if self.model.aux_heads != aux_heads([n for n in AUX_TARGETS if n in self.aux]):
             raise FieldError("aux", f"{sorted(self.aux)} does not match the model's auxiliary "
-                             f"heads {self.model.aux_heads}")  # fmt: skip
+                             f"heads {self.model.aux_heads}", self.WHAT)  # fmt: skip
 
     def with_(self, **changes: Any) -> TrainConfig:
         return replace(self, **changes)

@@ -475,7 +475,8 @@ def check_infer(cfg: CheckConfig, folder: Path, state: dict[str, Any]) -> dict[s
 
     from benchmarks.infer import build_checkpoint, repeat_test_set
     from rsna_pkg.infer.devices import Runtime
-    from rsna_pkg.infer.inference import InferOptions, infer, model_probabilities
+    from rsna_pkg.infer.inference import infer, model_probabilities
+    from rsna_pkg.infer.options import InferOptions
     from rsna_pkg.infer.stream import load_item
     from rsna_pkg.models.checkpoint import load_checkpoint
 

@@ -21,11 +21,14 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-METHODS = {"threshold (before)": ("threshold", 0.02), "segment (now)": ("segment", 0.005)}
+METHODS: dict[str, tuple[Literal["segment", "threshold"], float]] = {
+    "threshold (before)": ("threshold", 0.02),
+    "segment (now)": ("segment", 0.005),
+}
 VIEWS = ("CC", "MLO", "CC", "MLO", "CC", "MLO", "ML", "AT")
 DENSITIES = ("A", "B", "C", "D")
 

@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
 
     from rsna_pkg.data.schema import prediction_ids, read_table
     from rsna_pkg.infer.devices import Runtime
-    from rsna_pkg.infer.inference import InferOptions, infer
+    from rsna_pkg.infer.inference import infer
+    from rsna_pkg.infer.options import InferOptions
     from rsna_pkg.metrics import best_threshold, roc_auc
 
     truth = read_table(args.data / f"{args.split}.csv", "train")

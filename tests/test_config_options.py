@@ -145,3 +145,27 @@ def test_preprocess_options_are_its_config_fields() -> None:
     assert parser.parse_args(["--out", "o"]).backend == "auto"  # the defaults are the config's
     with pytest.raises(InputError, match=r"^preprocess margin: must be in \[0, 0.5\), got 0.5$"):
         PreprocessConfig(margin=0.5)
+
+
+def test_infer_options_are_its_fields_and_its_vocabularies_agree_with_the_library() -> None:
+    import typing
+
+    from rsna_pkg import metrics
+    from rsna_pkg.cli_options import config_kwargs
+    from rsna_pkg.config_fields import choices_of, field_types
+    from rsna_pkg.infer import command as infer_command
+    from rsna_pkg.infer.options import InferOptions
+
+    parser = argparse.ArgumentParser(prog="rsna infer")
+    infer_command.add_arguments(parser)
+    args = parser.parse_args(["--data", "d", "--model", "m.pt", "--out", "s.csv", "--agg", "max",
+                              "--tta", "vflip", "--split", "train", "--batch-size", "3"])  # fmt: skip
+    kwargs = config_kwargs(args, InferOptions)
+    assert kwargs == {"split": "train", "agg": "max", "tta": "vflip", "batch_size": 3}
+    opts = InferOptions(data=Path("d"), models=(Path("m.pt"),), out=Path("s.csv"), **kwargs)
+    assert opts.batch_size == 3
+    light = choices_of(field_types(InferOptions)["agg"])
+    assert light == typing.get_args(metrics.Aggregation)
+    assert light == choices_of(field_types(ModelConfig)["aggregation"])
+    with pytest.raises(InputError, match=r"^infer options tta: must be one of"):
+        InferOptions(data=Path("d"), models=(), out=Path("s.csv"), tta="rot90")  # type: ignore[arg-type]

@@ -24,7 +24,8 @@ import torch
 from rsna_pkg.errors import InputError
 from rsna_pkg.infer import stream
 from rsna_pkg.infer.devices import Runtime
-from rsna_pkg.infer.inference import InferOptions, infer
+from rsna_pkg.infer.inference import infer
+from rsna_pkg.infer.options import InferOptions
 
 CPU = Runtime(device="cpu", backend="cpu")
 
@@ -126,7 +127,9 @@ def by_id(result: Any) -> dict[str, float]:
 @pytest.mark.parametrize("workers", [0, 2])
 def test_mean_aggregation_failures_and_fallback(fake_data: Path, workers: int) -> None:
     res = infer(
-        opts(fake_data, workers=workers, batch_size=3), CPU, [FakeModel(FakePre())], lambda m: None
+        opts(fake_data, workers=workers, batch_size=3),
+        CPU,
+        [FakeModel(FakePre())],
     )
     got = by_id(res)
     assert list(got) == ["1_L", "1_R", "2_R", "3_L", "3_R"]  # test.csv order, each once
@@ -147,11 +150,11 @@ def test_mean_aggregation_failures_and_fallback(fake_data: Path, workers: int) -
 
 def test_max_hflip_threshold_and_metadata_fallback(fake_data: Path) -> None:
     model = FakeModel(FakePre(), threshold=0.6, meta=0.9)
-    res = infer(opts(fake_data, agg="max", tta="hflip"), CPU, [model], lambda m: None)
+    res = infer(opts(fake_data, agg="max", tta="hflip"), CPU, [model])
     got = by_id(res)
     assert got["1_L"] == pytest.approx(max(p_img(255, 0, tta=True), p_img(51, 255, tta=True)))
     assert got["3_L"] == pytest.approx(0.9)  # metadata-only model
-    res = infer(opts(fake_data, agg="max", tta="hflip", threshold="stored"), CPU, [model], print)
+    res = infer(opts(fake_data, agg="max", tta="hflip", threshold="stored"), CPU, [model])
     bin_ = by_id(res)
     expect = {k: float(v >= 0.6) for k, v in got.items()}
     assert bin_ == expect and res.threshold == 0.6
@@ -166,13 +169,13 @@ def test_ensemble_averages_and_decodes_once_per_config(fake_data: Path, monkeypa
 
     monkeypatch.setattr(stream, "preprocess_row", counting)
     same = [FakeModel(FakePre(), w=4.0), FakeModel(FakePre(), w=2.0, threshold=0.3)]
-    res = infer(opts(fake_data, threshold="stored"), CPU, same, lambda m: None)
+    res = infer(opts(fake_data, threshold="stored"), CPU, same)
     assert len(calls) == 6 and res.threshold == pytest.approx(0.4)  # 6 = files that exist; one pass
     p = (p_img(204, 51, 4.0) + p_img(204, 51, 2.0)) / 2
     assert by_id(res)["2_R"] == float(p >= 0.4)
     calls.clear()
     mixed = [FakeModel(FakePre()), FakeModel(FakePre(invert=True))]
-    res = infer(opts(fake_data), CPU, mixed, lambda m: None)
+    res = infer(opts(fake_data), CPU, mixed)
     assert sorted(calls) == [False] * 6 + [True] * 6  # one pass per distinct config
     assert by_id(res)["1_R"] == pytest.approx((p_img(102, 102) + p_img(153, 153)) / 2)
 
@@ -195,7 +198,7 @@ class FlakyModel(FakeModel):
 def test_model_failure_costs_one_image_not_the_run(fake_data: Path) -> None:
     # 51 = image 12 of breast 1_L; 204 = image 21, the only usable image of 2_R
     model = FlakyModel(FakePre(), bad=51, nan=204, meta=0.9)
-    res = infer(opts(fake_data, batch_size=8), CPU, [model], lambda m: None)
+    res = infer(opts(fake_data, batch_size=8), CPU, [model])
     got = by_id(res)
     assert len(got) == 5
     assert got["1_L"] == pytest.approx(p_img(255, 0))  # batch retried per image: 11 kept
@@ -207,7 +210,7 @@ def test_model_failure_costs_one_image_not_the_run(fake_data: Path) -> None:
     assert sorted(res.fallback_breasts) == ["2_R", "3_L"]
     # in an ensemble, the healthy member still scores the image the other one fails on
     pair = [FlakyModel(FakePre(), bad=51), FakeModel(FakePre(), w=2.0)]
-    res = infer(opts(fake_data, batch_size=8), CPU, pair, lambda m: None)
+    res = infer(opts(fake_data, batch_size=8), CPU, pair)
     expect_12 = p_img(51, 255, w=2.0)
     expect_11 = (p_img(255, 0) + p_img(255, 0, w=2.0)) / 2
     assert by_id(res)["1_L"] == pytest.approx((expect_11 + expect_12) / 2)
@@ -220,7 +223,7 @@ def test_model_that_always_fails_still_writes_every_row(fake_data: Path) -> None
             raise MemoryError("out of memory")
 
     model = OutOfMemory(FakePre(), meta=0.7)
-    res = infer(opts(fake_data), CPU, [model], lambda m: None)
+    res = infer(opts(fake_data), CPU, [model])
     assert by_id(res) == pytest.approx({k: 0.7 for k in ["1_L", "1_R", "2_R", "3_L", "3_R"]})
     assert sum("out of memory" in f["reason"] for f in res.failures) == 5
 
@@ -230,9 +233,9 @@ def test_sample_submission_order_and_determinism(fake_data: Path) -> None:
     pd.DataFrame({"prediction_id": order, "cancer": 0.5}).to_csv(
         fake_data / "sample_submission.csv", index=False
     )
-    a = infer(opts(fake_data, workers=2, batch_size=2), CPU, [FakeModel(FakePre())], print)
+    a = infer(opts(fake_data, workers=2, batch_size=2), CPU, [FakeModel(FakePre())])
     first = (fake_data / "sub.csv").read_bytes()
-    b = infer(opts(fake_data, workers=0, batch_size=5), CPU, [FakeModel(FakePre())], print)
+    b = infer(opts(fake_data, workers=0, batch_size=5), CPU, [FakeModel(FakePre())])
     # exactly the sample's ids, in its order: 3_L of test.csv is reported, not written
     assert a.submission["prediction_id"].tolist() == order
     assert a.unscored == ["3_L"]
@@ -247,7 +250,7 @@ def test_internet_sockets_refused_but_inference_runs(fake_data: Path, monkeypatc
 
     monkeypatch.setattr(socket, "socket", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    res = infer(opts(fake_data, workers=2), CPU, [FakeModel(FakePre())], lambda m: None)
+    res = infer(opts(fake_data, workers=2), CPU, [FakeModel(FakePre())])
     assert len(res.submission) == 5
 
 
@@ -258,21 +261,21 @@ def test_internet_sockets_refused_but_inference_runs(fake_data: Path, monkeypatc
 def test_bad_test_csv_is_input_error_before_any_work(fake_data: Path, csv: str, match: str) -> None:
     (fake_data / "test.csv").write_text(csv)
     with pytest.raises(InputError, match=match):
-        infer(opts(fake_data), CPU, [FakeModel(FakePre())], lambda m: None)
+        infer(opts(fake_data), CPU, [FakeModel(FakePre())])
     assert not (fake_data / "sub.csv").exists()
 
 
 def test_missing_checkpoint_is_input_error(fake_data: Path) -> None:
     with pytest.raises(InputError, match="nope.pt: checkpoint not found"):
-        infer(opts(fake_data, models=(fake_data / "nope.pt",)), CPU, None, lambda m: None)
+        infer(opts(fake_data, models=(fake_data / "nope.pt",)), CPU, None)
     with pytest.raises(InputError, match="at least one checkpoint"):
-        infer(opts(fake_data), CPU, None, lambda m: None)
+        infer(opts(fake_data), CPU, None)
 
 
 def test_header_only_csv_is_input_error(fake_data: Path) -> None:
     pd.read_csv(fake_data / "test.csv").iloc[:0].to_csv(fake_data / "test.csv", index=False)
     with pytest.raises(InputError, match="no rows"):
-        infer(opts(fake_data), CPU, [FakeModel(FakePre())], lambda m: None)
+        infer(opts(fake_data), CPU, [FakeModel(FakePre())])
 
 
 def test_no_network_guard_blocks_internet_and_restores() -> None:

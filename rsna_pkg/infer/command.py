@@ -14,6 +14,8 @@ import logging
 import time
 from pathlib import Path
 
+from rsna_pkg.cli_options import add_config_options
+from rsna_pkg.infer.options import InferOptions
 from rsna_pkg.options import integer
 
 # Exit code of a run whose submission was written but holds no model prediction at all:
@@ -30,8 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "it (a K-fold `rsna train` output: its fold_<i>/model.pt), else its *.pt but last.pt",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="submission CSV to write")
-    parser.add_argument("--split", default="test", choices=("test", "train"))
-    parser.add_argument("--agg", default="mean", choices=("mean", "max"), help="per breast")
+    add_config_options(parser, InferOptions)
     parser.add_argument(
         "--threshold",
         default="stored",
@@ -39,20 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "threshold), none (probabilities) or a number in [0, 1]",
     )
     parser.add_argument(
-        "--tta", default="none", choices=("none", "vflip", "hflip"),
-        help="average with a flipped view: vflip is the flip training augments with; hflip "
-        "mirrors the breast to the side preprocessing never puts it. Default none: on the "
-        "realistic set both moved breast AUC by under 0.003, far inside its noise, for twice "
-        "the model time (rsna bench tta; docs/SYNTH_DIFFICULTY.md)",
-    )  # fmt: skip
-    parser.add_argument(
         "--decoder", "--backend", dest="decoder", default="auto",
         choices=("auto", "cpu", "dali", "nvimgcodec"),  # infer.devices.BACKENDS (kept light)
         help="decoding path: cpu (the CPU decoders, in workers) or a batch GPU decoder (auto: "
              "DALI, else nvImageCodec, on CUDA when the checkpoints decode full resolution; "
              "--backend: deprecated spelling)",
     )  # fmt: skip
-    parser.add_argument("--batch-size", type=integer(1, 4096), default=8)
     parser.add_argument(
         "--workers",
         type=integer(0, 1_000_000),
@@ -69,13 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rsna_pkg.cli_options import config_kwargs, flags_in_errors
     from rsna_pkg.infer.devices import (
         default_threads,
         default_workers,
         resolve_runtime,
         torch_threads,
     )
-    from rsna_pkg.infer.inference import InferOptions, infer
+    from rsna_pkg.infer.inference import infer
     from rsna_pkg.infer.netguard import no_network
     from rsna_pkg.infer.run_report import build_report, write_report
     from rsna_pkg.infer.submission import parse_threshold
@@ -88,17 +82,12 @@ def run(args: argparse.Namespace) -> int:
     workers, capped = capped_workers("--workers", workers)
     if capped:
         log.info(f"infer: {capped}")
-    opts = InferOptions(
-        data=args.data,
-        models=tuple(args.model),
-        out=args.out,
-        split=args.split,
-        agg=args.agg,
-        threshold=parse_threshold(str(args.threshold)),
-        tta=args.tta,
-        batch_size=args.batch_size,
-        workers=workers,
-    )
+    with flags_in_errors(InferOptions):
+        opts = InferOptions(
+            data=args.data, models=tuple(args.model), out=args.out,
+            threshold=parse_threshold(str(args.threshold)), workers=workers,
+            **config_kwargs(args, InferOptions),
+        )  # fmt: skip
     runtime = resolve_runtime(args.device, args.decoder)
     threads = args.threads or (default_threads(workers) if runtime.device == "cpu" else None)
     log.info(

@@ -32,6 +32,7 @@ from rsna_pkg.data.schema import (
 from rsna_pkg.errors import InputError, describe, one_line
 from rsna_pkg.infer import submission as sub
 from rsna_pkg.infer.devices import Runtime, settle_backend
+from rsna_pkg.infer.options import InferOptions
 from rsna_pkg.infer.stream import Batch
 from rsna_pkg.metrics import Aggregation
 from rsna_pkg.options import capped_workers
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-TTA_MODES: tuple[str, ...] = ("none", "vflip", "hflip")
 # vflip is the flip training augments with; hflip mirrors the breast to the right side,
 # which preprocessing never produces (kept for comparison: benchmarks/tta.py measures both).
 TTA_FLIP_DIM = {"vflip": -2, "hflip": -1}
@@ -70,38 +70,6 @@ class Scorer(Protocol):
     def encode_metadata(self, df: pd.DataFrame) -> torch.Tensor | None: ...
     def forward(self, images: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor: ...
     def metadata_only_proba(self, df: pd.DataFrame) -> np.ndarray | None: ...
-
-
-@dataclass(frozen=True)
-class InferOptions:
-    """What ``rsna infer`` was asked to do (see its --help); validated on construction."""
-
-    data: Path
-    models: tuple[Path, ...]
-    out: Path
-    split: str = "test"
-    agg: Aggregation = "mean"
-    threshold: sub.ThresholdSpec = "stored"
-    tta: str = "none"  # one of TTA_MODES
-    batch_size: int = 8
-    workers: int = 0
-    prefetch: int = 2
-
-    def __post_init__(self) -> None:
-        checks = [
-            (
-                self.tta in TTA_MODES,
-                f"--tta must be one of {', '.join(TTA_MODES)}, got {self.tta!r}",
-            ),
-            (self.agg in ("mean", "max"), f"--agg must be mean or max, got {self.agg!r}"),
-            (self.split in ("test", "train"), f"--split must be test or train, got {self.split!r}"),
-            (self.batch_size >= 1, "--batch-size must be >= 1"),
-            (self.workers >= 0, "--workers must be >= 0"),
-            (self.prefetch >= 1, "prefetch must be >= 1"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise InputError(message)
 
 
 @dataclass

@@ -12,6 +12,7 @@ Credentials come from the user's environment or ~/.kaggle/kaggle.json, never thi
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import shutil
 import subprocess
@@ -27,6 +28,8 @@ from rsna_pkg.kaggle.paths import DATASET_METADATA, KERNEL_ORDER, KaggleConfig, 
 from rsna_pkg.kaggle.render import dataset_metadata, dumps
 from rsna_pkg.kaggle.weights import build_weights
 from rsna_pkg.outputs import MODEL_NAME
+
+log = logging.getLogger(__name__)
 
 POLL_SECONDS = 60  # between two `kaggle kernels status`
 DATASET_POLL_SECONDS = 15  # between two `kaggle datasets status`
@@ -83,9 +86,9 @@ def push(
         raise InputError(f"--kernels: choose from {', '.join(KERNEL_ORDER)}")
     work = work if work.is_absolute() else repo / work
     datasets = {"wheels": work / cfg.datasets["wheels"].slug}
-    print(build_dataset(datasets["wheels"], cfg, opts, repo=repo).summary())
+    log.info(build_dataset(datasets["wheels"], cfg, opts, repo=repo).summary())
     datasets["weights"] = work / cfg.datasets["weights"].slug
-    print(build_weights(datasets["weights"], cfg).summary())
+    log.info(build_weights(datasets["weights"], cfg).summary())
     if model is not None:
         datasets["model"] = stage_model(work, cfg, model)
     problems = check_repo(repo, cfg)
@@ -133,7 +136,7 @@ def wait_for(cli: list[str], ref: str) -> None:
             return
         if out.returncode != 0 or "error" in text or "cancel" in text:
             raise RsnaError(f"kernel {ref}: {text.strip()}")
-        print(f"waiting for {ref}: {text.strip()}", flush=True)
+        log.info(f"waiting for {ref}: {text.strip()}")
         time.sleep(POLL_SECONDS)
 
 
@@ -152,7 +155,7 @@ def wait_for_dataset(cli: list[str], ref: str, timeout: float) -> None:
         said = (out.stdout + out.stderr).strip()
         state = dataset_state(said)
         if out.returncode == 0 and state == "ready":
-            print(f"dataset {ref}: ready", flush=True)
+            log.info(f"dataset {ref}: ready")
             return
         if out.returncode != 0 or state in DATASET_FAILED:
             raise RsnaError(f"dataset {ref}: kaggle datasets status says {said!r}")
@@ -161,7 +164,7 @@ def wait_for_dataset(cli: list[str], ref: str, timeout: float) -> None:
                 f"dataset {ref}: still {state!r} after {timeout:.0f} s (--dataset-timeout); "
                 "the kernels were not pushed"
             )
-        print(f"waiting for dataset {ref}: {state}", flush=True)
+        log.info(f"waiting for dataset {ref}: {state}")
         time.sleep(DATASET_POLL_SECONDS)
 
 
@@ -175,10 +178,10 @@ def push_refusal(said: str) -> str | None:
 
 def _run_captured(cli: list[str], args: list[str]) -> str:
     """Run and echo; returns what it printed. A non-zero exit is an error."""
-    print("+", _show(args), flush=True)
+    log.info(f"+ {_show(args)}")
     done = subprocess.run([*cli, *args], capture_output=True, text=True)
     said = done.stdout + done.stderr
-    print(said, end="", flush=True)
+    log.info(said.rstrip("\n"))
     if done.returncode != 0:
         raise RsnaError(f"{_show(args)} failed (exit {done.returncode}): {said.strip()[-300:]}")
     return said
@@ -189,7 +192,7 @@ def _show(args: list[str]) -> str:
 
 
 def _run(cli: list[str], args: list[str], check: bool = True) -> int:
-    print("+", _show(args), flush=True)
+    log.info(f"+ {_show(args)}")
     code = subprocess.run([*cli, *args]).returncode
     if check and code != 0:
         raise RsnaError(f"{_show(args)} failed (exit {code})")

@@ -91,17 +91,25 @@ def config_kwargs(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     return {f.name: getattr(args, f.name) for f in cli_fields(cls)}
 
 
+def same_name_flags(*names: str) -> dict[str, str]:
+    """``{"neg_ratio": "--neg-ratio", ...}``: settings whose flag is their dashed name."""
+    return {name: "--" + name.replace("_", "-") for name in names}
+
+
 @contextmanager
-def flags_in_errors(*classes: type) -> Iterator[None]:
-    """A ``FieldError`` from building one of ``classes`` raised again naming the flag the
-        field is set by (``--batch-size: ...``), a hand-made option's too (``cli=False``: a
-    command sets it from its own flag of the same name, or the declared ``flag``); a field no
-    flag sets keeps its name."""
+def flags_in_errors(*classes: type, **flags: str) -> Iterator[None]:
+    """A ``FieldError`` raised inside, said again naming the flag its field is set by
+    (``--batch-size: ...``): a field of one of ``classes`` declared with ``option`` (a
+    hand-made option's too: ``cli=False`` with its own flag of the same name or the declared
+    ``flag``), or a parameter a command sets from a flag it names in ``flags``
+    (``resume="--resume"``). A field no flag sets keeps its name."""
     try:
         yield
     except FieldError as exc:
+        if exc.field in flags:
+            raise InputError(exc.renamed(flags[exc.field])) from exc
         for cls in classes:
             for f in fields(cls):
                 if f.name == exc.field and "help" in f.metadata:  # declared with option()
-                    raise InputError(f"{flag_of(f)}: {exc.requirement}") from exc
+                    raise InputError(exc.renamed(flag_of(f))) from exc
         raise

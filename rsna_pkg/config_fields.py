@@ -24,14 +24,23 @@ from rsna_pkg.errors import InputError
 
 
 class FieldError(InputError):
-    """A config field's value is unusable: ``field`` names it, ``requirement`` says what it
-    must be, so the CLI can say the same of the flag the value came from; ``what`` names
-    the config (``preprocess height: ...``), for a value read back from a file."""
+    """A setting's value is unusable: ``field`` names it (a config field, or a parameter
+    of a library call), ``value`` is what was given when the message shows it, ``reason``
+    says what is wrong, so the CLI can say the same of the flag the value came from
+    (``cli_options.flags_in_errors``); ``what`` names the config (``preprocess height:
+    ...``), for a value read back from a file."""
 
-    def __init__(self, field: str, requirement: str, what: str = "") -> None:
+    def __init__(self, field: str, reason: str, what: str = "", value: object = None) -> None:
         self.field = field
-        self.requirement = requirement
-        super().__init__(f"{what} {field}: {requirement}" if what else f"{field}: {requirement}")
+        self.reason = reason
+        self.value = value
+        shown = "" if value is None else f" {value}"
+        super().__init__(f"{what + ' ' if what else ''}{field}{shown}: {reason}")
+
+    def renamed(self, flag: str) -> str:
+        """The message with the flag in the field's place (``--pretrained x.pt: ...``)."""
+        shown = "" if self.value is None else f" {self.value}"
+        return f"{flag}{shown}: {self.reason}"
 
 
 def option(

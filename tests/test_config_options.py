@@ -169,3 +169,26 @@ def test_infer_options_are_its_fields_and_its_vocabularies_agree_with_the_librar
     assert light == choices_of(field_types(ModelConfig)["aggregation"])
     with pytest.raises(InputError, match=r"^infer options tta: must be one of"):
         InferOptions(data=Path("d"), models=(), out=Path("s.csv"), tta="rot90")  # type: ignore[arg-type]
+
+
+def test_library_errors_name_the_setting_and_each_command_names_its_flag(tmp_path, capsys) -> None:
+    """A library call names what it was given (``pretrained x.pt: ...``); the command that
+    set it from a flag says the flag (``--pretrained x.pt: ...``), whatever the flag is
+    called (weights convert's ``backbone`` is ``--to``)."""
+    from rsna_pkg.cli import main
+    from rsna_pkg.models.foreign import init_weights
+
+    missing = tmp_path / "nowhere.pth"
+    with pytest.raises(FieldError, match=r"^pretrained .*nowhere.pth: file not found"):
+        init_weights(missing)
+    src = tmp_path / "w.pth"
+    src.write_bytes(b"")
+    for argv, said in (
+        (["weights", "convert", str(src), "--to", "resnet18", "--out", str(tmp_path / "o.st")],
+         "rsna weights: error: --to resnet18: expected timm:NAME"),
+        (["train", "--data", str(tmp_path), "--images", str(tmp_path / "i"), "--out",
+          str(tmp_path / "o"), "--size", "64", "32", "--pretrained", str(missing)],
+         f"rsna train: error: --pretrained {missing}: file not found"),
+    ):  # fmt: skip
+        assert main(argv) == 2
+        assert said in capsys.readouterr().err

@@ -43,7 +43,7 @@ def test_parse_threshold(text: str, expected: sub.ThresholdSpec) -> None:
 
 @pytest.mark.parametrize("text", ["abc", "-0.1", "1.5", ""])
 def test_parse_threshold_rejects(text: str) -> None:
-    with pytest.raises(InputError, match="--threshold"):
+    with pytest.raises(InputError, match="^threshold: must"):  # rsna infer says --threshold
         sub.parse_threshold(text)
 
 
@@ -112,7 +112,7 @@ def test_thresholds_at_the_edges_and_without_checkpoints() -> None:
     assert sub.parse_threshold("0") == 0.0  # [0, 1] is closed at both ends
     with pytest.raises(InputError) as info:
         sub.resolve_threshold("stored", [])
-    assert str(info.value) == "--threshold stored needs at least one checkpoint"
+    assert str(info.value) == "threshold stored: needs at least one checkpoint"
     assert sub.aggregate_images(["1_L", "1_L"], [0.2, 0.6]).tolist() == pytest.approx([0.4])
 
 

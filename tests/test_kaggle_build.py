@@ -313,5 +313,5 @@ def test_mount_follows_the_kernel_metadata(
     without_prep = {k: v for k, v in mounts.items() if not k.startswith("kernel:")}
     with pytest.raises(RsnaError, match="must run before"):
         mount(tmp_path / "k2", cfg, without_prep, meta, layout)
-    with pytest.raises(RsnaError, match="--layout 'flat'"):
+    with pytest.raises(RsnaError, match="^layout 'flat': choose from"):
         mount(tmp_path / "k3", cfg, mounts, meta, "flat")

@@ -242,7 +242,7 @@ def test_freeze_top_trains_the_last_stage_head_conv_and_fusion_head_only() -> No
             assert p.requires_grad == (int(name.split(".")[2]) == last), name
     model.train()
     assert not model.body.blocks[0].training and model.body.blocks[last].training
-    with pytest.raises(InputError, match="--freeze top: ResNet"):
+    with pytest.raises(InputError, match="^freeze top: ResNet"):  # the CLI says --freeze
         apply_freeze(CancerClassifier("resnet18"), "top")
 
 

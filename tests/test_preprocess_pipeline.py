@@ -140,8 +140,10 @@ def small_data(synth_data: Path, tmp_path: Path) -> Path:
 
 def run_cli(argv: list[str]) -> int:
     import rsna_pkg.preprocess.command as command
+    from rsna_pkg.cli import add_verbosity
 
     parser = argparse.ArgumentParser()
+    add_verbosity(parser)  # --quiet is every command's (rsna_pkg.cli)
     command.add_arguments(parser)
     return command.run(parser.parse_args(argv))
 

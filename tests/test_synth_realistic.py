@@ -231,7 +231,7 @@ def test_command_line_difficulty(tmp_path: Path, capsys: pytest.CaptureFixture[s
     with pytest.raises(SystemExit):
         parser.parse_args([str(tmp_path / "z"), "--patients", "2", "--difficulty", "hard"])
     capsys.readouterr()
-    with pytest.raises(InputError, match="--difficulty"):
+    with pytest.raises(InputError, match="^difficulty: must be one of"):
         generate(tmp_path / "w", SynthConfig(patients=2, difficulty="hard"))
     assert SynthConfig(difficulty="realistic").resolved_cancer_rate() == REAL_BREAST_RATE
     assert SynthConfig(difficulty="realistic", scale="full").resolved_cancer_rate() == (
@@ -257,5 +257,5 @@ def test_replicate_passes_difficulty(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(synth, "generate", fake_generate)
     opts = replay.ReplayOptions(work=tmp_path, patients=7, difficulty="realistic")
     with pytest.raises(RuntimeError, match="stop"):
-        replay._synthetic(tmp_path / "data", opts, print)
+        replay._synthetic(tmp_path / "data", opts)
     assert seen[0].difficulty == "realistic" and seen[0].patients == 7

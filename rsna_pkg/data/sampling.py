@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rsna_pkg.config_fields import FieldError
 from rsna_pkg.errors import InputError
 
 
@@ -43,7 +44,7 @@ def balanced_batches(
     if not 0 < n_pos < batch_size:
         raise InputError(f"a batch of {batch_size} cannot hold {n_pos} positive(s) and a negative")
     if len(pos) == 0:
-        raise InputError("--balance batch: the training split has no positive image")
+        raise FieldError("balance", "the training split has no positive image", value="batch")
     n_neg = batch_size - n_pos
     n_batches = len(neg) // n_neg
     negs = rng.permutation(neg)[: n_batches * n_neg].reshape(n_batches, n_neg)

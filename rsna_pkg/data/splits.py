@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rsna_pkg.config_fields import FieldError
 from rsna_pkg.data.schema import check_columns
 from rsna_pkg.errors import InputError
 from rsna_pkg.outputs import atomic_write_text
@@ -25,7 +26,7 @@ def patient_folds(df: pd.DataFrame, folds: int, seed: int) -> pd.DataFrame:
     """One row per patient: ``patient_id``, ``fold`` in [0, folds), ``cancer``
     (1 if any image of the patient is positive)."""
     if folds < 2:
-        raise InputError(f"--folds {folds}: need at least 2 folds")
+        raise FieldError("folds", "need at least 2 folds", value=folds)
     check_columns(df, ("patient_id", "cancer"), "split")
     patients = df.groupby("patient_id", sort=True)["cancer"].max().astype(int).reset_index()
     if len(patients) < folds:
@@ -48,7 +49,7 @@ def patient_folds(df: pd.DataFrame, folds: int, seed: int) -> pd.DataFrame:
 def holdout_folds(df: pd.DataFrame, val_frac: float, seed: int) -> pd.DataFrame:
     """Patient folds for a single hold-out: validation is fold 0 of round(1/val_frac)."""
     if not 0 < val_frac < 1:
-        raise InputError(f"--val-frac {val_frac}: must be between 0 and 1")
+        raise FieldError("val_frac", "must be between 0 and 1", value=val_frac)
     return patient_folds(df, max(2, round(1 / val_frac)), seed)
 
 

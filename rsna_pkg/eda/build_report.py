@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rsna_pkg.config_fields import FieldError
 from rsna_pkg.data.schema import image_path, read_table
 from rsna_pkg.eda import figures as fg
 from rsna_pkg.eda import galleries, headers, metadata, sections
@@ -173,7 +174,7 @@ def gallery_figures(
 def run_eda(cfg: EdaConfig) -> EdaResult:
     """Compute every section, draw every figure, write the report."""
     if cfg.sample < 1:
-        raise InputError(f"--sample must be >= 1, got {cfg.sample}")
+        raise FieldError("sample", f"must be >= 1, got {cfg.sample}")
     t0 = time.perf_counter()
     rng = np.random.default_rng(cfg.seed)
     tables = load_tables(cfg.data_dir)

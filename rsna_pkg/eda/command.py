@@ -34,6 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The command; a setting the library refuses is named by its flag (``FieldError``)."""
+    from rsna_pkg.cli_options import flags_in_errors, same_name_flags
+
+    with flags_in_errors(**same_name_flags("sample")):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from rsna_pkg.eda.build_report import EdaConfig, run_eda
     from rsna_pkg.logs import progress_shown
     from rsna_pkg.options import capped_workers, check_outputs

@@ -62,6 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The run; a setting the library refuses is named by its flag."""
+    from rsna_pkg.cli_options import flags_in_errors
+
+    with flags_in_errors(InferOptions, models="--model", device="--device", decoder="--decoder"):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from rsna_pkg.cli_options import config_kwargs, flags_in_errors
     from rsna_pkg.infer.devices import (
         default_threads,

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rsna_pkg.config_fields import FieldError
 from rsna_pkg.dicom.batch import cuda_available
-from rsna_pkg.errors import InputError
 from rsna_pkg.infer.stream import Batch, iterate_batches
 
 # The registry's batch decoders, in its order (rsna_pkg.dicom.backend.DECODERS); a test
@@ -101,17 +101,17 @@ class Runtime:
 def resolve_runtime(device: str = "auto", backend: str = "auto") -> Runtime:
     """Turn the CLI choices into a Runtime; InputError when a forced choice is unavailable."""
     if device not in DEVICES:
-        raise InputError(f"--device must be one of {DEVICES}, got {device!r}")
+        raise FieldError("device", f"must be one of {DEVICES}, got {device!r}")
     if backend not in BACKENDS:
-        raise InputError(f"--decoder must be one of {BACKENDS}, got {backend!r}")
+        raise FieldError("decoder", f"must be one of {BACKENDS}, got {backend!r}")
     has_cuda = cuda_available()
     if device == "cuda" and not has_cuda:
-        raise InputError("--device cuda: CUDA is not available on this machine")
+        raise FieldError("device", "CUDA is not available on this machine", value="cuda")
     dev = device if device != "auto" else ("cuda" if has_cuda else "cpu")
     if backend == "dali" and dev != "cuda":
-        raise InputError("--decoder dali needs --device cuda (a usable GPU)")
+        raise FieldError("decoder", "needs a CUDA device (a usable GPU)", value="dali")
     if backend in BATCH_DECODERS and not decoder_available(backend):
-        raise InputError(f"--decoder {backend}: its library is not installed")
+        raise FieldError("decoder", "its library is not installed", value=backend)
     if backend == "auto" and not (dev == "cuda" and gpu_decoder()):
         why = "no GPU" if dev != "cuda" else "neither DALI nor nvImageCodec installed"
         return Runtime(device=dev, backend="cpu", why=why)

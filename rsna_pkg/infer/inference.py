@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rsna_pkg.config_fields import FieldError
 from rsna_pkg.data.schema import (
     TEST_COLUMNS,
     TEST_TIME_COLUMNS,
@@ -169,7 +170,7 @@ def model_files(args: Sequence[Path]) -> list[Path]:
 
 def check_model_paths(paths: Sequence[Path]) -> None:
     if not paths:
-        raise InputError("--model: give at least one checkpoint")
+        raise FieldError("models", "give at least one checkpoint")
     for p in paths:
         if not Path(p).is_file():
             raise InputError(f"{p}: checkpoint not found")

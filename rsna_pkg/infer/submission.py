@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from rsna_pkg.config_fields import FieldError
 from rsna_pkg.data.schema import SUBMISSION_COLUMNS
 from rsna_pkg.errors import InputError
 from rsna_pkg.metrics import Aggregation, aggregate_per_breast
@@ -30,11 +31,11 @@ def parse_threshold(text: str) -> ThresholdSpec:
     try:
         value = float(text)
     except ValueError:
-        raise InputError(
-            f"--threshold must be 'stored', 'none' or a number, got {text!r}"
+        raise FieldError(
+            "threshold", f"must be 'stored', 'none' or a number, got {text!r}"
         ) from None
     if not 0.0 <= value <= 1.0:
-        raise InputError(f"--threshold must lie in [0, 1], got {value}")
+        raise FieldError("threshold", f"must lie in [0, 1], got {value}")
     return value
 
 
@@ -48,7 +49,7 @@ def resolve_threshold(spec: ThresholdSpec, stored: Sequence[float]) -> float | N
         return None
     if spec == "stored":
         if not stored:
-            raise InputError("--threshold stored needs at least one checkpoint")
+            raise FieldError("threshold", "needs at least one checkpoint", value="stored")
         return float(np.mean(np.asarray(stored, dtype=np.float64)))
     return float(spec)
 

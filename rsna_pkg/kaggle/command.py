@@ -86,6 +86,14 @@ def _build_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The command; a setting the library refuses is named by its flag (``FieldError``)."""
+    from rsna_pkg.cli_options import flags_in_errors, same_name_flags
+
+    with flags_in_errors(**same_name_flags("model", "kernels", "models", "layout")):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from rsna_pkg.kaggle.paths import find_repo, load_config
 
     repo = find_repo(args.repo)

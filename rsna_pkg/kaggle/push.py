@@ -21,7 +21,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from rsna_pkg.errors import InputError, RsnaError
+from rsna_pkg.config_fields import FieldError
+from rsna_pkg.errors import RsnaError
 from rsna_pkg.kaggle.build import BuildOptions, build_dataset
 from rsna_pkg.kaggle.check import check_dataset, check_repo, offline_api
 from rsna_pkg.kaggle.paths import DATASET_METADATA, KERNEL_ORDER, KaggleConfig, kernel_dir
@@ -50,7 +51,7 @@ def kaggle_cli() -> list[str]:
 def stage_model(work: Path, cfg: KaggleConfig, model: Path) -> Path:
     """A flat model dataset folder: model.pt + dataset-metadata.json."""
     if not model.is_file():
-        raise InputError(f"--model {model}: no such file")
+        raise FieldError("model", "no such file", value=model)
     folder = work / cfg.datasets["model"].slug
     if folder.exists():
         shutil.rmtree(folder)
@@ -83,7 +84,7 @@ def push(
 ) -> int:
     names = [k for k in KERNEL_ORDER if kernels is None or k in kernels]
     if kernels and set(kernels) - set(KERNEL_ORDER):
-        raise InputError(f"--kernels: choose from {', '.join(KERNEL_ORDER)}")
+        raise FieldError("kernels", f"choose from {', '.join(KERNEL_ORDER)}")
     work = work if work.is_absolute() else repo / work
     datasets = {"wheels": work / cfg.datasets["wheels"].slug}
     log.info(build_dataset(datasets["wheels"], cfg, opts, repo=repo).summary())

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rsna_pkg.config_fields import FieldError
 from rsna_pkg.errors import InputError, RsnaError
 from rsna_pkg.kaggle import sandbox
 from rsna_pkg.kaggle.build import BuildOptions, build_dataset
@@ -154,7 +155,7 @@ def mount_point(kind: str, ref: str, layout: str) -> str:
     (competitions/<slug>, datasets/<owner>/<slug>, notebooks/<owner>/<slug>), ``old`` the
     flat input/<slug> that some sessions still get."""
     if layout not in LAYOUTS:
-        raise InputError(f"--layout {layout!r}: choose from {', '.join(LAYOUTS)}")
+        raise FieldError("layout", f"choose from {', '.join(LAYOUTS)}", value=repr(layout))
     if layout == "old":
         return ref.split("/")[-1]
     folder = {"competition": "competitions", "dataset": "datasets", "kernel": "notebooks"}[kind]

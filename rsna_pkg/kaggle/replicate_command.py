@@ -58,6 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The command; a setting the library refuses is named by its flag (``FieldError``)."""
+    from rsna_pkg.cli_options import flags_in_errors, same_name_flags
+
+    with flags_in_errors(**same_name_flags("patients", "difficulty", "layout", "seed")):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
 

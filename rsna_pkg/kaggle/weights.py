@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from rsna_pkg.config_fields import FieldError
 from rsna_pkg.errors import InputError
 from rsna_pkg.kaggle.paths import DATASET_METADATA, KaggleConfig
 
@@ -46,8 +47,8 @@ def registry_file(model: str) -> tuple[Path, str, str]:
     """(the .pth, package name, version) that the installed registry package for ``model``
     ships; InputError naming the package when it is not installed."""
     if model not in REGISTRY:
-        raise InputError(
-            f"--models {model}: no registry package known; one of {', '.join(REGISTRY)}"
+        raise FieldError(
+            "models", f"no registry package known; one of {', '.join(REGISTRY)}", value=model
         )
     package = REGISTRY[model]
     try:

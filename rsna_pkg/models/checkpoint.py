@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rsna_pkg.config_fields import FieldError
 from rsna_pkg.data.dataset import image_to_tensor
 from rsna_pkg.data.metadata_encoder import MetadataEncoder
 from rsna_pkg.errors import InputError, describe
@@ -126,7 +127,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {device}: CUDA is not available on this machine")
+        raise FieldError("device", "CUDA is not available on this machine", value=device)
     return torch.device(device)
 
 

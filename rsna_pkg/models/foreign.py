@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rsna_pkg.config_fields import FieldError
 from rsna_pkg.errors import InputError, describe
 from rsna_pkg.models.config import InitWeights
 
@@ -160,8 +161,8 @@ def timm_layout(backbone: str) -> tuple[dict[str, tuple[int, ...]], list[int]]:
         model = timm.create_model(timm_name(backbone), pretrained=False)
     blocks = getattr(model, "blocks", None)
     if not hasattr(model, "conv_stem") or not isinstance(blocks, torch.nn.Sequential):
-        raise InputError(f"--to {backbone}: not a timm EfficientNet (conv_stem + blocks); "
-                         "efficientnet_pytorch weights map only onto those")  # fmt: skip
+        raise FieldError("backbone", "not a timm EfficientNet (conv_stem + blocks); "
+                         "efficientnet_pytorch weights map only onto those", value=backbone)  # fmt: skip
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     return shapes, [len(list(stage.children())) for stage in blocks]
 
@@ -183,11 +184,13 @@ def convert(
     from rsna_pkg.outputs import atomic_path
 
     if source_format not in SOURCE_FORMATS:
-        raise InputError(f"--from {source_format}: choose one of {', '.join(SOURCE_FORMATS)}")
+        raise FieldError(
+            "source_format", f"choose one of {', '.join(SOURCE_FORMATS)}", value=source_format
+        )
     if not is_timm(backbone):
-        raise InputError(f"--to {backbone}: expected timm:NAME")
+        raise FieldError("backbone", "expected timm:NAME", value=backbone)
     if out.suffix != ".safetensors":
-        raise InputError(f"--out {out}: must end in .safetensors")
+        raise FieldError("out", "must end in .safetensors", value=out)
     target, depths = timm_layout(backbone)
     try:
         state = rename_state(read_source(src), target, depths)
@@ -224,7 +227,7 @@ def file_metadata(path: Path) -> dict[str, Any]:
 def init_weights(path: Path) -> InitWeights:
     """What a checkpoint records of the ``--pretrained`` file it started from."""
     if not path.is_file():
-        raise InputError(f"--pretrained {path}: file not found (weights are never downloaded)")
+        raise FieldError("pretrained", "file not found (weights are never downloaded)", value=path)
     meta = file_metadata(path)
     return InitWeights(file=path.name, sha256=sha256_file(path),
                        source_file=str(meta.get("source_file", "")),

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from rsna_pkg.errors import InputError
+from rsna_pkg.config_fields import FieldError
 from rsna_pkg.models.zoo import body_segments, build_backbone
 
 FREEZE_MODES: tuple[str, ...] = ("none", "features", "classifier", "top")
@@ -133,8 +133,8 @@ def below_last_stage(body: nn.Module) -> list[nn.Module]:
     every stage but the last); InputError for a body without that layout."""
     blocks = getattr(body, "blocks", None)
     if not isinstance(blocks, nn.Sequential) or not hasattr(body, "conv_stem") or len(blocks) < 2:
-        raise InputError(f"--freeze top: {type(body).__name__} has no conv_stem + blocks "
-                         "stages (a timm EfficientNet/MobileNet does)")  # fmt: skip
+        raise FieldError("freeze", f"{type(body).__name__} has no conv_stem + blocks stages "
+                         "(a timm EfficientNet/MobileNet does)", value="top")  # fmt: skip
     stem = [m for m in (body.conv_stem, getattr(body, "bn1", None)) if isinstance(m, nn.Module)]
     return [*stem, *list(blocks)[:-1]]
 
@@ -142,7 +142,7 @@ def below_last_stage(body: nn.Module) -> list[nn.Module]:
 def apply_freeze(model: CancerClassifier, mode: str) -> None:
     """Set requires_grad according to the freeze mode (see module docstring)."""
     if mode not in FREEZE_MODES:
-        raise InputError(f"--freeze {mode!r}: choose one of {', '.join(FREEZE_MODES)}")
+        raise FieldError("freeze", f"choose one of {', '.join(FREEZE_MODES)}", value=repr(mode))
     if mode == "top":
         below_last_stage(model.body)  # refuse a body without stages before training starts
     model.freeze = mode

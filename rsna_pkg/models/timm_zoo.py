@@ -18,7 +18,8 @@ from typing import Any
 
 from torch import nn
 
-from rsna_pkg.errors import InputError, describe, one_line
+from rsna_pkg.config_fields import FieldError
+from rsna_pkg.errors import describe, one_line
 from rsna_pkg.models.config import PretrainedConfig
 
 PREFIX = "timm:"
@@ -32,8 +33,8 @@ def _timm(backbone: str) -> ModuleType:
     try:
         import timm
     except ImportError as exc:
-        raise InputError(
-            f"--backbone {backbone}: timm is not installed (pip install 'rsna_pkg[timm]')"
+        raise FieldError(
+            "backbone", "timm is not installed (pip install 'rsna_pkg[timm]')", value=backbone
         ) from exc
     return timm
 
@@ -43,9 +44,10 @@ def timm_name(backbone: str) -> str:
     timm = _timm(backbone)
     name = backbone[len(PREFIX) :]
     if not timm.is_model(name):
-        raise InputError(
-            f"--backbone {backbone}: timm {timm.__version__} has no model {name!r} "
-            "(timm.list_models() lists them)"
+        raise FieldError(
+            "backbone",
+            f"timm {timm.__version__} has no model {name!r} (timm.list_models() lists them)",
+            value=backbone,
         )
     return str(name)
 
@@ -60,9 +62,11 @@ def pretrained_config(backbone: str) -> PretrainedConfig:
     try:
         cfg = get_pretrained_cfg(name)
     except RuntimeError as exc:  # an unknown pretrained tag
-        raise InputError(f"--backbone {backbone}: {exc}") from exc
+        raise FieldError("backbone", str(exc), value=backbone) from exc
     if cfg is None:
-        raise InputError(f"--backbone {backbone}: timm {timm.__version__} has no config for it")
+        raise FieldError(
+            "backbone", f"timm {timm.__version__} has no config for it", value=backbone
+        )
     data = resolve_data_config(pretrained_cfg=cfg.to_dict())
     full = f"{cfg.architecture}.{cfg.tag}" if cfg.tag else str(cfg.architecture)
     return PretrainedConfig(
@@ -97,12 +101,12 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
 
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"--pretrained {path}: file not found (weights are never downloaded)")
+        raise FieldError("pretrained", "file not found (weights are never downloaded)", value=path)
     try:
         state = dict(load_state_dict(str(path), device="cpu", weights_only=True))
     except Exception as exc:  # safetensors, torch and timm each raise their own types
-        raise InputError(
-            f"--pretrained {path}: not a loadable weights file ({describe(exc)})"
+        raise FieldError(
+            "pretrained", f"not a loadable weights file ({describe(exc)})", value=path
         ) from exc
     cfg: dict[str, Any] = getattr(model, "pretrained_cfg", {}) or {}
     for head in _names(cfg.get("classifier")):  # the 1000-class layer num_classes=0 drops
@@ -121,6 +125,6 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     try:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, AttributeError) as exc:
-        raise InputError(
-            f"--pretrained {path}: does not match the backbone ({one_line(exc)})"
+        raise FieldError(
+            "pretrained", f"does not match the backbone ({one_line(exc)})", value=path
         ) from exc

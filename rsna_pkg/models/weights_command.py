@@ -28,6 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The conversion; a setting the library refuses is named by its flag."""
+    from rsna_pkg.cli_options import flags_in_errors
+
+    with flags_in_errors(backbone="--to", source_format="--from", out="--out"):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from rsna_pkg.models.foreign import convert
 
     start = time.perf_counter()

@@ -21,6 +21,7 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
+from rsna_pkg.config_fields import FieldError
 from rsna_pkg.errors import InputError, one_line
 from rsna_pkg.models import timm_zoo
 
@@ -71,9 +72,10 @@ def check_input_size(name: str, height: int, width: int) -> None:
         try:
             neck(body(torch.zeros(1, 1, height, width)))
         except (RuntimeError, AssertionError, ValueError) as exc:
-            raise InputError(
-                f"--size {height} {width}: {name} cannot take {height}x{width} images "
-                f"({one_line(exc)})"
+            raise FieldError(
+                "size",
+                f"{name} cannot take {height}x{width} images ({one_line(exc)})",
+                value=f"{height} {width}",
             ) from exc
 
 
@@ -129,18 +131,20 @@ def load_pretrained(model: nn.Module, path: str | Path) -> None:
     """Load ImageNet weights saved with ``torch.save(model.state_dict())``."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"--pretrained {path}: file not found (weights are never downloaded)")
+        raise FieldError("pretrained", "file not found (weights are never downloaded)", value=path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a corrupt file
-        raise InputError(f"--pretrained {path}: not a loadable state_dict ({exc})") from exc
+        raise FieldError("pretrained", f"not a loadable state_dict ({exc})", value=path) from exc
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     try:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, AttributeError) as exc:
         first = str(exc).splitlines()[0]
-        raise InputError(f"--pretrained {path}: does not match the backbone ({first})") from exc
+        raise FieldError(
+            "pretrained", f"does not match the backbone ({first})", value=path
+        ) from exc
 
 
 def _family(name: str) -> str:

@@ -52,6 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The command; a setting the library refuses is named by its flag (``FieldError``)."""
+    from rsna_pkg.cli_options import flags_in_errors, same_name_flags
+
+    with flags_in_errors(PreprocessConfig, **same_name_flags("shard", "neg_ratio", "split")):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from rsna_pkg.cli_options import config_kwargs, flags_in_errors
     from rsna_pkg.data.schema import image_path
     from rsna_pkg.errors import InputError

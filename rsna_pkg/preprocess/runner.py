@@ -26,6 +26,7 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
+from rsna_pkg.config_fields import FieldError
 from rsna_pkg.data.schema import TEST_TIME_COLUMNS, TRAIN_COLUMNS, image_path, read_table
 from rsna_pkg.errors import DicomError, InputError, OutputError, describe
 from rsna_pkg.options import capped_workers
@@ -297,9 +298,9 @@ def run_preprocess(data_dir: str | Path, split: str, out_dir: str | Path, cfg: P
     """Preprocess one split; returns the manifest rows (also written to OUT)."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if split not in ("train", "test"):
-        raise InputError(f"--split must be train or test, got {split!r}")
+        raise FieldError("split", f"must be train or test, got {split!r}")
     if neg_ratio is not None and split != "train":
-        raise InputError("--neg-ratio only applies to --split train")
+        raise FieldError("neg_ratio", "applies to the train split only")
     table = select(read_table(data_dir / f"{split}.csv", split,
                               optional=optional_columns(split, neg_ratio)),
                    split, neg_ratio, seed, shard, limit)  # fmt: skip

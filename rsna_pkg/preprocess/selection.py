@@ -11,7 +11,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
-from rsna_pkg.errors import InputError
+from rsna_pkg.config_fields import FieldError
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -19,9 +19,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     try:
         index, count = (int(v) for v in text.split("/"))
     except ValueError:
-        raise InputError(f"--shard must look like I/N (e.g. 0/4), got {text!r}") from None
+        raise FieldError("shard", f"must look like I/N (e.g. 0/4), got {text!r}") from None
     if count < 1 or not 0 <= index < count:
-        raise InputError(f"--shard {text}: need 0 <= I < N")
+        raise FieldError("shard", "need 0 <= I < N", value=text)
     return index, count
 
 
@@ -42,9 +42,9 @@ def subsample_negatives(
     seeded random order until the kept negative breasts reach ``ratio`` x the positive
     breasts (all images of a kept patient stay). Needs the train table's ``cancer``."""
     if "cancer" not in table.columns:
-        raise InputError("--neg-ratio needs the cancer column (train split only)")
+        raise FieldError("neg_ratio", "needs the cancer column (train split only)")
     if ratio < 0:
-        raise InputError(f"--neg-ratio must be >= 0, got {ratio}")
+        raise FieldError("neg_ratio", f"must be >= 0, got {ratio}")
     breasts = table.groupby(["patient_id", "laterality"])["cancer"].max().reset_index()
     positive_patients = set(breasts.loc[breasts["cancer"] == 1, "patient_id"])
     kept_negatives = int(

@@ -20,6 +20,11 @@ from rsna_pkg.errors import InputError
 from rsna_pkg.options import integer
 from rsna_pkg.preprocess.config import MAX_SIZE
 
+# Parameters of library calls that `rsna train` / `rsna compare` set from a flag of another
+# name, or from a flag no config field declares: how a FieldError of theirs is said.
+LIBRARY_FLAGS = {"resume": "--resume", "pretrained_dir": "--pretrained-dir", "size": "--size",
+                 "backbone": "--backbone"}  # fmt: skip
+
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by `rsna train` and `rsna compare`: the command-line fields of
@@ -171,6 +176,16 @@ def with_weights(cfg: Any, path: str | None) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The run; a setting the library refuses is named by its flag (``FieldError``)."""
+    from rsna_pkg.cli_options import flags_in_errors
+    from rsna_pkg.models.config import ModelConfig
+    from rsna_pkg.train.config import TrainConfig
+
+    with flags_in_errors(TrainConfig, ModelConfig, **LIBRARY_FLAGS):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from rsna_pkg.train.loop import run_training
 
     check_output_folder(args)

@@ -17,6 +17,7 @@ from typing import Any
 from rsna_pkg.errors import InputError
 from rsna_pkg.outputs import RunFolder
 from rsna_pkg.train.command import (
+    LIBRARY_FLAGS,
     add_common_arguments,
     check_output_folder,
     config_from_args,
@@ -55,6 +56,16 @@ def parse_backbones(text: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The comparison; a setting the library refuses is named by its flag."""
+    from rsna_pkg.cli_options import flags_in_errors
+    from rsna_pkg.models.config import ModelConfig
+    from rsna_pkg.train.config import TrainConfig
+
+    with flags_in_errors(TrainConfig, ModelConfig, **LIBRARY_FLAGS):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from rsna_pkg.models.zoo import build_backbone

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from rsna_pkg.errors import InputError
+from rsna_pkg.config_fields import FieldError
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,9 @@ def setup(device: str) -> DistContext:
     local = int(os.environ.get("LOCAL_RANK", "0"))
     want_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: CUDA is not available on this machine")
+        raise FieldError("device", "CUDA is not available on this machine", value="cuda")
     if device not in ("auto", "cpu", "cuda"):
-        raise InputError(f"--device {device!r}: choose auto, cpu or cuda")
+        raise FieldError("device", "choose auto, cpu or cuda", value=repr(device))
     if want_cuda:
         torch.cuda.set_device(local)
         dev = torch.device("cuda", local)

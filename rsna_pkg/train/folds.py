@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from rsna_pkg.config_fields import FieldError
 from rsna_pkg.data.splits import load_split
 from rsna_pkg.errors import InputError
 from rsna_pkg.metrics import pfbeta_at
@@ -52,11 +53,11 @@ def run_folds(
     """Train the ``cfg.folds`` folds, then write OUT/oof.csv, OUT/metrics.json and the OOF
     threshold into each fold's model.pt; return the OOF metrics ({} on DDP ranks > 0)."""
     if cfg.folds < 2:
-        raise InputError(f"--folds {cfg.folds}: K-fold training needs at least 2 folds")
+        raise FieldError("folds", "K-fold training needs at least 2 folds", value=cfg.folds)
     out = RunFolder(Path(out_dir))
     folds = [out.fold(i) for i in range(cfg.folds)]
     if resume and not any(f.last.is_file() for f in folds):
-        raise InputError(f"--resume: no {out.root}/{FOLD_PREFIX}<i>/{LAST_NAME}; nothing to resume")
+        raise FieldError("resume", f"no {out.root}/{FOLD_PREFIX}<i>/{LAST_NAME}; nothing to resume")
     for i, fold in enumerate(folds):
         if resume and fold.metrics.is_file():
             check_same_run(cfg, fold.root)
@@ -80,15 +81,15 @@ def check_same_run(cfg: TrainConfig, folder: Path) -> None:
     """A finished fold joins this run only if trained with the same model, seed and folds."""
     path = RunFolder(folder).config
     if not path.is_file():
-        raise InputError(f"--resume: {path} not found; cannot tell how this fold was trained")
+        raise FieldError("resume", f"{path} not found; cannot tell how this fold was trained")
     saved = TrainConfig.from_dict(json.loads(path.read_text()))
     have = {**resume_values(saved), "folds": saved.folds}
     want = {**resume_values(cfg), "folds": cfg.folds}
     for key, value in want.items():
         if have[key] != value:
-            raise InputError(
-                f"--resume: {folder} was trained with {key}={have[key]!r}, "
-                f"this run asks for {value!r}"
+            raise FieldError(
+                "resume",
+                f"{folder} was trained with {key}={have[key]!r}, this run asks for {value!r}",
             )
 
 
@@ -103,7 +104,7 @@ def collect_oof(out: Path, folds: int) -> pd.DataFrame:
         if i and not _split(folder).equals(first):
             raise InputError(
                 f"{run.fold(i).split}: not the patient split of {run.fold(0).root}; "
-                "retrain without --resume"
+                "retrain without resuming"
             )
         path = run.fold(i).val_predictions
         if not path.is_file():

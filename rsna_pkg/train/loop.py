@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from rsna_pkg.config_fields import FieldError
 from rsna_pkg.data.augment import build_augment
 from rsna_pkg.data.aux_targets import describe_aux
 from rsna_pkg.data.dataset import EpochSampler, MammoDataset
 from rsna_pkg.data.sampling import positives_per_batch
 from rsna_pkg.data.splits import load_split, save_split
-from rsna_pkg.errors import InputError
 from rsna_pkg.logs import progress_shown
 from rsna_pkg.models.checkpoint import build_model, read_checkpoint, save_checkpoint
 from rsna_pkg.models.fusion import apply_freeze
@@ -173,7 +173,7 @@ def _resume_state(cfg: TrainConfig, out: Path) -> dict[str, Any]:
     run = RunFolder(out)
     path = run.last
     if not path.is_file() or not run.split.is_file():
-        raise InputError(f"--resume: {path} or its split.csv not found; nothing to resume")
+        raise FieldError("resume", f"{path} or its split.csv not found; nothing to resume")
     state = read_checkpoint(path)
     saved = (
         resume_values(TrainConfig.from_dict(state["train"]))
@@ -183,9 +183,10 @@ def _resume_state(cfg: TrainConfig, out: Path) -> dict[str, Any]:
     wanted = resume_values(cfg)
     for key in RESUME_KEYS:
         if saved.get(key) != wanted[key]:
-            raise InputError(
-                f"--resume: {path} was trained with {key}={saved.get(key)!r}, "
-                f"this run asks for {wanted[key]!r}"
+            raise FieldError(
+                "resume",
+                f"{path} was trained with {key}={saved.get(key)!r}, "
+                f"this run asks for {wanted[key]!r}",
             )
     return state
 
@@ -225,8 +226,10 @@ def _loaders(
         **common,
     )  # fmt: skip
     if len(train_loader) == 0:
-        raise InputError(
-            f"{len(sampler)} training image(s) per rank is less than --batch-size {cfg.batch_size}"
+        raise FieldError(
+            "batch_size",
+            f"{len(sampler)} training image(s) per rank is fewer than one batch",
+            value=cfg.batch_size,
         )
     val_loader = DataLoader(
         dataset(prep.val, False), batch_size=cfg.batch_size * 2, sampler=val_sampler, **common

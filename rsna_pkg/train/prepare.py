@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from rsna_pkg.config_fields import FieldError
 from rsna_pkg.data.dataset import load_image_table
 from rsna_pkg.data.metadata_encoder import MetadataEncoder, fit_metadata_encoder
 from rsna_pkg.data.splits import assign_split, check_split, holdout_folds, patient_folds
@@ -63,9 +64,11 @@ def read_preprocess_config(images_dir: str | Path, height: int, width: int) -> P
     pre = images_preprocess_config(images_dir)
     if (pre.height, pre.width) != (height, width):
         path = Path(images_dir) / PREPROCESS_CONFIG_NAME
-        raise InputError(
-            f"{path}: images are {pre.height}x{pre.width} but --size is {height} {width}; "
-            f"re-run rsna preprocess --size {height} {width} or leave --size out"
+        raise FieldError(
+            "size",
+            f"{path}: images are {pre.height}x{pre.width}; preprocess them at "
+            f"{height}x{width} or leave the size out (it is read from the images)",
+            value=f"{height} {width}",
         )
     return pre
 

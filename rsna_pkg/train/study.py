@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rsna_pkg.config_fields import FieldError
 from rsna_pkg.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def resolve_variants(
     """Each listed name as the run it is; a plain name that is the same run as an explicit
     ``@`` variant is dropped (the explicit one says what it is)."""
     if pretrained_dir is not None and not pretrained_dir.is_dir():
-        raise InputError(f"--pretrained-dir {pretrained_dir}: not a folder")
+        raise FieldError("pretrained_dir", "not a folder", value=pretrained_dir)
     variants = []
     for name in names:
         backbone, mode = split_name(name)

@@ -46,6 +46,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The command; a setting the library refuses is named by its flag (``FieldError``)."""
+    from rsna_pkg.cli_options import flags_in_errors, same_name_flags
+
+    with flags_in_errors(
+        **same_name_flags(
+            "patients", "scale", "difficulty", "cancer_rate", "test_frac", "workers", "seed"
+        )
+    ):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from rsna_pkg.data.synth import SynthConfig, generate
     from rsna_pkg.logs import progress_shown
     from rsna_pkg.options import capped_workers

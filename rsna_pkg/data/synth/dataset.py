@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rsna_pkg.config_fields import FieldError
 from rsna_pkg.data.schema import IMAGE_DIRS
 from rsna_pkg.data.synth.artefacts import ARTEFACT_RATES
 from rsna_pkg.data.synth.findings import DIFFICULTIES, REAL_BREAST_RATE, Finding, visible_in
@@ -71,25 +72,25 @@ class SynthConfig:
         return DEFAULT_CANCER_RATE[self.scale]
 
     def validate(self) -> None:
-        """Raise InputError naming the first bad argument."""
+        """Raise FieldError naming the first bad setting (`rsna synth` names its flag)."""
         if self.patients < 2:
-            raise InputError(
-                f"--patients must be at least 2 (one train, one test patient), got {self.patients}"
+            raise FieldError(
+                "patients", f"must be at least 2 (one train, one test patient), got {self.patients}"
             )
         if self.scale not in SCALES:
-            raise InputError(f"--scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
+            raise FieldError("scale", f"must be one of {', '.join(SCALES)}, got {self.scale!r}")
         if self.difficulty not in DIFFICULTIES:
-            raise InputError(
-                f"--difficulty must be one of {', '.join(DIFFICULTIES)}, got {self.difficulty!r}"
+            raise FieldError(
+                "difficulty", f"must be one of {', '.join(DIFFICULTIES)}, got {self.difficulty!r}"
             )
         if not 0.0 <= self.resolved_cancer_rate() <= 1.0:
-            raise InputError(f"--cancer-rate must be within [0, 1], got {self.cancer_rate}")
+            raise FieldError("cancer_rate", f"must be within [0, 1], got {self.cancer_rate}")
         if not 0.0 <= self.test_frac < 1.0:
-            raise InputError(f"--test-frac must be within [0, 1), got {self.test_frac}")
+            raise FieldError("test_frac", f"must be within [0, 1), got {self.test_frac}")
         if self.workers < 1:
-            raise InputError(f"--workers must be at least 1, got {self.workers}")
+            raise FieldError("workers", f"must be at least 1, got {self.workers}")
         if self.seed < 0:
-            raise InputError(f"--seed must be non-negative, got {self.seed}")
+            raise FieldError("seed", f"must be non-negative, got {self.seed}")
 
 
 @dataclass

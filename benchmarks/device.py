@@ -30,7 +30,7 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from itertools import zip_longest
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -50,7 +50,7 @@ class CheckConfig:
     dry_run: bool
     device: str  # "cuda" | "cpu"
     files: int
-    scale: str  # synth scale of the files
+    scale: Literal["small", "full"]  # synth scale of the files (SynthConfig.scale)
     sizes: tuple[tuple[int, int], ...]  # preprocess outputs (H, W)
     min_images: int  # preprocess images timed per route and size (files repeated)
     train_size: tuple[int, int]

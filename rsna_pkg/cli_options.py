@@ -53,16 +53,17 @@ def argument(f: Field[Any], tp: Any) -> dict[str, Any]:
     meta, default = f.metadata, default_of(f)
     if tp is bool:
         return {"action": "store_false" if default else "store_true", "help": meta["help"]}
-    kw: dict[str, Any] = {"default": default, "help": f"{meta['help']} (default: %(default)s)"}
+    shown = "" if default is None else " (default: %(default)s)"  # None: the help says it
+    kw: dict[str, Any] = {"default": default, "help": f"{meta['help']}{shown}"}
+    if meta.get("required"):
+        kw = {"required": True, "help": meta["help"]}
     choices = choices_of(tp)
     if choices:
         kw["choices"] = choices
         kw["type"] = type(choices[0])  # Literal[8, 16]: "8" typed becomes 8
         if len(choices) > 4:  # a long list reads better once, in the help, than in the usage
             kw["metavar"] = flag_of(f).lstrip("-").upper().replace("-", "_")
-            kw["help"] = (
-                f"{meta['help']}; one of {', '.join(map(str, choices))} (default: %(default)s)"
-            )
+            kw["help"] = f"{meta['help']}; one of {', '.join(map(str, choices))}{shown}"
     elif meta.get("bounds") is not None:
         lo, hi = meta["bounds"]
         kw["type"] = number(lo, hi, integer=tp is int, lo_open=meta["lo_open"],

@@ -53,14 +53,16 @@ def option(
     flag: str | tuple[str, ...] | None = None,
     group: str | None = None,
     cli: bool = True,
+    required: bool = False,
     default_factory: Any = MISSING,
 ) -> Any:
     """A config field that declares itself: ``bounds`` for a number (``lo_open`` /
     ``hi_open`` exclude an end), ``flag`` when its option is not ``--field-name`` (a
     True-by-default bool is ``--no-field-name``), ``group`` for options that exclude each
-    other, ``cli=False`` for a field a command sets from other options."""
+    other, ``cli=False`` for a field a command sets from other options, ``required`` for
+    an option the command line must give (the field's default serves library callers)."""
     meta = {"help": help, "bounds": bounds, "lo_open": lo_open, "hi_open": hi_open,
-            "flag": flag, "group": group, "cli": cli}  # fmt: skip
+            "flag": flag, "group": group, "cli": cli, "required": required}  # fmt: skip
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)

@@ -1663,7 +1663,7 @@ def test_synth_caps_workers_and_checks_its_numbers(
     from rsna_pkg.options import usable_cores
 
     assert usage_error("synth", tmp_path, "--patients", "4", "--test-frac", "nan") == (
-        "rsna synth: error: argument --test-frac: must be a number in [0, 1], got nan"
+        "rsna synth: error: argument --test-frac: must be a number in [0, 1), got nan"
     )
     seen: list[int] = []
 

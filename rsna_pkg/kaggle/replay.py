@@ -21,6 +21,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rsna_pkg.config_fields import FieldError
 from rsna_pkg.errors import InputError, RsnaError
@@ -29,6 +30,9 @@ from rsna_pkg.kaggle.build import BuildOptions, build_dataset
 from rsna_pkg.kaggle.bundle_check import check_bundle
 from rsna_pkg.kaggle.paths import KERNEL_METADATA, KERNEL_ORDER, KaggleConfig, kernel_dir
 from rsna_pkg.kaggle.weights import build_weights
+
+if TYPE_CHECKING:
+    from rsna_pkg.data.synth.findings import Difficulty
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +55,7 @@ class ReplayOptions:
     data: Path | None = None  # a real competition download; None: synthetic
     patients: int = 60
     seed: int = 0
-    difficulty: str = "easy"  # synthetic data: rsna synth --difficulty
+    difficulty: Difficulty = "easy"  # synthetic data: SynthConfig.difficulty
     layout: str = "new"  # see mount_point: new (2026) or old (input/<slug>)
     kernels: tuple[str, ...] = KERNEL_ORDER
     settings: dict[str, str] = field(default_factory=lambda: dict(SMALL_SETTINGS))

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rsna_pkg.config_fields import FieldError
+from rsna_pkg.config_fields import check_fields, option
 from rsna_pkg.data.schema import IMAGE_DIRS
 from rsna_pkg.data.synth.artefacts import ARTEFACT_RATES
-from rsna_pkg.data.synth.findings import DIFFICULTIES, REAL_BREAST_RATE, Finding, visible_in
-from rsna_pkg.data.synth.machines import MACHINES, SCALES
+from rsna_pkg.data.synth.findings import REAL_BREAST_RATE, Difficulty, Finding, visible_in
+from rsna_pkg.data.synth.machines import MACHINES, Scale
 from rsna_pkg.data.synth.phantom import render_scene
 from rsna_pkg.data.synth.tables import (
     Lesion,
@@ -52,17 +52,31 @@ DEFAULT_CANCER_RATE = {"small": 0.2, "full": 0.02}
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """Parameters of ``rsna synth``; ``cancer_rate=None`` picks the default: the real set's
-    rate for ``difficulty="realistic"``, the scale's for ``easy``."""
+    """Parameters of ``rsna synth`` (its options are these fields: ``cli_options``);
+    ``cancer_rate=None`` picks the default: the real set's rate for
+    ``difficulty="realistic"``, the scale's for ``easy``. Validated on construction."""
 
-    patients: int = 40
-    seed: int = 0
-    scale: str = "small"
-    cancer_rate: float | None = None
-    workers: int = 1
-    test_frac: float = 0.1
-    progress: bool = False
-    difficulty: str = "easy"
+    patients: int = option(40, help="number of patients (>= 2)", bounds=(2, 10_000_000),
+                           required=True)  # fmt: skip
+    seed: int = option(0, help="random seed", bounds=(0, 2**32 - 1))
+    scale: Scale = option("small", help="small: 512-800 px images; full: the vendors' real sizes")
+    cancer_rate: float | None = option(
+        None, bounds=(0, 1),
+        help="fraction of positive breasts (default: easy 0.2 small, 0.02 full; realistic "
+        "0.0206, the real set's)",
+    )  # fmt: skip
+    workers: int = option(1, help="processes rendering images (capped at the usable cores)",
+                          bounds=(1, 1_000_000))  # fmt: skip
+    test_frac: float = option(0.1, help="share of patients in test (>= 1 patient)",
+                              bounds=(0, 1), hi_open=True)  # fmt: skip
+    progress: bool = option(False, cli=False, help="draw a progress bar")
+    difficulty: Difficulty = option(
+        "easy", help="easy: large clear lesions; realistic: mm-sized findings, real rates, "
+        "label noise (docs/SYNTH_DIFFICULTY.md)",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     def resolved_cancer_rate(self) -> float:
         if self.cancer_rate is not None:
@@ -72,25 +86,8 @@ class SynthConfig:
         return DEFAULT_CANCER_RATE[self.scale]
 
     def validate(self) -> None:
-        """Raise FieldError naming the first bad setting (`rsna synth` names its flag)."""
-        if self.patients < 2:
-            raise FieldError(
-                "patients", f"must be at least 2 (one train, one test patient), got {self.patients}"
-            )
-        if self.scale not in SCALES:
-            raise FieldError("scale", f"must be one of {', '.join(SCALES)}, got {self.scale!r}")
-        if self.difficulty not in DIFFICULTIES:
-            raise FieldError(
-                "difficulty", f"must be one of {', '.join(DIFFICULTIES)}, got {self.difficulty!r}"
-            )
-        if not 0.0 <= self.resolved_cancer_rate() <= 1.0:
-            raise FieldError("cancer_rate", f"must be within [0, 1], got {self.cancer_rate}")
-        if not 0.0 <= self.test_frac < 1.0:
-            raise FieldError("test_frac", f"must be within [0, 1), got {self.test_frac}")
-        if self.workers < 1:
-            raise FieldError("workers", f"must be at least 1, got {self.workers}")
-        if self.seed < 0:
-            raise FieldError("seed", f"must be non-negative, got {self.seed}")
+        """FieldError naming the first bad setting (`rsna synth` names its flag)."""
+        check_fields(self)
 
 
 @dataclass

@@ -7,11 +7,14 @@ turns millimetres into pixels through the machine's pixel spacing and the matrix
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-DIFFICULTIES = ("easy", "realistic")
+Difficulty = Literal["easy", "realistic"]
+DIFFICULTIES: tuple[str, ...] = typing.get_args(Difficulty)
 REAL_BREAST_RATE = 492 / 23_826  # positive breasts of the real train set (1,158 / 54,706 images)
 
 # Screen-detected cancers: mostly masses, about a third calcifications, a few distortions.

@@ -8,7 +8,9 @@ competition's data is known to contain (shared/reference/dicom.md).
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
+from typing import Literal
 
 JPEG2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
 JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
@@ -16,7 +18,8 @@ JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
 # codec name -> transfer syntax; "jp2" is the JP2-wrapped frame RSNA's files carry,
 # "j2k" the bare codestream the DICOM standard asks for.
 CODEC_SYNTAX = {"jp2": JPEG2000_LOSSLESS, "j2k": JPEG2000_LOSSLESS, "ljpeg": JPEG_LOSSLESS_SV1}
-SCALES = ("small", "full")
+Scale = Literal["small", "full"]
+SCALES: tuple[str, ...] = typing.get_args(Scale)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rsna_pkg.config_fields import FieldError
+from rsna_pkg.config_fields import check_fields, option
 from rsna_pkg.data.schema import image_path, read_table
 from rsna_pkg.eda import figures as fg
 from rsna_pkg.eda import galleries, headers, metadata, sections
@@ -24,15 +24,19 @@ FIGURE_DIR = "figures"
 @dataclass(frozen=True)
 class EdaConfig:
     """``sample``: images per gallery group. ``max_headers``: cap on headers surveyed
-    (a seeded random subset; 0 = all). ``workers``: processes for headers and galleries."""
+    (a seeded random subset; 0 = all). ``workers``: processes for headers and galleries.
+    Fields made with ``option`` (not ``cli=False``) are `rsna eda`'s options too."""
 
     data_dir: Path
     out_dir: Path
-    sample: int = 4
-    max_headers: int = 0
-    workers: int = 1
-    seed: int = 0
-    progress: bool = True
+    sample: int = option(4, help="images per gallery group", bounds=(1, 1000))
+    max_headers: int = option(0, help="survey at most M headers (0 = all)", bounds=(0, 10**8))
+    workers: int = option(1, cli=False, help="worker processes", bounds=(1, 1_000_000))
+    seed: int = option(0, help="seed for sampling", bounds=(0, 2**32 - 1))
+    progress: bool = option(True, cli=False, help="draw progress bars")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -173,8 +177,6 @@ def gallery_figures(
 
 def run_eda(cfg: EdaConfig) -> EdaResult:
     """Compute every section, draw every figure, write the report."""
-    if cfg.sample < 1:
-        raise FieldError("sample", f"must be >= 1, got {cfg.sample}")
     t0 = time.perf_counter()
     rng = np.random.default_rng(cfg.seed)
     tables = load_tables(cfg.data_dir)

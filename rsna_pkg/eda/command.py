@@ -16,32 +16,31 @@ from rsna_pkg.options import integer
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """--data, --out, --workers, --no-progress, and the fields of EdaConfig."""
+    from rsna_pkg.cli_options import add_config_options
+    from rsna_pkg.eda.build_report import EdaConfig
+
     parser.add_argument("--data", type=Path, required=True, help="folder holding train.csv")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument(
-        "--sample", type=integer(1, 1000), default=4, help="images per gallery group"
-    )
-    parser.add_argument(
-        "--max-headers", type=integer(0, 10**8), default=0,
-        help="survey at most M headers (0 = all)",
-    )  # fmt: skip
     parser.add_argument(
         "--workers", type=integer(1, 1_000_000), default=min(8, os.cpu_count() or 1),
         help="worker processes (capped at the usable cores)",
     )  # fmt: skip
-    parser.add_argument("--seed", type=integer(0, 2**32 - 1), default=0, help="seed for sampling")
+    add_config_options(parser, EdaConfig)
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
     """The command; a setting the library refuses is named by its flag (``FieldError``)."""
     from rsna_pkg.cli_options import flags_in_errors, same_name_flags
+    from rsna_pkg.eda.build_report import EdaConfig
 
-    with flags_in_errors(**same_name_flags("sample")):
+    with flags_in_errors(EdaConfig, **same_name_flags("workers")):
         return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from rsna_pkg.cli_options import config_kwargs
     from rsna_pkg.eda.build_report import EdaConfig, run_eda
     from rsna_pkg.logs import progress_shown
     from rsna_pkg.options import capped_workers, check_outputs
@@ -53,14 +52,9 @@ def _run(args: argparse.Namespace) -> int:
     if said:
         print(said)
     cfg = EdaConfig(
-        data_dir=args.data,
-        out_dir=args.out,
-        sample=args.sample,
-        max_headers=args.max_headers,
-        workers=workers,
-        seed=args.seed,
-        progress=not args.no_progress and progress_shown(),
-    )
+        data_dir=args.data, out_dir=args.out, workers=workers,
+        progress=not args.no_progress and progress_shown(), **config_kwargs(args, EdaConfig),
+    )  # fmt: skip
     result = run_eda(cfg)
     s = result.summary
     h = s["headers"]

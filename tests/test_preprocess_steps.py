@@ -201,3 +201,23 @@ def test_preprocessing_uses_only_the_dicom_package_api() -> None:
             ):
                 assert node.module == "rsna_pkg.dicom", f"{path.name} imports {node.module}"
                 assert {a.name for a in node.names} <= set(dicom.__all__), path.name
+
+
+def test_the_zero_copy_float_image_resizes_exactly_as_a_copied_one() -> None:
+    """resize maps the array into Pillow instead of copying it (3.5 ms a crop); the result
+    must be the copy's, bit for bit, at odd sizes too, and the array must not be changed."""
+    from PIL import Image
+
+    from rsna_pkg.preprocess.resize import float_image, resize
+
+    rng = np.random.default_rng(0)
+    for shape, out in (((2777, 2083), (1023, 767)), ((5, 3), (2, 1)), ((64, 33), (31, 16))):
+        img = (rng.random(shape, dtype=np.float32) * 4095).astype(np.float32)
+        before = img.copy()
+        mapped = float_image(img)
+        assert mapped.mode == "F" and mapped.size == (shape[1], shape[0])
+        assert np.array_equal(np.asarray(mapped), img)
+        copied = Image.fromarray(img.copy(), mode="F")
+        want = np.asarray(copied.resize(out[::-1], resample=Image.Resampling.BILINEAR))
+        assert np.array_equal(resize(img, *out), want)
+        assert np.array_equal(img, before)

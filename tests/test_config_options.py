@@ -192,3 +192,24 @@ def test_library_errors_name_the_setting_and_each_command_names_its_flag(tmp_pat
     ):  # fmt: skip
         assert main(argv) == 2
         assert said in capsys.readouterr().err
+
+
+def test_replicate_options_are_its_fields_and_agree_with_synth() -> None:
+    import typing
+
+    from rsna_pkg.cli_options import config_kwargs
+    from rsna_pkg.config_fields import choices_of, field_types
+    from rsna_pkg.data.synth.findings import Difficulty
+    from rsna_pkg.kaggle import replicate_command
+    from rsna_pkg.kaggle.replay import ReplayOptions
+
+    parser = argparse.ArgumentParser(prog="rsna replicate")
+    replicate_command.add_arguments(parser)
+    args = parser.parse_args(["--patients", "12", "--layout", "old", "--difficulty", "realistic",
+                              "--timeout", "60", "--seed", "4"])  # fmt: skip
+    assert config_kwargs(args, ReplayOptions) == {"patients": 12, "seed": 4,
+                                                  "difficulty": "realistic", "layout": "old",
+                                                  "timeout": 60.0}  # fmt: skip
+    assert choices_of(field_types(ReplayOptions)["difficulty"]) == typing.get_args(Difficulty)
+    with pytest.raises(InputError, match="^layout: must be one of"):
+        ReplayOptions(work=Path("w"), layout="flat")  # type: ignore[arg-type]

@@ -19,20 +19,18 @@ import shutil
 import signal
 import subprocess
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Literal
 
-from rsna_pkg.config_fields import FieldError
+from rsna_pkg.config_fields import FieldError, check_fields, option
 from rsna_pkg.errors import InputError, RsnaError
 from rsna_pkg.kaggle import sandbox
 from rsna_pkg.kaggle.build import BuildOptions, build_dataset
 from rsna_pkg.kaggle.bundle_check import check_bundle
 from rsna_pkg.kaggle.paths import KERNEL_METADATA, KERNEL_ORDER, KaggleConfig, kernel_dir
 from rsna_pkg.kaggle.weights import build_weights
-
-if TYPE_CHECKING:
-    from rsna_pkg.data.synth.findings import Difficulty
 
 log = logging.getLogger(__name__)
 
@@ -49,19 +47,35 @@ SMALL_SETTINGS: dict[str, str] = {
 }
 
 
+# SynthConfig's difficulties, repeated here (not imported: rsna_pkg.data.synth loads the
+# DICOM writers, 1.2 s, for `rsna replicate --help`); a test checks the two agree.
+Difficulty = Literal["easy", "realistic"]
+Layout = Literal["new", "old"]
+LAYOUTS: tuple[str, ...] = typing.get_args(Layout)
+
+
 @dataclass(frozen=True)
 class ReplayOptions:
+    """Fields made with ``option`` are `rsna replicate`'s options too (``cli_options``)."""
+
     work: Path
     data: Path | None = None  # a real competition download; None: synthetic
-    patients: int = 60
-    seed: int = 0
-    difficulty: Difficulty = "easy"  # synthetic data: SynthConfig.difficulty
-    layout: str = "new"  # see mount_point: new (2026) or old (input/<slug>)
+    patients: int = option(60, help="synthetic patients", bounds=(2, 100_000))
+    seed: int = option(0, help="synthetic data seed", bounds=(0, 2**32 - 1))
+    difficulty: Difficulty = option("easy", help="synthetic difficulty (SynthConfig.difficulty)")
+    layout: Layout = option(
+        "new",
+        help="new: input/competitions/<slug>, input/datasets/<owner>/<slug>, "
+        "input/notebooks/<owner>/<slug>; old: input/<slug> (mount_point)",
+    )
     kernels: tuple[str, ...] = KERNEL_ORDER
     settings: dict[str, str] = field(default_factory=lambda: dict(SMALL_SETTINGS))
     build: BuildOptions = BuildOptions()  # replicate sets python to the running interpreter's
-    timeout: float = 1800.0  # seconds per kernel
+    timeout: float = option(1800.0, help="seconds per kernel", bounds=(1, 7 * 86400))
     image_cache: Path | None = None  # default ~/.cache/rsna_pkg/kaggle-image
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass
@@ -149,9 +163,6 @@ def replay(repo: Path, cfg: KaggleConfig, opts: ReplayOptions) -> ReplayResult:
         result.submission, result.breasts = sub, sum(1 for _ in sub.open()) - 1
     (opts.work / "replay.json").write_text(json.dumps(_as_json(result), indent=2))
     return result
-
-
-LAYOUTS = ("new", "old")
 
 
 def mount_point(kind: str, ref: str, layout: str) -> str:

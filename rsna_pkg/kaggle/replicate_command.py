@@ -18,27 +18,20 @@ import sys
 from pathlib import Path
 
 from rsna_pkg.kaggle.build import add_decoder_argument
-from rsna_pkg.options import integer, number
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The replay's own options, and the command-line fields of ReplayOptions."""
+    from rsna_pkg.cli_options import add_config_options
+    from rsna_pkg.kaggle.replay import ReplayOptions
+
     parser.add_argument("--data", type=Path, help="competition folder (default: synthetic)")
     parser.add_argument(
         "--work", type=Path, help="work folder, kept (default: a temporary one, removed)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
     add_decoder_argument(parser)
-    parser.add_argument(
-        "--patients", type=integer(2, 100_000), default=60, help="synthetic patients (60)"
-    )
-    parser.add_argument("--seed", type=integer(0, 2**32 - 1), default=0, help="synthetic data seed")
-    parser.add_argument("--difficulty", choices=("easy", "realistic"), default="easy",
-                        help="synthetic difficulty (rsna synth --difficulty)")  # fmt: skip
-    parser.add_argument(
-        "--layout", choices=("new", "old"), default="new",
-        help="new: input/competitions/<slug>, input/datasets/<owner>/<slug>, "
-        "input/notebooks/<owner>/<slug>; old: input/<slug>",
-    )  # fmt: skip
+    add_config_options(parser, ReplayOptions)
     parser.add_argument(
         "--kernels", nargs="+", default=None, help="run only these (in chain order)"
     )
@@ -46,9 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--set", action="append", default=[], metavar="KERNEL=ARGS",
         help="replace a kernel's replay arguments, e.g. --set 'preprocess=--size 128 64 --quiet'",
     )  # fmt: skip
-    parser.add_argument(
-        "--timeout", type=number(1, 7 * 86400), default=1800, help="seconds per kernel"
-    )
     parser.add_argument("--repo", type=Path, help="repository root (default: found from cwd)")
     parser.add_argument(
         "--manifest",
@@ -59,9 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The command; a setting the library refuses is named by its flag (``FieldError``)."""
-    from rsna_pkg.cli_options import flags_in_errors, same_name_flags
+    from rsna_pkg.cli_options import flags_in_errors
+    from rsna_pkg.kaggle.replay import ReplayOptions
 
-    with flags_in_errors(**same_name_flags("patients", "difficulty", "layout", "seed")):
+    with flags_in_errors(ReplayOptions):
         return _run(args)
 
 
@@ -69,6 +60,7 @@ def _run(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
 
+    from rsna_pkg.cli_options import config_kwargs
     from rsna_pkg.errors import InputError
     from rsna_pkg.kaggle.build import BuildOptions
     from rsna_pkg.kaggle.paths import KERNEL_ORDER, find_repo, load_config
@@ -89,13 +81,9 @@ def _run(args: argparse.Namespace) -> int:
     # The kernels run on this interpreter (sandbox.python_warning says so when it is not the
     # image's), so the replay's wheels are for it; `rsna kaggle check` proves the image's own.
     py = f"{sys.version_info.major}.{sys.version_info.minor}"
-    opts = ReplayOptions(
-        work=work, data=args.data, patients=args.patients, seed=args.seed, layout=args.layout,
-        difficulty=args.difficulty,
-        kernels=kernels, settings=settings, build=BuildOptions(python=py, decoder=args.decoder,
-                                                      manifest=args.manifest),
-        timeout=args.timeout,
-    )  # fmt: skip
+    build = BuildOptions(python=py, decoder=args.decoder, manifest=args.manifest)
+    opts = ReplayOptions(work=work, data=args.data, kernels=kernels, settings=settings,
+                         build=build, **config_kwargs(args, ReplayOptions))  # fmt: skip
     result = replay(repo, cfg, opts)
     print(result.summary())
     if args.work is None and not args.keep:

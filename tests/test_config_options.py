@@ -90,6 +90,8 @@ def test_every_train_option_of_a_field_round_trips_from_flag_to_config() -> None
     for name, value in wanted.items():
         assert getattr(args, name) == value, name
     assert parser.parse_args([*given[:6], "--folds", "5"]).folds == 5
+    with pytest.raises(SystemExit):  # one group: a K-fold split has no validation fraction
+        parser.parse_args([*given[:6], "--folds", "5", "--val-frac", "0.3"])
 
 
 def test_config_errors_name_the_field_and_the_cli_names_the_flag() -> None:

@@ -39,8 +39,8 @@ def flags_of(f: Field[Any]) -> tuple[str, ...]:
     given = f.metadata.get("flag")
     if given:
         return (given,) if isinstance(given, str) else tuple(given)
-    dashed = f.name.replace("_", "-")
-    return (f"--no-{dashed}" if default_of(f) is True else f"--{dashed}",)
+    flag = dashed(f.name)
+    return (f"--no-{flag[2:]}" if default_of(f) is True else flag,)
 
 
 def flag_of(f: Field[Any]) -> str:
@@ -92,9 +92,14 @@ def config_kwargs(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     return {f.name: getattr(args, f.name) for f in cli_fields(cls)}
 
 
+def dashed(name: str) -> str:
+    """``neg_ratio`` -> ``--neg-ratio``: the flag a setting has unless it declares another."""
+    return "--" + name.replace("_", "-")
+
+
 def same_name_flags(*names: str) -> dict[str, str]:
     """``{"neg_ratio": "--neg-ratio", ...}``: settings whose flag is their dashed name."""
-    return {name: "--" + name.replace("_", "-") for name in names}
+    return {name: dashed(name) for name in names}
 
 
 @contextmanager

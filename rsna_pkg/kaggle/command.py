@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     """The command; a setting the library refuses is named by its flag (``FieldError``)."""
     from rsna_pkg.cli_options import flags_in_errors, same_name_flags
 
-    with flags_in_errors(**same_name_flags("model", "kernels", "models", "layout")):
+    with flags_in_errors(**same_name_flags("model", "kernels", "models")):
         return _run(args)
 
 

@@ -14,18 +14,18 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 from rsna_pkg.config_fields import check_fields, option
 from rsna_pkg.data.metadata_encoder import MetadataEncoder
 from rsna_pkg.dataclass_io import PlainDict, from_plain
 from rsna_pkg.errors import InputError
+from rsna_pkg.metrics import Aggregation
 from rsna_pkg.preprocess.config import PreprocessConfig
 
 # ImageNet's RGB mean/std averaged over channels: right for a gray image fed to
 # pretrained weights, harmless for random init.
 GRAY_MEAN, GRAY_STD = 0.449, 0.226
-Aggregation = Literal["mean", "max"]
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,10 @@ figures; files taken round-robin over the machine profiles): header read ms/file
 full-decode images/s per decoder; preprocess_file images/s to HxW with reduce on and off for
 1 and 2 workers; the baseline "dicomsdl full decode + window + resize" (dicomsdl called
 directly, as competitors do) per transfer syntax against the package at model resolution;
-what the J2K decoders cost at each resolution level; the whole-train-set projection (54,706
-images in the machine profiles' mix on a 4-core CPU) with the per-image cost it rests on;
+what the J2K decoders cost at each resolution level, and, where glymur is installed, what
+OpenJPEG costs decoding only the crop's window at the needed level; the whole-train-set
+projection (54,706 images in the machine profiles' mix on a 4-core CPU) with the per-image
+cost it rests on;
 the share of preprocess time that is not decoding; how much the output changes between
 reduce on and off. Prints tables, writes JSON.
 """
@@ -198,13 +200,14 @@ def _baseline_one(path: Path, height: int, width: int) -> tuple[float, float, fl
 
 
 def _preprocess_one(path: Path, cfg_dict: dict[str, Any]) -> tuple[Any, ...]:
-    """(wall s, decode s, image, reduce level, CPU s) of one preprocess_file call."""
+    """(wall s, decode s, image, reduce level, CPU s, full-resolution box) of one
+    preprocess_file call."""
     from rsna_pkg.preprocess import PreprocessConfig, preprocess_file
 
     start, cpu = time.perf_counter(), time.process_time()
     res = preprocess_file(path, PreprocessConfig.from_dict(cfg_dict))
     wall = time.perf_counter() - start
-    return wall, res.decode_seconds, res.image, res.reduce, time.process_time() - cpu
+    return wall, res.decode_seconds, res.image, res.reduce, time.process_time() - cpu, res.box
 
 
 def largest_first(files: Sequence[Path]) -> list[Path]:
@@ -354,6 +357,69 @@ def _pillow_level(frame: bytes, level: int) -> None:
         im.load()
 
 
+def _glymur() -> Any:
+    """glymur when it is installed and found an OpenJPEG library (else None). Not a package
+    dependency: it is the one Python binding here that exposes OpenJPEG's decode window
+    (``opj_set_decode_area``: only the code-blocks meeting the window are decoded), so the
+    benchmark can show what decoding the crop alone would save. A machine without a system
+    libopenjp2 names one in a glymurrc (Pillow's wheel ships one under ``pillow.libs``)."""
+    try:
+        import glymur
+        from glymur.lib import openjp2
+    except Exception:  # ImportError, or OSError from a library glymur could not load
+        return None
+    return glymur if openjp2.OPENJP2 is not None else None
+
+
+def _region_window(box: Sequence[int], level: int, rows: int, cols: int) -> tuple[int, ...]:
+    """The full-resolution window (y0, x0, y1, x1) whose level-``level`` decode is exactly
+    the level's pixels of ``box`` as the pipeline crops them: corners on multiples of
+    2**level, the far edge clipped to the image."""
+    from rsna_pkg.preprocess.roi import Box
+
+    f = 2**level
+    rows_r, cols_r = -(-rows // f), -(-cols // f)
+    b = Box(*box).scaled(1.0 / f, rows_r, cols_r)
+    return b.y0 * f, b.x0 * f, min(b.y1 * f, rows), min(b.x1 * f, cols)
+
+
+def _glymur_region(glymur: Any, path: str, level: int, window: Sequence[int]) -> np.ndarray:
+    y0, x0, y1, x1 = window
+    f = 2**level
+    return np.asarray(glymur.Jp2k(path)[y0:y1:f, x0:x1:f])
+
+
+def region_costs(frame: bytes, h: Any, level: int, box: Sequence[int],
+                 repeats: int) -> dict[str, Any] | None:  # fmt: skip
+    """CPU ms of glymur decoding the crop's window at ``level`` and the whole level (best of
+    ``repeats``, parsing the file included), and whether the window equals the whole level's
+    pixels of the crop; None without glymur."""
+    glymur = _glymur()
+    if glymur is None:
+        return None
+    from rsna_pkg.dicom.frames import codestream_offset
+
+    window = _region_window(box, level, h.rows, h.columns)
+    with tempfile.TemporaryDirectory(prefix="rsna-bench-j2k-") as tmp:
+        path = str(Path(tmp) / "frame.j2k")
+        Path(path).write_bytes(frame[codestream_offset(frame) :])
+        whole = _glymur_region(glymur, path, level, (0, 0, h.rows, h.columns))
+        part = _glymur_region(glymur, path, level, window)
+        f = 2**level
+        y0, x0 = window[0] // f, window[1] // f
+        exact = part.shape[:2] == (-(-window[2] // f) - y0, -(-window[3] // f) - x0) and bool(
+            np.array_equal(part, whole[y0 : y0 + part.shape[0], x0 : x0 + part.shape[1]])
+        )
+        region = _best_cpu_ms(partial(_glymur_region, glymur, path, level, window), repeats)
+        full = _best_cpu_ms(
+            partial(_glymur_region, glymur, path, level, (0, 0, h.rows, h.columns)), repeats
+        )
+    area = (window[2] - window[0]) * (window[3] - window[1]) / (h.rows * h.columns)
+    return {"window": list(window), "area_fraction": area, "exact": exact,
+            "region_cpu_ms": region[0] if region else None,
+            "level_cpu_ms": full[0] if full else None}  # fmt: skip
+
+
 def _dicomsdl_full(path: Path) -> None:
     import dicomsdl
 
@@ -367,7 +433,9 @@ def j2k_level_costs(files: Sequence[Path], reduced: list[Any], probe_size: int,
     full resolution with 1 and 2 threads (CPU and wall), dicomsdl; the levels the pipeline
     used (probe, final = the level the crop needs); the package's own CPU and decode time;
     and the library floor of its route (Pillow at the final level plus the probe level it
-    could decode) and of any route (Pillow at the final level alone)."""
+    could decode) and of any route (Pillow at the final level alone). With glymur: OpenJPEG
+    decoding only the crop's window at the final level (:func:`region_costs`), and that
+    route's floor (window plus probe)."""
     import imagecodecs
 
     from rsna_pkg.dicom import open_image
@@ -395,6 +463,10 @@ def j2k_level_costs(files: Sequence[Path], reduced: list[Any], probe_size: int,
         final_ms = done.get(final)
         route = None if final_ms is None or probe_ms is None else (
             final_ms + (0.0 if final == probe else probe_ms))  # fmt: skip
+        region = region_costs(frame, h, final, red[5], repeats)
+        region_route = None
+        if region and region["region_cpu_ms"] is not None and probe_ms is not None:
+            region_route = region["region_cpu_ms"] + probe_ms
         rows.append({
             "file": path.name, "machine": machines.get(path.stem), "shape": [h.rows, h.columns],
             "levels": levels, "probe_level": probe, "final_level": final,
@@ -403,6 +475,7 @@ def j2k_level_costs(files: Sequence[Path], reduced: list[Any], probe_size: int,
             "dicomsdl_full_cpu_ms": sdl[0] if sdl else None,
             "package_cpu_ms": 1000 * red[4], "package_decode_ms": 1000 * red[1],
             "floor_route_ms": route, "floor_final_only_ms": final_ms,
+            "region": region, "floor_region_ms": region_route,
         })  # fmt: skip
     return rows
 
@@ -419,6 +492,9 @@ def projection(files: Sequence[Path], reduced: list[Any], baseline: list[Any],
 
     machines = machine_ids(files[0].parents[2]) if files else {}
     floor = {row["file"]: row for row in levels}
+    floors = [("floor_route", "floor_route_ms"), ("floor_final", "floor_final_only_ms")]
+    if any(row.get("floor_region_ms") is not None for row in levels):
+        floors.append(("floor_region", "floor_region_ms"))
     per: dict[int, dict[str, list[float]]] = {}
     per_mpx: dict[str, dict[str, list[float]]] = {}
     for path, red, base in zip(files, reduced, baseline, strict=True):
@@ -426,11 +502,8 @@ def projection(files: Sequence[Path], reduced: list[Any], baseline: list[Any],
         mpx = h.rows * h.columns / 1e6
         costs = {"package": red[4], "baseline": base[2]}
         row = floor.get(path.name)
-        for key, field_ in (
-            ("floor_route", "floor_route_ms"),
-            ("floor_final", "floor_final_only_ms"),
-        ):
-            if row and row[field_] is not None:  # J2K: the decode at the library floor
+        for key, field_ in floors:
+            if row and row.get(field_) is not None:  # J2K: the decode at the library floor
                 costs[key] = red[4] - red[1] + row[field_] / 1000
             else:
                 costs[key] = red[4]
@@ -533,6 +606,18 @@ def print_levels(rows: list[dict[str, Any]]) -> None:
               f"L{row['probe_level']}>L{row['final_level']}   {row['package_cpu_ms']:8.0f} "
               f"({row['package_decode_ms']:.0f})  {ms(row['floor_route_ms']):>10} / "
               f"{ms(row['floor_final_only_ms'])}")  # fmt: skip
+    regions = [row for row in rows if row.get("region")]
+    if not regions:
+        print("  (OpenJPEG's decode window not measured: glymur is not installed here)")
+        return
+    print("J2K crop window at the final level (glymur, CPU ms): window share of the image, "
+          "whole level, window alone, window + probe, exact vs the whole level's crop")  # fmt: skip
+    for row in regions:
+        g = row["region"]
+        print(f"  {str(row['machine']):>7} {row['shape'][0]}x{row['shape'][1]} "
+              f"L{row['final_level']}  {100 * g['area_fraction']:4.0f} %  "
+              f"{ms(g['level_cpu_ms']):>6}  {ms(g['region_cpu_ms']):>6}  "
+              f"{ms(row['floor_region_ms']):>6}  {'exact' if g['exact'] else 'DIFFERS'}")  # fmt: skip
 
 
 def print_projection(p: dict[str, Any]) -> None:
@@ -546,8 +631,10 @@ def print_projection(p: dict[str, Any]) -> None:
     c, m = p["cpu_s_per_image"], p["minutes"]
     for key, label in (("package", "package (measured)"), ("baseline", "dicomsdl + resize"),
                        ("floor_route", "package with J2K decode at the library floor of its route"),
-                       ("floor_final", "J2K decoding the needed level only (no probe decode)")):  # fmt: skip
-        print(f"  {label:<60} {c[key]:.3f} CPU s/img -> {m[key]:5.1f} min")
+                       ("floor_final", "J2K decoding the needed level only (no probe decode)"),
+                       ("floor_region", "J2K probe + the crop's window only (glymur)")):  # fmt: skip
+        if key in c:
+            print(f"  {label:<60} {c[key]:.3f} CPU s/img -> {m[key]:5.1f} min")
 
 
 def run(args: argparse.Namespace) -> int:

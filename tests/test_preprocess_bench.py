@@ -116,3 +116,27 @@ def _record(calls: list[Path]):  # type: ignore[no-untyped-def]
         return path.name
 
     return fn
+
+
+def test_region_window_decodes_to_the_pipelines_crop() -> None:
+    """OpenJPEG's level-r output of a window [a, b) is pixels ceil(a / 2**r) .. ceil(b / 2**r):
+    the window the bench asks glymur for must give exactly the level's crop of the box, as
+    the pipeline scales it (Box.scaled), edges included."""
+    import math
+
+    from rsna_pkg.preprocess.roi import Box
+
+    rows, cols = 2294, 1914
+    for box in [(0, 0, rows, cols), (13, 7, 2001, 1333), (1, 1, 2293, 1913), (640, 0, 2294, 99)]:
+        for level in range(5):
+            f = 2**level
+            y0, x0, y1, x1 = bench._region_window(box, level, rows, cols)
+            assert y0 % f == 0 and x0 % f == 0 and y1 <= rows and x1 <= cols
+            want = Box(*box).scaled(1.0 / f, math.ceil(rows / f), math.ceil(cols / f))
+            got = (y0 // f, x0 // f, math.ceil(y1 / f), math.ceil(x1 / f))
+            assert got == want.as_tuple(), (box, level)
+
+
+def test_region_costs_skip_without_glymur(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(bench, "_glymur", lambda: None)
+    assert bench.region_costs(b"", None, 1, (0, 0, 8, 8), 1) is None

@@ -41,7 +41,8 @@ MARKER = ".rsna_replay"  # a work folder holding this may be wiped by the next r
 SMALL_SETTINGS: dict[str, str] = {
     "eda": "--sample 2 --max-headers 40 --workers 2 --no-progress",
     "preprocess": "--size 256 128 --workers 2 --quiet",
-    "train": "--backbone timm:efficientnet_lite0 --freeze none --epochs 3 --batch-size 16 "
+    "train": "--backbone timm:efficientnet_lite0 --freeze none --balance batch --pos-fraction 0.5 "
+    "--epochs 3 --batch-size 16 "
     "--workers 0 --threads 2 --device cpu --val-frac 0.3",
     "inference": "--batch-size 8 --workers 1 --device cpu",
 }

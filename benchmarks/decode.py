@@ -348,13 +348,19 @@ def _best_cpu_ms(fn: Callable[[], Any], repeats: int) -> tuple[float, float] | N
 
 
 def _pillow_level(frame: bytes, level: int) -> None:
+    """Pillow's OpenJPEG decode of one level as the package calls it (sized by OpenJPEG's
+    rule: ``openjpeg_backend.load_level``)."""
     import io
 
     from PIL import Image
 
+    from rsna_pkg.dicom.openjpeg_backend import load_level
+
     with Image.open(io.BytesIO(frame)) as im:
-        im.reduce = level  # type: ignore[method-assign,assignment]  # Jpeg2K: int level
-        im.load()
+        if level:
+            load_level(im, level)
+        else:
+            im.load()
 
 
 def _glymur() -> Any:

@@ -93,6 +93,31 @@ def phantom(rows: int = 96, cols: int = 64, bits: int = 12, seed: int = 0,
     return np.clip(np.rint(img), 0, top).astype(np.uint16)
 
 
+def _low_pass_53(x: np.ndarray, axis: int) -> np.ndarray:
+    """One level of the reversible 5/3 lifting (ISO 15444-1 F.3.8.2) along ``axis``, low-pass
+    half only, for samples anchored at index 0, with whole-sample symmetric extension."""
+    x = np.moveaxis(x.astype(np.int64), axis, 0)
+    if x.shape[0] == 1:
+        return np.moveaxis(x, 0, axis)
+    even, odd = x[0::2], x[1::2]
+    # x[2k + 2] beside each odd sample; an even-length signal mirrors x[n] to x[n - 2]
+    right = even[1:] if x.shape[0] % 2 else np.concatenate([even[1:], even[-1:]])
+    d = odd - np.floor_divide(even[: len(odd)] + right, 2)
+    d_left = np.concatenate([d[:1], d])[: len(even)]  # d[k - 1], d[-1] mirrored to d[0]
+    d_right = np.concatenate([d, d[-1:]])[: len(even)]  # d[k], past the end mirrored
+    return np.moveaxis(even + np.floor_divide(d_left + d_right + 2, 4), 0, axis)
+
+
+def ll_band(img: np.ndarray, levels: int) -> np.ndarray:
+    """The LL band after ``levels`` levels of the reversible 5/3 wavelet, vertical then
+    horizontal at each level (F.4.8.2): what an exact decoder returns at resolution level
+    ``levels`` of a lossless single-tile codestream, before clipping to the sample range."""
+    out = img.astype(np.int64)
+    for _ in range(levels):
+        out = _low_pass_53(_low_pass_53(out, 0), 1)
+    return out
+
+
 def j2k_file(tmp_path: Path, name: str, img: np.ndarray, bits: int, signed_header: bool = False,
              photometric: str = "MONOCHROME2", fmt: str = "JP2") -> Path:  # fmt: skip
     """A J2K (JP2-wrapped or bare) DICOM of ``img`` with a LINEAR window."""

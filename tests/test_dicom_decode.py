@@ -10,7 +10,7 @@ import imagecodecs
 import numpy as np
 import pydicom
 import pytest
-from dicom_cases import J2K, LJPEG, encapsulated, make_dataset, phantom, real, write
+from dicom_cases import J2K, LJPEG, encapsulated, ll_band, make_dataset, phantom, real, write
 
 from rsna_pkg.dicom import available_backends, decode, decode_file, read_header, reduced_shape
 from rsna_pkg.dicom.backend import get_decoder
@@ -71,12 +71,45 @@ def test_native_reduce_close_to_area_mean() -> None:
         assert diff.mean() < 0.03 * span and np.median(diff) <= 0.01 * span
 
 
-def test_pillow_failure_steps_down_a_level() -> None:
-    # Pillow raises "broken data stream" on RG1 at reduce 2 and 3 but not at 1: level 1 is
-    # decoded and area-downsampled the rest of the way.
+@pytest.mark.parametrize("name", ["RG1_J2KR", "693_J2KR"])
+def test_levels_are_the_wavelet_ll_band(name: str) -> None:
+    """Real lossless codestreams (RG1: a 15-bit CR of 1955 x 1841; 693: a signed 16-bit CT of
+    512 x 512): each level decoded from the codestream is, to the bit, the LL band of the
+    reversible 5/3 wavelet of the full decode, with no fallback. RG1 at levels 2 and 3 is
+    where Pillow's own rounding of the level size is off by one from OpenJPEG's (its load
+    failed there with "broken data stream" before load_level sized the level itself)."""
+    path = real(name)
+    h = read_header(path)
+    full = decode_file(path, "openjpeg").array
+    bits = h.bits_stored
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if h.signed else (0, (1 << bits) - 1)
+    for r in (1, 2, 3):
+        native = decode_file(path, "openjpeg", r)
+        assert native.native_reduce and not native.note, native.note
+        assert native.array.shape == reduced_shape(h.rows, h.columns, r)
+        np.testing.assert_array_equal(native.array, np.clip(ll_band(full, r), lo, hi))
+    if name == "RG1_J2KR":
+        f = 8
+        pillow_shape = (int((h.rows + f // 2) / f), int((h.columns + f // 2) / f))
+        assert pillow_shape != reduced_shape(h.rows, h.columns, 3)  # the case named above
+
+
+def test_pillow_failure_steps_down_a_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should Pillow still refuse a level, the next shallower one that decodes is taken and
+    area-downsampled the rest of the way, and the note says where it failed."""
+    from rsna_pkg.dicom import openjpeg_backend
+
+    real_level = openjpeg_backend.decode_reduced
+
+    def refuse_deep(frame: bytes, reduce: int) -> np.ndarray:
+        if reduce >= 2:
+            raise OSError("broken data stream when reading image file")
+        return real_level(frame, reduce)
+
+    monkeypatch.setattr(openjpeg_backend, "decode_reduced", refuse_deep)
     path = real("RG1_J2KR")
     out = decode_file(path, "openjpeg", 3)
-    assert out.native_reduce and "Pillow reduce failed at 3" in out.note
+    assert out.native_reduce and "Pillow reduce failed at 3" in out.note and "2:" in out.note
     level1 = decode_file(path, "openjpeg", 1)
     assert level1.native_reduce and not level1.note
     np.testing.assert_array_equal(out.array, area_downsample(level1.array, 2))

@@ -470,9 +470,9 @@ def j2k_level_costs(files: Sequence[Path], reduced: list[Any], probe_size: int,
         route = None if final_ms is None or probe_ms is None else (
             final_ms + (0.0 if final == probe else probe_ms))  # fmt: skip
         region = region_costs(frame, h, final, red[5], repeats)
-        region_route = None
+        region_route = None  # like ``route``: the probe level is decoded once when it is final
         if region and region["region_cpu_ms"] is not None and probe_ms is not None:
-            region_route = region["region_cpu_ms"] + probe_ms
+            region_route = region["region_cpu_ms"] + (0.0 if final == probe else probe_ms)
         rows.append({
             "file": path.name, "machine": machines.get(path.stem), "shape": [h.rows, h.columns],
             "levels": levels, "probe_level": probe, "final_level": final,

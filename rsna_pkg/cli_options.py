@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import MISSING, Field, fields
 from typing import Any
 
-from rsna_pkg.config_fields import FieldError, choices_of, field_types
+from rsna_pkg.config_fields import FieldError, field_choices, field_types
 from rsna_pkg.errors import InputError
 from rsna_pkg.options import number
 
@@ -57,7 +57,7 @@ def argument(f: Field[Any], tp: Any) -> dict[str, Any]:
     kw: dict[str, Any] = {"default": default, "help": f"{meta['help']}{shown}"}
     if meta.get("required"):
         kw = {"required": True, "help": meta["help"]}
-    choices = choices_of(tp)
+    choices = field_choices(f, tp)
     if choices:
         kw["choices"] = choices
         kw["type"] = type(choices[0])  # Literal[8, 16]: "8" typed becomes 8

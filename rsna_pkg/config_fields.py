@@ -1,7 +1,8 @@
 """What a config dataclass field declares about itself, for every place that reads it.
 
 A field made with ``option`` carries its default, its help text and, for a number, its
-bounds; a field typed ``Literal[...]`` carries its choices. ``check_fields`` validates a
+bounds; a field typed ``Literal[...]`` carries its choices (or ``option(choices=...)``, for
+a list that lives elsewhere, such as the decoder registry). ``check_fields`` validates a
 config from those declarations (its ``__post_init__`` calls it), and the CLI layer
 (``cli_options``) makes the argparse options from the same declarations, so a new setting
 is one field: its flag, choices, help, validation and its place in config.json follow.
@@ -54,15 +55,19 @@ def option(
     group: str | None = None,
     cli: bool = True,
     required: bool = False,
+    choices: tuple[Any, ...] | None = None,
     default_factory: Any = MISSING,
 ) -> Any:
     """A config field that declares itself: ``bounds`` for a number (``lo_open`` /
     ``hi_open`` exclude an end), ``flag`` when its option is not ``--field-name`` (a
     True-by-default bool is ``--no-field-name``), ``group`` for options that exclude each
     other, ``cli=False`` for a field a command sets from other options, ``required`` for
-    an option the command line must give (the field's default serves library callers)."""
+    an option the command line must give (the field's default serves library callers),
+    ``choices`` for a ``str`` field whose values a registry owns (one list, no ``Literal``
+    to keep in step with it)."""
     meta = {"help": help, "bounds": bounds, "lo_open": lo_open, "hi_open": hi_open,
-            "flag": flag, "group": group, "cli": cli, "required": required}  # fmt: skip
+            "flag": flag, "group": group, "cli": cli, "required": required,
+            "choices": choices}  # fmt: skip
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -82,6 +87,13 @@ def choices_of(tp: Any) -> tuple[Any, ...]:
         if typing.get_origin(arg) is typing.Literal:
             return typing.get_args(arg)
     return ()
+
+
+def field_choices(f: dataclasses.Field[Any], tp: Any) -> tuple[Any, ...]:
+    """The values field ``f`` of type ``tp`` allows: ``option(choices=...)``, else its
+    ``Literal``; () if it declares none."""
+    declared = f.metadata.get("choices")
+    return tuple(declared) if declared else choices_of(tp)
 
 
 def interval(bounds: tuple[float, float], lo_open: bool, hi_open: bool) -> str:
@@ -106,7 +118,7 @@ def check_fields(config: Any) -> None:
     types = field_types(config.__class__)
     for f in fields(config):
         value, tp = getattr(config, f.name), types[f.name]
-        choices = choices_of(tp)
+        choices = field_choices(f, tp)
         if choices and value not in choices:
             raise FieldError(f.name, f"must be one of {choices}, got {value!r}", what)
         bounds = f.metadata.get("bounds")

@@ -157,9 +157,24 @@ def one_per_kind(data: Path) -> list[Path]:
     return list(seen.values())
 
 
+@pytest.fixture(scope="module")
+def machine_files(synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """:func:`one_per_kind`, and RLE copies (pixels unchanged) of its first two files: no
+    machine of the synthetic set writes RLE, and ``rsna bench decode`` measures such copies."""
+    from pydicom.uid import RLELossless
+
+    files = one_per_kind(synth_data)
+    tmp = tmp_path_factory.mktemp("machine_rle")
+    for path in files[:2]:
+        ds = pydicom.dcmread(path)
+        ds.compress(RLELossless, ds.pixel_array)
+        files.append(write(ds, tmp / f"{path.stem}_rle.dcm"))
+    return files
+
+
 @pytest.mark.parametrize("name", DECODER_PARAMS)
-def test_exact_on_synthetic_machine_files(name: str, synth_data: Path) -> None:
-    files = [p for p in one_per_kind(synth_data) if _declares(name, p)]
+def test_exact_on_synthetic_machine_files(name: str, machine_files: list[Path]) -> None:
+    files = [p for p in machine_files if _declares(name, p)]
     assert len(files) >= 2, name
     for path in files:
         ref = _truth(path)
@@ -204,9 +219,8 @@ def test_levels_capability_honoured(name: str, cases: dict[str, Path]) -> None:
 
 
 def test_registry_and_vocabulary() -> None:
-    assert {"pydicom", "dicomsdl", "libjpeg-turbo", "openjpeg", "dali", "nvimgcodec"} <= set(
-        DECODERS
-    )
+    assert {"pydicom", "dicomsdl", "libjpeg-turbo", "openjpeg", "imagecodecs-rle", "dali",
+            "nvimgcodec"} <= set(DECODERS)  # fmt: skip
     assert CHOICES[:2] == ("auto", "cpu") and set(CHOICES[2:]) == set(DECODERS)
     for name in DECODERS:
         caps = get_decoder(name).capabilities()
@@ -225,11 +239,11 @@ def test_auto_refuses_a_syntax_nobody_declares(cases: dict[str, Path]) -> None:
 
 def test_auto_picks_the_cheapest_declared_decoder(cases: dict[str, Path]) -> None:
     """Per syntax, from the declared costs: libjpeg-turbo for JPEG lossless, dicomsdl for a
-    full J2K and RLE decode, a decoder with resolution levels for a reduced J2K decode,
-    pydicom for native files; never a batch decoder."""
+    full J2K decode, a decoder with resolution levels for a reduced J2K decode, imagecodecs'
+    RLE codec for RLE, pydicom for native files; never a batch decoder."""
     expected = {"ljpeg .70 12": ("libjpeg-turbo", "libjpeg-turbo"), "ljpeg .57 sv3 12":
                 ("libjpeg-turbo", "libjpeg-turbo"), "j2k jp2 12": ("dicomsdl", "openjpeg"),
-                "rle 12": ("dicomsdl", "dicomsdl"), "RG1_UNCR": ("pydicom", "pydicom")}  # fmt: skip
+                "rle 12": ("imagecodecs-rle", "imagecodecs-rle"), "RG1_UNCR": ("pydicom", "pydicom")}  # fmt: skip
     for label, (full, reduced) in expected.items():
         header = read_header(cases[label])
         got = (choose_decoder(header, 0), choose_decoder(header, 2))
@@ -267,7 +281,7 @@ def test_batch_exact_with_fallbacks(name: str, cases: dict[str, Path],
     dec = _batch(name, batch_size=3)
     files = [cases[k] for k in ("j2k jp2 12", "j2k bare 16", "j2k odd 10 mono1",
              "j2k signed header", "693_J2KR", "JPEG-LL", "JPGLosslessP14SV1_1s_1f_8b",
-             "MR2_J2KR", "RG1_J2KR")]  # fmt: skip
+             "MR2_J2KR", "RG1_J2KR", "rle 16s")]  # fmt: skip
     with caplog.at_level(logging.INFO):
         arrays = dec.decode_batch(files)
     for path, arr in zip(files, arrays, strict=True):
@@ -278,6 +292,8 @@ def test_batch_exact_with_fallbacks(name: str, cases: dict[str, Path],
     assert [sources[i] for i in (0, 1, 2, 3, 7, 8)] == [dec.source] * 6, sources
     # a signed codestream: refused by design (DALI) or by its failed probe (nvImageCodec)
     assert sources[4].startswith("fallback:dicomsdl: signed 14-bit j2k")
+    # a syntax the batch decoder does not take: the per-file route's own choice, named
+    assert sources[9].startswith("fallback:imagecodecs-rle: "), sources[9]
     assert dec.probes[("j2k", 12, False)] == "exact" or "scale" in dec.probes[("j2k", 12, False)]
     logged = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert any("693_J2KR" in m and "signed 14-bit" in m for m in logged), logged

@@ -223,6 +223,12 @@ DICOM_CASES: dict[str, tuple[Callable[[], Dataset], str | None]] = {
     "header_larger_than_j2k": (
         lambda: with_tags(encapsulated(IMG, j2k_frame(), J2K, 12), Rows=4000, Columns=3000),
         r"codestream is 96x64 pixels but the header says Rows x Columns = 4000x3000"),
+    "header_smaller_than_rle": (lambda: with_tags(rle(), Rows=50, Columns=40),
+                                r"RLE frame holds more than the 4000 bytes of the header's "
+                                r"Rows x Columns = 50x40"),
+    "header_larger_than_rle": (lambda: with_tags(rle(), Rows=100),
+                               r"RLE frame decodes to 12288 bytes, the header's Rows x Columns "
+                               r"= 100x64 needs 12800"),
     "number_of_frames_2": (multiframe, r"NumberOfFrames=2: multi-frame"),
     "bits_allocated_32": (lambda: bits32(32), None),
     "bits_allocated_32_over_16_bit_data": (lambda: bits32(16), r"less than expected"),
@@ -450,6 +456,14 @@ def test_codestream_header_checks_cover_every_dicomsdl_route(tmp_path: Path) -> 
     for backend in ("auto", "dicomsdl", "openjpeg", "pydicom"):
         with pytest.raises(DicomError, match="codestream is 96x64"):
             decode(large, backend=backend)
+    # RLE has no geometry to check before decoding, and dicomsdl aborted on this file too:
+    # RLE goes to imagecodecs, which refuses it, and dicomsdl no longer declares RLE
+    rle_small = write(DICOM_CASES["header_smaller_than_rle"][0](), tmp_path / "r.dcm")
+    for backend in ("auto", "imagecodecs-rle"):
+        with pytest.raises(DicomError, match="RLE frame holds more than the 4000 bytes"):
+            decode(rle_small, backend=backend)
+    with pytest.raises(DicomError, match="1.2.840.10008.1.2.5 not supported by decoder 'dicomsdl'"):
+        decode(rle_small, backend="dicomsdl")
 
 
 @pytest.mark.parametrize("case", list(HEADER_CASES))
@@ -475,10 +489,11 @@ PLUGIN_SYNTAXES = {"rle_lossless": RLELossless, "jpeg_baseline": "1.2.840.10008.
 @pytest.fixture()
 def no_plugins(monkeypatch: pytest.MonkeyPatch) -> Any:
     """A machine without pydicom's RLE, JPEG baseline and JPEG-LS plugins and without
-    dicomsdl: pydicom's decoders for those syntaxes report no available plugin."""
+    dicomsdl or imagecodecs' RLE codec: pydicom's decoders for those syntaxes report no
+    available plugin."""
     from pydicom.pixels.decoders.base import Decoder
 
-    from rsna_pkg.dicom import dicomsdl_backend, pydicom_backend
+    from rsna_pkg.dicom import dicomsdl_backend, pydicom_backend, rle_backend
 
     blocked = set(PLUGIN_SYNTAXES.values())
     real = Decoder.is_available
@@ -488,6 +503,7 @@ def no_plugins(monkeypatch: pytest.MonkeyPatch) -> Any:
 
     monkeypatch.setattr(Decoder, "is_available", property(is_available))
     monkeypatch.setattr(dicomsdl_backend.DicomsdlDecoder, "available", lambda self: False)
+    monkeypatch.setattr(rle_backend.RleDecoder, "available", lambda self: False)
     pydicom_backend._decodable.cache_clear()
     yield blocked
     monkeypatch.undo()

@@ -16,7 +16,8 @@ def test_bench_decode_small(synth_data: Path, tmp_path: Path, capsys) -> None:  
     bench.add_arguments(parser)
     out = tmp_path / "bench.json"
     args = parser.parse_args(["--data", str(synth_data), "--files", "2", "--size", "64", "32",
-                              "--workers", "1", "--backends", "dicomsdl", "pydicom",
+                              "--workers", "1", "--backends", "dicomsdl", "imagecodecs-rle",
+                              "pydicom",
                               "--rle", "1", "--json", str(out)])  # fmt: skip
     before = sorted(synth_data.rglob("*"))
     assert bench.run(args) == 0
@@ -24,8 +25,9 @@ def test_bench_decode_small(synth_data: Path, tmp_path: Path, capsys) -> None:  
     result = json.loads(out.read_text())
     assert result["files"] == 3 and result["header_ms_per_file"] > 0  # 2 + the RLE copy
     assert result["missing_file_us"] > 0
-    assert {k.split()[0] for k in result["decode"]} == {"dicomsdl", "pydicom"}
-    assert {"dicomsdl .5", "pydicom .5"} <= set(result["decode"])  # the RLE copy
+    assert {k.split()[0] for k in result["decode"]} == {"dicomsdl", "imagecodecs-rle", "pydicom"}
+    assert {"imagecodecs-rle .5", "pydicom .5"} <= set(result["decode"])  # the RLE copy
+    assert "dicomsdl .5" not in result["decode"]  # dicomsdl does not declare RLE
     rle = result["per_syntax"]["1.2.840.10008.1.2.5"]
     assert rle["files"] == 1 and rle["speedup"] > 0
     assert all(v["images_per_s"] > 0 for v in result["decode"].values())

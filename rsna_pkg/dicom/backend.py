@@ -99,6 +99,7 @@ DECODERS: dict[str, str] = {
     "dicomsdl": "rsna_pkg.dicom.dicomsdl_backend",
     "libjpeg-turbo": "rsna_pkg.dicom.libjpeg_turbo_backend",
     "openjpeg": "rsna_pkg.dicom.openjpeg_backend",
+    "imagecodecs-rle": "rsna_pkg.dicom.rle_backend",
     "pydicom": "rsna_pkg.dicom.pydicom_backend",
     "dali": "rsna_pkg.dicom.dali_backend",
     "nvimgcodec": "rsna_pkg.dicom.nvimgcodec_backend",

@@ -169,7 +169,7 @@ class BatchDecoder(ABC):
     device: str  # "cpu", or the library's GPU device name
     device_id: Any  # the GPU ordinal; unused by a CPU decoder
 
-    fallback: str
+    fallback: str  # per-file decoder for what the batch does not take ("cpu": per syntax)
     batch_size: int
 
     source: str  # what last_sources says for a file this decoder decoded ("dali", ...)
@@ -277,7 +277,10 @@ class BatchDecoder(ABC):
         for i, item in enumerate(items):
             if sources[i] != self.source:
                 logging.getLogger(type(self).__module__).info("%s: %s", item.path, sources[i])
-                arr = decode_file(item.path, self.fallback, 0, header=item.header).array
+                done = decode_file(item.path, self.fallback, 0, header=item.header)
+                # "fallback:cpu: why" -> "fallback:<the decoder cpu chose>: why"
+                sources[i] = f"fallback:{done.backend}: {sources[i].split(': ', 1)[1]}"
+                arr = done.array
                 results[i] = arr if self.device == "cpu" else self._to_device(arr)
         self.last_sources = sources
         return results, items

@@ -41,7 +41,7 @@ class DaliDecoder(BatchDecoder):
     source, label = "dali", "DALI"
 
     def __init__(self, batch_size: int = 8, device: str = "auto", device_id: int | None = None,
-                 threads: int = 2, fallback: str = "dicomsdl") -> None:  # fmt: skip
+                 threads: int = 2, fallback: str = "cpu") -> None:  # fmt: skip
         self.device = device = pick_device(device, "mixed")
         self.device_id = (device_id or 0) if device == "mixed" else None
         self.batch_size = batch_size

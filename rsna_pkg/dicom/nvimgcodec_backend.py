@@ -69,7 +69,7 @@ class NvImageCodecDecoder(BatchDecoder):
     source, label = SOURCE, "nvImageCodec"
 
     def __init__(self, device: str = "auto", device_id: int = 0, batch_size: int = 8,
-                 threads: int = 0, fallback: str = "dicomsdl") -> None:  # fmt: skip
+                 threads: int = 0, fallback: str = "cpu") -> None:  # fmt: skip
         self.device = device = pick_device(device, "cuda")
         self.device_id = device_id
         self.batch_size = batch_size

@@ -7,24 +7,21 @@ so inference rebuilds exactly the training-time preprocessing from it.
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from rsna_pkg.config_fields import check_fields, option
 from rsna_pkg.dataclass_io import from_plain
+from rsna_pkg.dicom.backend import CHOICES
 
 Roi = Literal["segment", "threshold"]  # rsna_pkg.preprocess.roi: breast_mask, threshold_mask
 # Output sides in pixels. Models here take at most 2048 x 1024 (a mammogram is at most
 # 5355 x 4915): 4096 leaves room, while a stored or typed 100000 (a 40 GB float resize
 # per image) is refused before any image is read.
 MIN_SIZE, MAX_SIZE = 8, 4096
-# Decoder names (rsna_pkg.dicom.backend.CHOICES: "auto", "cpu" and the registry); repeated
-# here, not imported, to keep this config free of the decoding modules. A test checks
-# the two agree.
-Decoder = Literal["auto", "cpu", "dicomsdl", "libjpeg-turbo", "openjpeg", "pydicom", "dali",
-                  "nvimgcodec"]  # fmt: skip
-BACKENDS: tuple[str, ...] = typing.get_args(Decoder)
+# Decoder names: the registry's own list ("auto", "cpu" and every registered decoder), so
+# a new decoder is a choice of --decoder with no edit here.
+BACKENDS: tuple[str, ...] = CHOICES
 
 
 @dataclass(frozen=True)
@@ -37,8 +34,8 @@ class PreprocessConfig:
     height: int = option(1024, cli=False, help="output height", bounds=(MIN_SIZE, MAX_SIZE))
     width: int = option(512, cli=False, help="output width", bounds=(MIN_SIZE, MAX_SIZE))
     bits: Literal[8, 16] = option(8, help="PNG depth: 8 (uint8) or 16 (uint16)")
-    backend: Decoder = option(
-        "auto", flag=("--decoder", "--backend"),
+    backend: str = option(
+        "auto", flag=("--decoder", "--backend"), choices=CHOICES,
         help="decoder (rsna_pkg.dicom.backend): auto / cpu = the cheapest exact one per "
         "syntax, or one by name (--backend: deprecated spelling)",
     )  # fmt: skip

@@ -183,6 +183,26 @@ def test_exact_on_synthetic_machine_files(name: str, machine_files: list[Path]) 
         np.testing.assert_array_equal(arr, ref, err_msg=f"{path} {name}")
 
 
+def test_read_frame_equals_pydicoms_first_frame(cases: dict[str, Path],
+                                                machine_files: list[Path]) -> None:  # fmt: skip
+    """The one-join frame read gives pydicom's frame 0 byte for byte, whether the frame is
+    one fragment or many (the synthetic J2K files split theirs)."""
+    from pydicom.encaps import parse_fragments
+
+    from rsna_pkg.dicom.frames import NATIVE_SYNTAXES
+    from rsna_pkg.dicom.pixeldata import read_frame, read_pixel_dataset
+
+    fragment_counts = set()
+    for path in [*cases.values(), *machine_files]:
+        header = read_header(path)
+        if header.transfer_syntax_uid in NATIVE_SYNTAXES:
+            continue
+        ds = read_pixel_dataset(path, header)
+        assert read_frame(path, header) == first_frame(ds, path), path
+        fragment_counts.add(min(parse_fragments(ds.PixelData)[0], 3))  # BOT + fragments
+    assert {2, 3} <= fragment_counts  # one fragment and several were both met
+
+
 @pytest.mark.parametrize("name", DECODER_PARAMS)
 def test_refuses_undeclared_syntax_clearly(name: str, cases: dict[str, Path]) -> None:
     others = [label for label, path in cases.items() if not _declares(name, path)]

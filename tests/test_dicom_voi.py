@@ -106,6 +106,26 @@ def test_apply_voi_matches_pydicom(name: str) -> None:
     np.testing.assert_allclose(twin.numpy(), got, atol=2e-6, rtol=0)
 
 
+@pytest.mark.parametrize("name", [*CASES, "minmax", "minmax mono1"])
+def test_mirrored_windowing_equals_the_mirrored_window(name: str) -> None:
+    """``mirror=True`` (preprocessing puts the breast on the left in the same pass) gives
+    the mirror of the unmirrored result bit for bit, on a crop view whose odd width puts
+    the min-max fallback's subsample on other columns once mirrored."""
+    if name.startswith("minmax"):
+        stored = phantom(900, 611, bits=12)
+        ds = make_dataset(stored, photometric="MONOCHROME1" if "mono1" in name else "MONOCHROME2")
+        index = 0
+    else:
+        ds, stored, index = build(name)
+    header = header_from_dataset(ds, f"{name}.dcm")
+    view = stored[3:-2, 1:-4]  # a crop, as preprocessing passes it
+    got = apply_voi(view, header, index, mirror=True)
+    assert got.flags.c_contiguous
+    np.testing.assert_array_equal(got, apply_voi(view, header, index)[:, ::-1])
+    if name.startswith("minmax"):
+        assert fallback_stride(view.shape) > 1 and (view.shape[1] - 1) % 2  # other columns
+
+
 def test_vlut_file_from_header_alone() -> None:
     path = real("vlut_04")
     ds = pydicom.dcmread(path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rsna_pkg.dicom.backend import CHOICES as DECODER_CHOICES
 from rsna_pkg.dicom.backend import available_backends, available_decoders
 from rsna_pkg.dicom.decode import DecodeResult, decode, decode_file
 from rsna_pkg.dicom.header import DicomHeader, VoiLut, read_header
@@ -27,6 +28,7 @@ def apply_voi_torch(stored: torch.Tensor, header: DicomHeader, index: int = 0) -
 
 
 __all__ = [
+    "DECODER_CHOICES",
     "MAX_REDUCE",
     "DecodeResult",
     "DicomHeader",

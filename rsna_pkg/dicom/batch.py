@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from rsna_pkg.dicom.backend import Capabilities, Decoded
-from rsna_pkg.dicom.frames import first_frame, j2k_info, jpeg_precision, sniff_codec
+from rsna_pkg.dicom.frames import j2k_info, jpeg_precision, sniff_codec
 from rsna_pkg.dicom.header import DicomHeader, read_header
-from rsna_pkg.dicom.pixeldata import read_pixel_dataset
+from rsna_pkg.dicom.pixeldata import read_frame
 from rsna_pkg.dicom.pixels import stored_dtype
 
 PROBE_SHAPE = (8, 16)
@@ -55,8 +55,7 @@ def read_item(path: str | Path) -> Item:
     item = Item(Path(path))
     item.header = read_header(item.path)
     check_decodable(item.header)  # before any PixelData byte is read
-    ds = read_pixel_dataset(item.path, item.header)
-    item.frame = first_frame(ds, item.path)
+    item.frame = read_frame(item.path, item.header)
     check_frame(item.header, item.frame)
     return item
 

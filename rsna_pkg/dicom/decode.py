@@ -18,9 +18,9 @@ from rsna_pkg.dicom.backend import (
     candidates,
     get_decoder,
 )
-from rsna_pkg.dicom.frames import NATIVE_SYNTAXES, first_frame, frame_mismatch
+from rsna_pkg.dicom.frames import NATIVE_SYNTAXES, frame_mismatch
 from rsna_pkg.dicom.header import DicomHeader, read_header
-from rsna_pkg.dicom.pixeldata import read_pixel_dataset
+from rsna_pkg.dicom.pixeldata import read_frame
 from rsna_pkg.dicom.pixels import area_downsample, reduced_shape
 from rsna_pkg.errors import DicomError, describe
 
@@ -124,7 +124,7 @@ def check_file_frame(path: Path, header: DicomHeader) -> bytes | None:
     native PixelData), so a decoder of frame bytes need not read the file again."""
     if header.transfer_syntax_uid in NATIVE_SYNTAXES:
         return None  # native: read_pixel_dataset bounds the PixelData length by the header
-    frame = first_frame(read_pixel_dataset(path, header), path)
+    frame = read_frame(path, header)
     check_frame(header, frame)
     return frame
 

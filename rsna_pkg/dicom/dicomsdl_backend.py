@@ -14,11 +14,10 @@ from rsna_pkg.dicom.backend import Capabilities, Declined, Decoded, per_syntax
 from rsna_pkg.dicom.frames import (
     J2K_SYNTAXES,
     JPEG_LOSSLESS_SYNTAXES,
-    first_frame,
     jpeg_info,
 )
 from rsna_pkg.dicom.header import DicomHeader
-from rsna_pkg.dicom.pixeldata import read_pixel_dataset
+from rsna_pkg.dicom.pixeldata import read_frame
 from rsna_pkg.dicom.pixels import to_stored
 from rsna_pkg.errors import DicomError
 
@@ -48,7 +47,7 @@ class DicomsdlDecoder:
 
         if header.transfer_syntax_uid in JPEG_LOSSLESS_SYNTAXES:
             # dicomsdl decodes lossless JPEG with libjpeg-turbo, which does not read DNL.
-            frame = first_frame(read_pixel_dataset(path, header), path)
+            frame = read_frame(path, header)
             try:
                 dnl = jpeg_info(frame).height == 0
             except (ValueError, IndexError):

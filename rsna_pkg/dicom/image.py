@@ -24,9 +24,9 @@ from rsna_pkg.dicom.decode import (
     finish,
     resolve_backend,
 )
-from rsna_pkg.dicom.frames import J2K_SYNTAXES, first_frame, j2k_info
+from rsna_pkg.dicom.frames import J2K_SYNTAXES, j2k_info
 from rsna_pkg.dicom.header import DicomHeader, read_header
-from rsna_pkg.dicom.pixeldata import read_pixel_dataset
+from rsna_pkg.dicom.pixeldata import read_frame
 from rsna_pkg.dicom.pixels import AreaPyramid
 from rsna_pkg.errors import DicomError, describe
 
@@ -76,7 +76,7 @@ class DicomImage:
         """Frame 0's encapsulated bytes, checked against the header (read on first use)."""
         if self._frame is None:
             check_decodable(self.header)
-            frame = first_frame(read_pixel_dataset(self.path, self.header), self.path)
+            frame = read_frame(self.path, self.header)
             check_frame(self.header, frame)
             self._frame = frame
         return self._frame

@@ -15,9 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from rsna_pkg.dicom.backend import Capabilities, Declined, Decoded, per_syntax
-from rsna_pkg.dicom.frames import JPEG_LOSSLESS_SYNTAXES, first_frame, jpeg_info, sniff_codec
+from rsna_pkg.dicom.frames import JPEG_LOSSLESS_SYNTAXES, jpeg_info, sniff_codec
 from rsna_pkg.dicom.header import DicomHeader
-from rsna_pkg.dicom.pixeldata import read_pixel_dataset
+from rsna_pkg.dicom.pixeldata import read_frame
 from rsna_pkg.dicom.pixels import to_stored
 
 # ms/Mpx measured (shared/reference/dicom.md): 41 ms / 5.78 Mpx.
@@ -57,7 +57,7 @@ class LibjpegTurboDecoder:
         return Capabilities(JPEG_LOSSLESS_SYNTAXES, ms_per_mpx=MS_PER_MPX)
 
     def decode(self, path: Path, header: DicomHeader, reduce: int) -> Decoded:
-        frame = first_frame(read_pixel_dataset(path, header), path)
+        frame = read_frame(path, header)
         return self.decode_frame(frame, header, reduce)
 
     def decode_frame(self, frame: bytes, header: DicomHeader, reduce: int = 0) -> Decoded:

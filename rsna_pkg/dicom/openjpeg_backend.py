@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from rsna_pkg.dicom.backend import Capabilities, Decoded, per_syntax
-from rsna_pkg.dicom.frames import J2K_SYNTAXES, first_frame, j2k_info, sniff_codec
+from rsna_pkg.dicom.frames import J2K_SYNTAXES, j2k_info, sniff_codec
 from rsna_pkg.dicom.header import DicomHeader
-from rsna_pkg.dicom.pixeldata import read_pixel_dataset
+from rsna_pkg.dicom.pixeldata import read_frame
 from rsna_pkg.dicom.pixels import area_downsample, reduced_shape, stored_dtype, to_stored
 from rsna_pkg.errors import DicomError
 
@@ -106,8 +106,7 @@ class OpenjpegDecoder:
         return Capabilities(J2K_SYNTAXES, levels=True, ms_per_mpx=MS_PER_MPX)
 
     def decode(self, path: Path, header: DicomHeader, reduce: int) -> Decoded:
-        ds = read_pixel_dataset(path, header)
-        return self.decode_frame(first_frame(ds, path), header, reduce)
+        return self.decode_frame(read_frame(path, header), header, reduce)
 
     def decode_frame(self, frame: bytes, header: DicomHeader, reduce: int) -> Decoded:
         """Frame bytes already in memory (lets a caller decode one file at two levels)."""

@@ -14,7 +14,7 @@ import struct
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from rsna_pkg.dicom.frames import NATIVE_SYNTAXES
+from rsna_pkg.dicom.frames import NATIVE_SYNTAXES, first_frame
 from rsna_pkg.dicom.header import DicomHeader
 from rsna_pkg.dicom.inflate import HEADER_INFLATE_LIMIT, open_dataset
 from rsna_pkg.errors import DicomError, describe
@@ -70,30 +70,39 @@ def element_header(fp: BinaryIO, implicit: bool, little: bool) -> tuple[int, int
     return group, elem, struct.unpack(f"{end}H", head[6:])[0]
 
 
-def read_items(fp: BinaryIO, header: DicomHeader, little: bool, limit: int) -> bytes:
-    """Encapsulated PixelData's items (PS3.5 A.4) as pydicom holds them: each item's tag,
-    length and value, up to the Sequence Delimitation Item; at most ``limit`` bytes."""
-    # parts joined once at the end: growing one bytearray item by item copied a 10 MB
-    # J2K frame of ~100 fragments about eight times over (~14 ms a file)
-    parts: list[bytes] = []
+def read_fragments(fp: BinaryIO, header: DicomHeader, little: bool, limit: int) -> list[bytes]:
+    """The values of encapsulated PixelData's items (PS3.5 A.4: the Basic Offset Table, then
+    the fragments), up to the Sequence Delimitation Item; at most ``limit`` bytes with the
+    8-byte item headers counted."""
+    values: list[bytes] = []
     size = 0
-    item_head = struct.Struct("<HHI" if little else ">HHI")
     while True:
         try:
             group, elem, length = element_header(fp, implicit=True, little=little)
         except EOFError:
-            return b"".join(parts)  # a truncated file: the frame parser says what is missing
+            return values  # a truncated file: the frame parser says what is missing
         if (group, elem) == SEQUENCE_END:
-            return b"".join(parts)
+            return values
         if (group, elem) != ITEM or length == UNDEFINED:
             raise DicomError(header.path, f"bad encapsulated PixelData: ({group:04X},{elem:04X}) "
                              "where an item was expected")  # fmt: skip
         if size + 8 + length > limit:
             raise too_long(header, "encapsulated PixelData of at least", size + 8 + length,
                            limit)  # fmt: skip
-        value = fp.read(length)
-        parts += (item_head.pack(group, elem, length), value)
-        size += 8 + len(value)
+        values.append(fp.read(length))
+        size += 8 + len(values[-1])
+
+
+def read_items(fp: BinaryIO, header: DicomHeader, little: bool, limit: int) -> bytes:
+    """Encapsulated PixelData's items as pydicom holds them: each item's tag, length and
+    value (:func:`read_fragments`), joined once."""
+    # parts joined once at the end: growing one bytearray item by item copied a 10 MB
+    # J2K frame of ~100 fragments about eight times over (~14 ms a file)
+    head = struct.Struct("<HHI" if little else ">HHI")
+    parts: list[bytes] = []
+    for value in read_fragments(fp, header, little, limit):
+        parts += (head.pack(*ITEM, len(value)), value)
+    return b"".join(parts)
 
 
 def read_pixel_value(fp: BinaryIO, header: DicomHeader, implicit: bool, little: bool) -> bytes:
@@ -112,15 +121,50 @@ def read_pixel_value(fp: BinaryIO, header: DicomHeader, implicit: bool, little: 
     return fp.read(length)
 
 
-def read_pixel_dataset(path: str | Path, header: DicomHeader) -> Any:
-    """The file's dataset with PixelData, having read (and, for a Deflated file, inflated)
-    no more than the header allows. DicomError when a length says more."""
+def open_pixel_data(path: str | Path, header: DicomHeader) -> tuple[Any, BinaryIO]:
+    """(dataset up to PixelData, the file positioned at PixelData); DicomError when unreadable."""
     try:
-        ds, fp = open_dataset(path, HEADER_INFLATE_LIMIT + pixel_limit(header) + 64)
+        return open_dataset(path, HEADER_INFLATE_LIMIT + pixel_limit(header) + 64)
     except DicomError:
         raise
     except Exception as exc:  # truncated or garbled files fail in many ways inside pydicom
         raise DicomError(path, f"unreadable DICOM ({describe(exc)})") from exc
+
+
+def read_frame(path: str | Path, header: DicomHeader) -> bytes:
+    """Frame 0 of an encapsulated PixelData: every fragment after the Basic Offset Table,
+    joined once (a file holds one frame here: ``header_problem`` refuses more). The same
+    bytes as ``first_frame(read_pixel_dataset(...))``, without pydicom's second join and
+    copy of the whole codestream (3-4 ms of a 7.6 MB JPEG Lossless frame). A PixelData
+    that is not encapsulated goes through pydicom, which says what is wrong with it."""
+    ds, fp = open_pixel_data(path, header)
+    with fp:
+        implicit, little = ds.original_encoding
+        start = fp.tell()
+        try:
+            group, elem, length = element_header(fp, implicit, little)
+        except EOFError:
+            raise DicomError(header.path, "no PixelData element") from None
+        if (group, elem) != (0x7FE0, 0x0010):
+            raise DicomError(header.path, "no PixelData element")
+        if length != UNDEFINED:
+            fp.seek(start)
+            value = read_pixel_value(fp, header, implicit, little)
+            ds.add_new(0x7FE00010, "OB", value)
+            return first_frame(ds, path)
+        fragments = read_fragments(fp, header, little, pixel_limit(header))
+    if len(fragments) < 2:
+        raise DicomError(path, "encapsulated PixelData holds no frame")
+    frame = b"".join(fragments[1:])
+    if not frame:
+        raise DicomError(path, "empty compressed frame")
+    return frame
+
+
+def read_pixel_dataset(path: str | Path, header: DicomHeader) -> Any:
+    """The file's dataset with PixelData, having read (and, for a Deflated file, inflated)
+    no more than the header allows. DicomError when a length says more."""
+    ds, fp = open_pixel_data(path, header)
     with fp:
         implicit, little = ds.original_encoding
         value = read_pixel_value(fp, header, implicit, little)

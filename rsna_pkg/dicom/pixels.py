@@ -24,24 +24,24 @@ def _accumulator(arr: np.ndarray, reduce: int) -> type[np.signedinteger]:
     return np.int32 if arr.dtype.itemsize <= 2 and 2**reduce <= 128 else np.int64
 
 
-def _pair_sums(a: np.ndarray, axis: int, acc: type[np.signedinteger]) -> np.ndarray:
-    """Sums of neighbouring pairs along ``axis`` in ``acc`` (a last, unpaired line as
-    itself), added straight from ``a``'s dtype: no widened copy of the whole array."""
+def _block_sums(a: np.ndarray, f: int, acc: type[np.signedinteger]) -> np.ndarray:
+    """Sums over ``f`` x ``f`` blocks of ``a`` in ``acc`` (a partial last row or column of
+    blocks summed over what it has): ``f`` strided row slices added into one array, then
+    ``f`` strided column slices, straight from ``a``'s dtype with no widened copy. Integer
+    sums, so the order does not matter; half the time of halving level by level (2.4 vs
+    4.7 ms for level 3 of a 2776x2082 frame)."""
     if not np.can_cast(a.dtype, acc):  # e.g. uint64: widen (or wrap) as astype does
         a = a.astype(acc)
-    n = a.shape[axis] // 2 * 2
-    first, second = (a[0:n:2], a[1:n:2]) if axis == 0 else (a[:, 0:n:2], a[:, 1:n:2])
-    pairs = np.add(first, second, dtype=acc)
-    if a.shape[axis] == n:
-        return pairs
-    last = a[n:] if axis == 0 else a[:, n:]
-    return np.concatenate([pairs, last.astype(acc)], axis=axis)
-
-
-def _halve(sums: np.ndarray, acc: type[np.signedinteger]) -> np.ndarray:
-    """2x2 block sums of ``sums`` in ``acc`` (a partial last row or column summed over what
-    it has)."""
-    return _pair_sums(_pair_sums(sums, 0, acc), 1, acc)
+    h, w = a.shape
+    rows = np.zeros((-(-h // f), w), dtype=acc)
+    for k in range(min(f, h)):
+        part = a[k::f]
+        np.add(rows[: len(part)], part, out=rows[: len(part)])
+    sums = np.zeros((rows.shape[0], -(-w // f)), dtype=acc)
+    for k in range(min(f, w)):
+        part = rows[:, k::f]
+        np.add(sums[:, : part.shape[1]], part, out=sums[:, : part.shape[1]])
+    return sums
 
 
 def _block_mean(
@@ -65,9 +65,9 @@ def area_downsample(arr: np.ndarray, reduce: int) -> np.ndarray:
 
 
 class AreaPyramid:
-    """``area_downsample`` of one array at several levels for the cost of the deepest: the
-    exact integer block sums of each level are kept and the next level is summed from them,
-    so every level equals ``area_downsample(arr, r)`` to the bit."""
+    """``area_downsample`` of one array at several levels: the exact integer block sums of
+    each level asked are kept, and a deeper level is summed from the deepest kept one below
+    it, so every level equals ``area_downsample(arr, r)`` to the bit."""
 
     def __init__(self, arr: np.ndarray) -> None:
         self.arr = arr
@@ -79,11 +79,10 @@ class AreaPyramid:
         acc = _accumulator(self.arr, reduce)
         start = max((k for k in self._sums if k <= reduce and self._sums[k].dtype == acc),
                     default=0)  # fmt: skip
-        sums = self._sums[start] if start else self.arr
-        for k in range(start + 1, reduce + 1):  # 2x2 sums level by level: ~2x a reshape-sum
-            sums = _halve(sums, acc)
-            self._sums[k] = sums
-        return _block_mean(sums, self.arr.shape, reduce, self.arr.dtype)
+        if reduce not in self._sums or self._sums[reduce].dtype != acc:
+            sums = self._sums[start] if start else self.arr
+            self._sums[reduce] = _block_sums(sums, 2 ** (reduce - start), acc)
+        return _block_mean(self._sums[reduce], self.arr.shape, reduce, self.arr.dtype)
 
 
 def stored_dtype(header: DicomHeader) -> np.dtype:

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from rsna_pkg.dicom.backend import Capabilities, Declined, Decoded, per_syntax
-from rsna_pkg.dicom.frames import RLE_SYNTAXES, first_frame
+from rsna_pkg.dicom.frames import RLE_SYNTAXES
 from rsna_pkg.dicom.header import DicomHeader
-from rsna_pkg.dicom.pixeldata import read_pixel_dataset
+from rsna_pkg.dicom.pixeldata import read_frame
 from rsna_pkg.dicom.pixels import to_stored
 
 # ms/Mpx measured: 5.7 ms / 4.39 Mpx (2294x1914, 10 bits in 16), quiet machine, best of 9.
@@ -41,7 +41,7 @@ class RleDecoder:
         return Capabilities(RLE_SYNTAXES, ms_per_mpx=MS_PER_MPX)
 
     def decode(self, path: Path, header: DicomHeader, reduce: int) -> Decoded:
-        frame = first_frame(read_pixel_dataset(path, header), path)
+        frame = read_frame(path, header)
         return self.decode_frame(frame, header, reduce)
 
     def decode_frame(self, frame: bytes, header: DicomHeader, reduce: int = 0) -> Decoded:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 
 from rsna_pkg.config_fields import check_fields, option
 from rsna_pkg.dataclass_io import from_plain
-from rsna_pkg.dicom.backend import CHOICES
+from rsna_pkg.dicom import DECODER_CHOICES
 
 Roi = Literal["segment", "threshold"]  # rsna_pkg.preprocess.roi: breast_mask, threshold_mask
 # Output sides in pixels. Models here take at most 2048 x 1024 (a mammogram is at most
@@ -21,7 +21,7 @@ Roi = Literal["segment", "threshold"]  # rsna_pkg.preprocess.roi: breast_mask, t
 MIN_SIZE, MAX_SIZE = 8, 4096
 # Decoder names: the registry's own list ("auto", "cpu" and every registered decoder), so
 # a new decoder is a choice of --decoder with no edit here.
-BACKENDS: tuple[str, ...] = CHOICES
+BACKENDS: tuple[str, ...] = DECODER_CHOICES
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class PreprocessConfig:
     width: int = option(512, cli=False, help="output width", bounds=(MIN_SIZE, MAX_SIZE))
     bits: Literal[8, 16] = option(8, help="PNG depth: 8 (uint8) or 16 (uint16)")
     backend: str = option(
-        "auto", flag=("--decoder", "--backend"), choices=CHOICES,
+        "auto", flag=("--decoder", "--backend"), choices=DECODER_CHOICES,
         help="decoder (rsna_pkg.dicom.backend): auto / cpu = the cheapest exact one per "
         "syntax, or one by name (--backend: deprecated spelling)",
     )  # fmt: skip

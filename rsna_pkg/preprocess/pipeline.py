@@ -82,11 +82,9 @@ def locate(stored: np.ndarray, header: DicomHeader, cfg: PreprocessConfig) -> tu
 def finish_image(stored: np.ndarray, header: DicomHeader, box: Box, flip: bool,
                  cfg: PreprocessConfig, timings: dict[str, float]) -> np.ndarray:  # fmt: skip
     t = time.perf_counter()
-    region = apply_voi(crop(stored, box), header, cfg.voi_index)
+    region = apply_voi(crop(stored, box), header, cfg.voi_index, mirror=flip)  # breast left
     timings["window"] = timings.get("window", 0.0) + time.perf_counter() - t
     t = time.perf_counter()
-    if flip:
-        region = region[:, ::-1]
     image = quantize(resize_pad(region, cfg.height, cfg.width), cfg.bits)
     timings["resize"] = time.perf_counter() - t
     return image

@@ -200,14 +200,15 @@ def _baseline_one(path: Path, height: int, width: int) -> tuple[float, float, fl
 
 
 def _preprocess_one(path: Path, cfg_dict: dict[str, Any]) -> tuple[Any, ...]:
-    """(wall s, decode s, image, reduce level, CPU s, full-resolution box) of one
-    preprocess_file call."""
+    """(wall s, decode s, image, reduce level, CPU s, full-resolution box, seconds per
+    step) of one preprocess_file call."""
     from rsna_pkg.preprocess import PreprocessConfig, preprocess_file
 
     start, cpu = time.perf_counter(), time.process_time()
     res = preprocess_file(path, PreprocessConfig.from_dict(cfg_dict))
     wall = time.perf_counter() - start
-    return wall, res.decode_seconds, res.image, res.reduce, time.process_time() - cpu, res.box
+    return (wall, res.decode_seconds, res.image, res.reduce, time.process_time() - cpu, res.box,
+            res.timings)  # fmt: skip
 
 
 def largest_first(files: Sequence[Path]) -> list[Path]:
@@ -326,9 +327,19 @@ def per_syntax(files: Sequence[Path], reduced: list[Any], baseline: list[Any]) -
         g["reduced_cpu_s"] += red[4]
         g["baseline_cpu_s"] += base[2]
         g["levels"][str(red[3])] = g["levels"].get(str(red[3]), 0) + 1
+        steps = g.setdefault("steps_ms", {})
+        for step, sec in red[6].items():
+            if step != "total":
+                steps[step] = steps.get(step, 0.0) + 1000 * sec
     for g in groups.values():
         g["speedup"] = g["baseline_s"] / g["reduced_s"]
         g["speedup_cpu"] = g["baseline_cpu_s"] / g["reduced_cpu_s"]
+        g["steps_ms"] = {k: v / g["files"] for k, v in g["steps_ms"].items()}
+        # the ratio were every step but reading and decoding free: what the decoders
+        # alone allow against the baseline
+        io_ms = sum(v for k, v in g["steps_ms"].items() if k in ("header", "read")
+                    or k.startswith("decode"))  # fmt: skip
+        g["decode_bound_ratio"] = 1000 * g["baseline_s"] / g["files"] / io_ms
     return groups
 
 
@@ -584,6 +595,10 @@ def print_table(r: dict[str, Any]) -> None:
         ok = "" if goal is None else f">= {goal}x {'met' if g['speedup'] >= goal else 'MISSED'}"
         print(f"  {uid:<24} {n:>5}  {g['reduced_s'] / n:13.3f}  {g['baseline_s'] / n:14.3f}  "
               f"{g['speedup']:9.2f}x  {g['speedup_cpu']:8.2f}x  {ok}   levels {g['levels']}")  # fmt: skip
+    print("  per step, ms/img (ratio bound: baseline / header + read + decode steps alone)")
+    for uid, g in r["per_syntax"].items():
+        steps = "  ".join(f"{k} {v:.1f}" for k, v in g["steps_ms"].items())
+        print(f"  {uid:<24} {steps}   bound {g['decode_bound_ratio']:.2f}x")
     print_levels(r["j2k_levels"])
     print_projection(r["projection"])
     for key in ("scaling_2_workers_reduce_on", "scaling_2_workers_reduce_off"):

@@ -30,6 +30,15 @@ def test_bench_decode_small(synth_data: Path, tmp_path: Path, capsys) -> None:  
     assert "dicomsdl .5" not in result["decode"]  # dicomsdl does not declare RLE
     rle = result["per_syntax"]["1.2.840.10008.1.2.5"]
     assert rle["files"] == 1 and rle["speedup"] > 0
+    for g in result["per_syntax"].values():  # what each file's time went to
+        assert {
+            "header",
+            "decode_probe" if "decode_probe" in g["steps_ms"] else "decode",
+            "locate",
+            "window",
+            "resize",
+        } <= set(g["steps_ms"])
+        assert g["decode_bound_ratio"] >= g["speedup"] * 0.9  # the bound holds what was seen
     assert all(v["images_per_s"] > 0 for v in result["decode"].values())
     pre = result["preprocess"]
     assert set(pre) == {"reduce=on,workers=1", "reduce=off,workers=1"}

@@ -275,10 +275,10 @@ class BatchDecoder(ABC):
                     sources[i] = self.source
         for i, item in enumerate(items):
             if sources[i] != self.source:
-                logging.getLogger(type(self).__module__).info("%s: %s", item.path, sources[i])
                 done = decode_file(item.path, self.fallback, 0, header=item.header)
                 # "fallback:cpu: why" -> "fallback:<the decoder cpu chose>: why"
                 sources[i] = f"fallback:{done.backend}: {sources[i].split(': ', 1)[1]}"
+                logging.getLogger(type(self).__module__).info("%s: %s", item.path, sources[i])
                 arr = done.array
                 results[i] = arr if self.device == "cpu" else self._to_device(arr)
         self.last_sources = sources

@@ -105,20 +105,31 @@ def read_items(fp: BinaryIO, header: DicomHeader, little: bool, limit: int) -> b
     return b"".join(parts)
 
 
-def read_pixel_value(fp: BinaryIO, header: DicomHeader, implicit: bool, little: bool) -> bytes:
-    """The value of the PixelData element at ``fp``, no longer than :func:`pixel_limit`."""
+def pixel_data_length(fp: BinaryIO, header: DicomHeader, implicit: bool, little: bool) -> int:
+    """The value length of the PixelData element at ``fp`` (UNDEFINED: encapsulated), with
+    ``fp`` left at its value."""
     try:
         group, elem, length = element_header(fp, implicit, little)
     except EOFError:
         raise DicomError(header.path, "no PixelData element") from None
     if (group, elem) != (0x7FE0, 0x0010):
         raise DicomError(header.path, "no PixelData element")
-    limit = pixel_limit(header)
-    if length == UNDEFINED:
-        return read_items(fp, header, little, limit)
-    if length > limit:
-        raise too_long(header, "PixelData length", length, limit)
+    return length
+
+
+def read_defined(fp: BinaryIO, header: DicomHeader, length: int) -> bytes:
+    """A PixelData value of defined length, refused when over :func:`pixel_limit`."""
+    if length > pixel_limit(header):
+        raise too_long(header, "PixelData length", length, pixel_limit(header))
     return fp.read(length)
+
+
+def read_pixel_value(fp: BinaryIO, header: DicomHeader, implicit: bool, little: bool) -> bytes:
+    """The value of the PixelData element at ``fp``, no longer than :func:`pixel_limit`."""
+    length = pixel_data_length(fp, header, implicit, little)
+    if length == UNDEFINED:
+        return read_items(fp, header, little, pixel_limit(header))
+    return read_defined(fp, header, length)
 
 
 def open_pixel_data(path: str | Path, header: DicomHeader) -> tuple[Any, BinaryIO]:
@@ -140,17 +151,9 @@ def read_frame(path: str | Path, header: DicomHeader) -> bytes:
     ds, fp = open_pixel_data(path, header)
     with fp:
         implicit, little = ds.original_encoding
-        start = fp.tell()
-        try:
-            group, elem, length = element_header(fp, implicit, little)
-        except EOFError:
-            raise DicomError(header.path, "no PixelData element") from None
-        if (group, elem) != (0x7FE0, 0x0010):
-            raise DicomError(header.path, "no PixelData element")
+        length = pixel_data_length(fp, header, implicit, little)
         if length != UNDEFINED:
-            fp.seek(start)
-            value = read_pixel_value(fp, header, implicit, little)
-            ds.add_new(0x7FE00010, "OB", value)
+            ds.add_new(0x7FE00010, "OB", read_defined(fp, header, length))
             return first_frame(ds, path)
         fragments = read_fragments(fp, header, little, pixel_limit(header))
     if len(fragments) < 2:

@@ -44,7 +44,7 @@ SMALL_SETTINGS: dict[str, str] = {
     "train": "--backbone timm:efficientnet_lite0 --freeze none --balance batch --pos-fraction 0.5 "
     "--epochs 3 --batch-size 16 "
     "--workers 0 --threads 2 --device cpu --val-frac 0.3",
-    "inference": "--batch-size 8 --workers 1 --device cpu",
+    "inference": "--tta hflip --batch-size 8 --workers 1 --device cpu",
 }
 
 

@@ -94,6 +94,28 @@ class FrameDecoder(Decoder, Protocol):
     def decode_frame(self, frame: bytes, header: DicomHeader, reduce: int) -> Decoded: ...
 
 
+class ReadsFrame:
+    """Base of a decoder of frame bytes (``FrameDecoder``): ``decode(path, ...)`` reads frame 0
+    once, bounded by the header, and hands it to ``decode_frame``."""
+
+    def decode(self, path: Path, header: DicomHeader, reduce: int) -> Decoded:
+        from rsna_pkg.dicom.pixeldata import read_frame
+
+        return self.decode_frame(read_frame(path, header), header, reduce)
+
+    def decode_frame(self, frame: bytes, header: DicomHeader, reduce: int = 0) -> Decoded:
+        raise NotImplementedError
+
+
+def imagecodecs_has(codec: str) -> bool:
+    """Whether imagecodecs imports here and was built with ``codec`` (e.g. "JPEG8")."""
+    try:
+        import imagecodecs
+    except ImportError:
+        return False
+    return bool(getattr(imagecodecs, codec).available)
+
+
 # The registry: name -> module holding a ``DECODER``. Order breaks ties in ``auto``.
 DECODERS: dict[str, str] = {
     "dicomsdl": "rsna_pkg.dicom.dicomsdl_backend",

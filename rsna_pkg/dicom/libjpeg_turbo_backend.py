@@ -12,12 +12,16 @@ outside 2..16 bits, or whose height is left to a DNL marker (libjpeg-turbo does 
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from rsna_pkg.dicom.backend import Capabilities, Declined, Decoded, per_syntax
+from rsna_pkg.dicom.backend import (
+    Capabilities,
+    Declined,
+    Decoded,
+    ReadsFrame,
+    imagecodecs_has,
+    per_syntax,
+)
 from rsna_pkg.dicom.frames import JPEG_LOSSLESS_SYNTAXES, jpeg_info, sniff_codec
 from rsna_pkg.dicom.header import DicomHeader
-from rsna_pkg.dicom.pixeldata import read_frame
 from rsna_pkg.dicom.pixels import to_stored
 
 # ms/Mpx measured (shared/reference/dicom.md): 41 ms / 5.78 Mpx.
@@ -43,22 +47,14 @@ def refusal(frame: bytes) -> str:
     return ""
 
 
-class LibjpegTurboDecoder:
+class LibjpegTurboDecoder(ReadsFrame):
     name = "libjpeg-turbo"
 
     def available(self) -> bool:
-        try:
-            import imagecodecs
-        except ImportError:
-            return False
-        return bool(imagecodecs.JPEG8.available)
+        return imagecodecs_has("JPEG8")
 
     def capabilities(self) -> Capabilities:
         return Capabilities(JPEG_LOSSLESS_SYNTAXES, ms_per_mpx=MS_PER_MPX)
-
-    def decode(self, path: Path, header: DicomHeader, reduce: int) -> Decoded:
-        frame = read_frame(path, header)
-        return self.decode_frame(frame, header, reduce)
 
     def decode_frame(self, frame: bytes, header: DicomHeader, reduce: int = 0) -> Decoded:
         import imagecodecs

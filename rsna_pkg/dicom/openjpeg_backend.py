@@ -22,15 +22,19 @@ has no meaningful low-pass band, so it is decoded in full and area-downsampled i
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rsna_pkg.dicom.backend import Capabilities, Decoded, per_syntax
+from rsna_pkg.dicom.backend import (
+    Capabilities,
+    Decoded,
+    ReadsFrame,
+    imagecodecs_has,
+    per_syntax,
+)
 from rsna_pkg.dicom.frames import J2K_SYNTAXES, j2k_info, sniff_codec
 from rsna_pkg.dicom.header import DicomHeader
-from rsna_pkg.dicom.pixeldata import read_frame
 from rsna_pkg.dicom.pixels import area_downsample, reduced_shape, stored_dtype, to_stored
 from rsna_pkg.errors import DicomError
 
@@ -88,7 +92,7 @@ def decode_reduced(frame: bytes, reduce: int) -> np.ndarray:
 MS_PER_MPX = per_syntax([(J2K_SYNTAXES, 87.0)])
 
 
-class OpenjpegDecoder:
+class OpenjpegDecoder(ReadsFrame):
     name = "openjpeg"
 
     def __init__(self, numthreads: int = 1) -> None:
@@ -96,19 +100,15 @@ class OpenjpegDecoder:
 
     def available(self) -> bool:
         try:
-            import imagecodecs
             from PIL import Jpeg2KImagePlugin  # noqa: F401
         except ImportError:
             return False
-        return bool(imagecodecs.JPEG2K.available)
+        return imagecodecs_has("JPEG2K")
 
     def capabilities(self) -> Capabilities:
         return Capabilities(J2K_SYNTAXES, levels=True, ms_per_mpx=MS_PER_MPX)
 
-    def decode(self, path: Path, header: DicomHeader, reduce: int) -> Decoded:
-        return self.decode_frame(read_frame(path, header), header, reduce)
-
-    def decode_frame(self, frame: bytes, header: DicomHeader, reduce: int) -> Decoded:
+    def decode_frame(self, frame: bytes, header: DicomHeader, reduce: int = 0) -> Decoded:
         """Frame bytes already in memory (lets a caller decode one file at two levels)."""
         if sniff_codec(frame) not in ("jp2", "j2k"):
             raise DicomError(header.path, f"frame is not JPEG 2000 (starts {frame[:8].hex()})")

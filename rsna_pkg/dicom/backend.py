@@ -18,6 +18,7 @@ Adding a CPU decoder: one module defining ``DECODER`` (this interface) and one l
 from __future__ import annotations
 
 import importlib
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,17 +95,18 @@ class FrameDecoder(Decoder, Protocol):
     def decode_frame(self, frame: bytes, header: DicomHeader, reduce: int) -> Decoded: ...
 
 
-class ReadsFrame:
+class ReadsFrame(ABC):
     """Base of a decoder of frame bytes (``FrameDecoder``): ``decode(path, ...)`` reads frame 0
-    once, bounded by the header, and hands it to ``decode_frame``."""
+    once, bounded by the header, and hands it to the subclass's ``decode_frame``."""
 
     def decode(self, path: Path, header: DicomHeader, reduce: int) -> Decoded:
         from rsna_pkg.dicom.pixeldata import read_frame
 
         return self.decode_frame(read_frame(path, header), header, reduce)
 
+    @abstractmethod
     def decode_frame(self, frame: bytes, header: DicomHeader, reduce: int = 0) -> Decoded:
-        raise NotImplementedError
+        """Stored values of ``frame`` (see :class:`Decoder`)."""
 
 
 def imagecodecs_has(codec: str) -> bool:

@@ -256,7 +256,7 @@ class BatchDecoder(ABC):
         CPU fallback decoder with the reason logged and kept in ``last_sources``."""
         from rsna_pkg.dicom.decode import decode_file
 
-        items, sources, todo = self.plan(paths)
+        items, reasons, todo = self.plan(paths)
         results: list[Any] = [None] * len(items)
         for chunk in self.chunks(todo):
             try:
@@ -265,37 +265,27 @@ class BatchDecoder(ABC):
                 raws = [f"{self.label} failed ({type(exc).__name__}: {str(exc)[:80]})"] * len(chunk)
             for i, raw in zip(chunk, raws, strict=True):
                 if isinstance(raw, str):
-                    sources[i] = f"fallback:{self.fallback}: {raw}"
+                    reasons[i] = raw
                     continue
                 try:
                     results[i] = self._finish(raw, items[i])
                 except ValueError as exc:  # shape off the header
-                    sources[i] = f"fallback:{self.fallback}: {exc}"
-                else:
-                    sources[i] = self.source
+                    reasons[i] = str(exc) or type(exc).__name__
+        sources = [self.source] * len(items)
         for i, item in enumerate(items):
-            if sources[i] != self.source:
+            if reasons[i]:
                 done = decode_file(item.path, self.fallback, 0, header=item.header)
-                # "fallback:cpu: why" -> "fallback:<the decoder cpu chose>: why"
-                sources[i] = f"fallback:{done.backend}: {sources[i].split(': ', 1)[1]}"
+                sources[i] = f"fallback:{done.backend}: {reasons[i]}"  # the decoder it chose
                 logging.getLogger(type(self).__module__).info("%s: %s", item.path, sources[i])
-                arr = done.array
-                results[i] = arr if self.device == "cpu" else self._to_device(arr)
+                results[i] = done.array if self.device == "cpu" else self._to_device(done.array)
         self.last_sources = sources
         return results, items
 
     def plan(self, paths: Sequence[str | Path]) -> tuple[list[Item], list[str], list[int]]:
         """Read every file; (items, per-file fallback reason or "", indices to batch-decode)."""
         items = [read_item(p) for p in paths]
-        sources = [""] * len(items)
-        todo: list[int] = []
-        for i, item in enumerate(items):
-            reason = self._unsupported(item)
-            if reason:
-                sources[i] = f"fallback:{self.fallback}: {reason}"
-            else:
-                todo.append(i)
-        return items, sources, todo
+        reasons = [self._unsupported(item) for item in items]
+        return items, reasons, [i for i, reason in enumerate(reasons) if not reason]
 
     def chunks(self, todo: list[int]) -> Iterator[list[int]]:
         for start in range(0, len(todo), self.batch_size):

@@ -77,9 +77,9 @@ class AreaPyramid:
         if reduce <= 0:
             return self.arr
         acc = _accumulator(self.arr, reduce)
-        start = max((k for k in self._sums if k <= reduce and self._sums[k].dtype == acc),
-                    default=0)  # fmt: skip
         if reduce not in self._sums or self._sums[reduce].dtype != acc:
+            start = max((k for k in self._sums if k < reduce and self._sums[k].dtype == acc),
+                        default=0)  # fmt: skip
             sums = self._sums[start] if start else self.arr
             self._sums[reduce] = _block_sums(sums, 2 ** (reduce - start), acc)
         return _block_mean(self._sums[reduce], self.arr.shape, reduce, self.arr.dtype)

@@ -5,11 +5,10 @@ figures; files taken round-robin over the machine profiles): header read ms/file
 full-decode images/s per decoder; preprocess_file images/s to HxW with reduce on and off for
 1 and 2 workers; the baseline "dicomsdl full decode + window + resize" (dicomsdl called
 directly, as competitors do) per transfer syntax against the package at model resolution;
-what the J2K decoders cost at each resolution level, and, where glymur is installed, what
-OpenJPEG costs decoding only the crop's window at the needed level; the whole-train-set
-projection (54,706 images in the machine profiles' mix on a 4-core CPU) with the per-image
-cost it rests on;
-the share of preprocess time that is not decoding; how much the output changes between
+what the J2K decoders cost at each resolution level, and what OpenJPEG costs decoding only
+the crop's window of the needed level (the package's route) or the whole level; the
+whole-train-set projection (54,706 images in the machine profiles' mix on a 4-core CPU) with
+the per-image cost it rests on; the share of preprocess time that is not decoding; how much the output changes between
 reduce on and off. Prints tables, writes JSON.
 """
 
@@ -374,65 +373,31 @@ def _pillow_level(frame: bytes, level: int) -> None:
             im.load()
 
 
-def _glymur() -> Any:
-    """glymur when it is installed and found an OpenJPEG library (else None). Not a package
-    dependency: it is the one Python binding here that exposes OpenJPEG's decode window
-    (``opj_set_decode_area``: only the code-blocks meeting the window are decoded), so the
-    benchmark can show what decoding the crop alone would save. A machine without a system
-    libopenjp2 names one in a glymurrc (Pillow's wheel ships one under ``pillow.libs``)."""
-    try:
-        import glymur
-        from glymur.lib import openjp2
-    except Exception:  # ImportError, or OSError from a library glymur could not load
-        return None
-    return glymur if openjp2.OPENJP2 is not None else None
-
-
-def _region_window(box: Sequence[int], level: int, rows: int, cols: int) -> tuple[int, ...]:
-    """The full-resolution window (y0, x0, y1, x1) whose level-``level`` decode is exactly
-    the level's pixels of ``box`` as the pipeline crops them: corners on multiples of
-    2**level, the far edge clipped to the image."""
-    from rsna_pkg.preprocess.roi import Box
-
-    f = 2**level
-    rows_r, cols_r = -(-rows // f), -(-cols // f)
-    b = Box(*box).scaled(1.0 / f, rows_r, cols_r)
-    return b.y0 * f, b.x0 * f, min(b.y1 * f, rows), min(b.x1 * f, cols)
-
-
-def _glymur_region(glymur: Any, path: str, level: int, window: Sequence[int]) -> np.ndarray:
-    y0, x0, y1, x1 = window
-    f = 2**level
-    return np.asarray(glymur.Jp2k(path)[y0:y1:f, x0:x1:f])
-
-
 def region_costs(frame: bytes, h: Any, level: int, box: Sequence[int],
                  repeats: int) -> dict[str, Any] | None:  # fmt: skip
-    """CPU ms of glymur decoding the crop's window at ``level`` and the whole level (best of
-    ``repeats``, parsing the file included), and whether the window equals the whole level's
-    pixels of the crop; None without glymur."""
-    glymur = _glymur()
-    if glymur is None:
-        return None
-    from rsna_pkg.dicom.frames import codestream_offset
+    """CPU ms (best of ``repeats``) of OpenJPEG decoding the crop's window of level ``level``
+    alone, as the package does (``OpenjpegDecoder.decode_window``), and the whole level
+    through the same call; whether the window equals the whole level's crop of ``box`` (in
+    full-resolution pixels, scaled as the pipeline scales it). None where the decoder
+    declines the file."""
+    from rsna_pkg.dicom.backend import Declined
+    from rsna_pkg.dicom.openjpeg_backend import DECODER
+    from rsna_pkg.dicom.pixels import reduced_shape
+    from rsna_pkg.preprocess.roi import Box
 
-    window = _region_window(box, level, h.rows, h.columns)
-    with tempfile.TemporaryDirectory(prefix="rsna-bench-j2k-") as tmp:
-        path = str(Path(tmp) / "frame.j2k")
-        Path(path).write_bytes(frame[codestream_offset(frame) :])
-        whole = _glymur_region(glymur, path, level, (0, 0, h.rows, h.columns))
-        part = _glymur_region(glymur, path, level, window)
-        f = 2**level
-        y0, x0 = window[0] // f, window[1] // f
-        exact = part.shape[:2] == (-(-window[2] // f) - y0, -(-window[3] // f) - x0) and bool(
-            np.array_equal(part, whole[y0 : y0 + part.shape[0], x0 : x0 + part.shape[1]])
-        )
-        region = _best_cpu_ms(partial(_glymur_region, glymur, path, level, window), repeats)
-        full = _best_cpu_ms(
-            partial(_glymur_region, glymur, path, level, (0, 0, h.rows, h.columns)), repeats
-        )
-    area = (window[2] - window[0]) * (window[3] - window[1]) / (h.rows * h.columns)
-    return {"window": list(window), "area_fraction": area, "exact": exact,
+    rows, cols = reduced_shape(h.rows, h.columns, level)
+    window = Box(*box).scaled(2.0**-level, rows, cols).as_tuple()
+    try:
+        part = DECODER.decode_window(frame, h, level, window).array
+    except Declined:
+        return None
+    whole = DECODER.decode_window(frame, h, level, (0, 0, rows, cols)).array
+    y0, x0, y1, x1 = window
+    region = _best_cpu_ms(partial(DECODER.decode_window, frame, h, level, window), repeats)
+    full = _best_cpu_ms(partial(DECODER.decode_window, frame, h, level, (0, 0, rows, cols)),
+                        repeats)  # fmt: skip
+    return {"window": list(window), "area_fraction": (y1 - y0) * (x1 - x0) / (rows * cols),
+            "exact": bool(np.array_equal(part, whole[y0:y1, x0:x1])),
             "region_cpu_ms": region[0] if region else None,
             "level_cpu_ms": full[0] if full else None}  # fmt: skip
 
@@ -443,16 +408,21 @@ def _dicomsdl_full(path: Path) -> None:
     dicomsdl.open(str(path)).pixelData(storedvalue=True)
 
 
+def _plus_probe(final_ms: float | None, probe_ms: float | None, same: bool) -> float | None:
+    if final_ms is None or probe_ms is None:
+        return None
+    return probe_ms if same else final_ms + probe_ms
+
+
 def j2k_level_costs(files: Sequence[Path], reduced: list[Any], probe_size: int,
                     repeats: int = 3) -> list[dict[str, Any]]:  # fmt: skip
     """Per J2K file: what each decoder the package can use costs (CPU ms, best of
     ``repeats``): OpenJPEG through Pillow at resolution levels 0-4, through imagecodecs at
     full resolution with 1 and 2 threads (CPU and wall), dicomsdl; the levels the pipeline
     used (probe, final = the level the crop needs); the package's own CPU and decode time;
-    and the library floor of its route (Pillow at the final level plus the probe level it
-    could decode) and of any route (Pillow at the final level alone). With glymur: OpenJPEG
-    decoding only the crop's window at the final level (:func:`region_costs`), and that
-    route's floor (window plus probe)."""
+    OpenJPEG decoding only the crop's window of the final level (:func:`region_costs`); and
+    the library floors: of the package's route (probe level by Pillow + the window), of the
+    route before windows (probe + the whole final level) and of the window alone."""
     import imagecodecs
 
     from rsna_pkg.dicom import open_image
@@ -478,12 +448,8 @@ def j2k_level_costs(files: Sequence[Path], reduced: list[Any], probe_size: int,
         done = {r: v[0] for r, v in pillow.items() if v is not None}
         probe_ms = next((done[r] for r in range(probe, -1, -1) if r in done), None)
         final_ms = done.get(final)
-        route = None if final_ms is None or probe_ms is None else (
-            final_ms + (0.0 if final == probe else probe_ms))  # fmt: skip
         region = region_costs(frame, h, final, red[5], repeats)
-        region_route = None  # like ``route``: the probe level is decoded once when it is final
-        if region and region["region_cpu_ms"] is not None and probe_ms is not None:
-            region_route = region["region_cpu_ms"] + (0.0 if final == probe else probe_ms)
+        window_ms = region["region_cpu_ms"] if region else None
         rows.append({
             "file": path.name, "machine": machines.get(path.stem), "shape": [h.rows, h.columns],
             "levels": levels, "probe_level": probe, "final_level": final,
@@ -491,8 +457,10 @@ def j2k_level_costs(files: Sequence[Path], reduced: list[Any], probe_size: int,
             "imagecodecs_full": {str(t): (list(v) if v else None) for t, v in ic.items()},
             "dicomsdl_full_cpu_ms": sdl[0] if sdl else None,
             "package_cpu_ms": 1000 * red[4], "package_decode_ms": 1000 * red[1],
-            "floor_route_ms": route, "floor_final_only_ms": final_ms,
-            "region": region, "floor_region_ms": region_route,
+            # the probe level is decoded once when it is also the final level (then cropped)
+            "floor_route_ms": _plus_probe(window_ms, probe_ms, final == probe),
+            "floor_whole_level_ms": _plus_probe(final_ms, probe_ms, final == probe),
+            "floor_window_only_ms": window_ms, "region": region,
         })  # fmt: skip
     return rows
 
@@ -509,9 +477,8 @@ def projection(files: Sequence[Path], reduced: list[Any], baseline: list[Any],
 
     machines = machine_ids(files[0].parents[2]) if files else {}
     floor = {row["file"]: row for row in levels}
-    floors = [("floor_route", "floor_route_ms"), ("floor_final", "floor_final_only_ms")]
-    if any(row.get("floor_region_ms") is not None for row in levels):
-        floors.append(("floor_region", "floor_region_ms"))
+    floors = [("floor_route", "floor_route_ms"), ("floor_whole_level", "floor_whole_level_ms"),
+              ("floor_window", "floor_window_only_ms")]  # fmt: skip
     per: dict[int, dict[str, list[float]]] = {}
     per_mpx: dict[str, dict[str, list[float]]] = {}
     for path, red, base in zip(files, reduced, baseline, strict=True):
@@ -616,7 +583,7 @@ def print_levels(rows: list[dict[str, Any]]) -> None:
     print("J2K decoders, CPU ms (best of passes): OpenJPEG via Pillow at level L0-L4, via "
           "imagecodecs full (1 / 2 threads: CPU, wall), dicomsdl full")  # fmt: skip
     print("  machine shape      L0    L1    L2    L3    L4   ic1 cpu  ic2 cpu/wall  dicomsdl "
-          " probe>final  package cpu (decode)  floor route / final only")  # fmt: skip
+          " probe>final  package cpu (decode)  floor route / whole level")  # fmt: skip
     for row in rows:
         p = row["pillow_cpu_ms"]
         ic1, ic2 = row["imagecodecs_full"]["1"], row["imagecodecs_full"]["2"]
@@ -626,34 +593,32 @@ def print_levels(rows: list[dict[str, Any]]) -> None:
               f"{ms(ic2[1] if ic2 else None):<6} {ms(row['dicomsdl_full_cpu_ms']):>8}   "
               f"L{row['probe_level']}>L{row['final_level']}   {row['package_cpu_ms']:8.0f} "
               f"({row['package_decode_ms']:.0f})  {ms(row['floor_route_ms']):>10} / "
-              f"{ms(row['floor_final_only_ms'])}")  # fmt: skip
+              f"{ms(row['floor_whole_level_ms'])}")  # fmt: skip
     regions = [row for row in rows if row.get("region")]
-    if not regions:
-        print("  (OpenJPEG's decode window not measured: glymur is not installed here)")
-        return
-    print("J2K crop window at the final level (glymur, CPU ms): window share of the image, "
-          "whole level, window alone, window + probe, exact vs the whole level's crop")  # fmt: skip
+    print("J2K crop window at the final level (OpenJPEG's decode area, CPU ms): window share "
+          "of the level, whole level, window alone, window + probe, exact vs the whole "
+          "level's crop")  # fmt: skip
     for row in regions:
         g = row["region"]
         print(f"  {str(row['machine']):>7} {row['shape'][0]}x{row['shape'][1]} "
               f"L{row['final_level']}  {100 * g['area_fraction']:4.0f} %  "
               f"{ms(g['level_cpu_ms']):>6}  {ms(g['region_cpu_ms']):>6}  "
-              f"{ms(row['floor_region_ms']):>6}  {'exact' if g['exact'] else 'DIFFERS'}")  # fmt: skip
+              f"{ms(row['floor_route_ms']):>6}  {'exact' if g['exact'] else 'DIFFERS'}")  # fmt: skip
 
 
 def print_projection(p: dict[str, Any]) -> None:
     print(f"projection: {p['images']} images at the machine profiles' mix on {p['cores']} cores")
     print("  syntax                   share  package  baseline  ratio  J2K at floor "
-          "(route / final only), CPU s/img")  # fmt: skip
+          "(route / window only), CPU s/img")  # fmt: skip
     for uid, s in p["by_syntax"].items():
         print(f"  {uid:<24} {100 * s['share']:4.0f} %  {s['package']:7.3f}  {s['baseline']:8.3f}"
               f"  {s['baseline'] / s['package']:4.2f}x  {s['floor_route']:10.3f} / "
-              f"{s['floor_final']:.3f}")  # fmt: skip
+              f"{s['floor_window']:.3f}")  # fmt: skip
     c, m = p["cpu_s_per_image"], p["minutes"]
     for key, label in (("package", "package (measured)"), ("baseline", "dicomsdl + resize"),
-                       ("floor_route", "package with J2K decode at the library floor of its route"),
-                       ("floor_final", "J2K decoding the needed level only (no probe decode)"),
-                       ("floor_region", "J2K probe + the crop's window only (glymur)")):  # fmt: skip
+                       ("floor_route", "package, J2K at the library floor of its route"),
+                       ("floor_whole_level", "J2K probe + whole final level (before windows)"),
+                       ("floor_window", "J2K decoding the crop's window only (no probe)")):  # fmt: skip
         if key in c:
             print(f"  {label:<60} {c[key]:.3f} CPU s/img -> {m[key]:5.1f} min")
 

@@ -238,6 +238,50 @@ def test_levels_capability_honoured(name: str, cases: dict[str, Path]) -> None:
         np.testing.assert_array_equal(level.array, area_downsample(full, 2))
 
 
+def _windows(rows: int, cols: int) -> list[tuple[int, int, int, int]]:
+    """Corners, edges, one pixel, an interior block, odd starts, and the whole level."""
+    return [(0, 0, 1, 1), (rows - 1, cols - 1, rows, cols), (0, 0, rows, cols),
+            (rows // 3, cols // 4, 2 * rows // 3 + 1, cols - 1), (1, 0, rows, cols // 2 + 1),
+            (0, cols // 2, rows // 2, cols)]  # fmt: skip
+
+
+DECLINES_WINDOWS = {"J2K_pixelrep_mismatch", "j2k signed header"}  # levels can't stand in
+
+
+@pytest.mark.parametrize("name", J2K_PARAMS)
+def test_windows_capability_honoured(name: str, cases: dict[str, Path],
+                                     machine_files: list[Path]) -> None:  # fmt: skip
+    """``DicomImage.decode_window`` gives exactly the window's pixels of the whole level, with
+    every J2K decoder, at full resolution and at levels; a decoder declaring windows decodes
+    the window alone (``Level.window``) on every file it does not decline by design: real
+    lossless files (15-bit, signed), odd sizes, fragmented frames of the synthetic machines."""
+    caps = get_decoder(name).capabilities()
+    labelled = {k: p for k, p in cases.items() if _declares(name, p)} | {
+        p.stem: p for p in machine_files if _declares(name, p)}  # fmt: skip
+    assert {"RG1_J2KR", "693_J2KR", "j2k odd 10 mono1"} <= set(labelled)
+    if not caps.windows:  # the window is a crop of the whole level: one small file will do
+        labelled = {"j2k odd 10 mono1": labelled["j2k odd 10 mono1"]}
+    windowed = 0
+    for label, path in labelled.items():
+        deepest = open_image(path).levels(name)
+        for reduce in sorted({0, min(1, deepest), min(3, deepest)}):
+            whole = open_image(path).decode(reduce, name).array
+            windows = _windows(*whole.shape)
+            for window in windows if reduce else [windows[i] for i in (0, 2, 3)]:
+                image = open_image(path)
+                got = image.decode_window(reduce, window, name)
+                y0, x0, y1, x1 = window
+                np.testing.assert_array_equal(got.array, whole[y0:y1, x0:x1],
+                                              err_msg=f"{label} r{reduce} {window}")  # fmt: skip
+                assert got.array.dtype == whole.dtype
+                expected = caps.windows and label not in DECLINES_WINDOWS
+                assert got.window == expected, (label, reduce, window, image.window_note)
+                if caps.windows and not expected:
+                    assert image.window_note.startswith("declined: "), image.window_note
+                windowed += got.window
+    assert windowed > 0 or not caps.windows
+
+
 def test_registry_and_vocabulary() -> None:
     assert {"pydicom", "dicomsdl", "libjpeg-turbo", "openjpeg", "imagecodecs-rle", "dali",
             "nvimgcodec"} <= set(DECODERS)  # fmt: skip

@@ -87,14 +87,16 @@ def test_projection_weights_machines_and_counts_minutes(synth_data: Path) -> Non
     reduced = [(1.5, 0.5, None, 1, 1.0) for _ in chosen]  # (wall, decode s, image, level, CPU s)
     baseline = [(2.0, 1.0, 2.0) for _ in chosen]  # (wall, decode s, CPU s)
     j2k = [f for f in chosen if read_header(f).transfer_syntax_uid.endswith(".90")]
-    levels = [{"file": j2k[0].name, "floor_route_ms": 100.0, "floor_final_only_ms": None}]
+    levels = [{"file": j2k[0].name, "floor_route_ms": 100.0, "floor_whole_level_ms": None,
+               "floor_window_only_ms": 50.0}]  # fmt: skip
     proj = bench.projection(chosen, reduced, baseline, levels)
     for mid, row in proj["machines"].items():
         if int(mid) in by_machine and by_machine[int(mid)] != j2k[0]:
             assert row["cpu_s"] == {"package": 1.0, "baseline": 2.0, "floor_route": 1.0,
-                                    "floor_final": 1.0}, mid  # fmt: skip
+                                    "floor_whole_level": 1.0, "floor_window": 1.0}, mid  # fmt: skip
     floor_mid = str(machines[j2k[0].stem])
     assert proj["machines"][floor_mid]["cpu_s"]["floor_route"] == 1.0 - 0.5 + 0.1
+    assert proj["machines"][floor_mid]["cpu_s"]["floor_window"] == 1.0 - 0.5 + 0.05
     weight = sum(MACHINES[int(m)].weight for m in proj["machines"])
     expect = sum(MACHINES[int(m)].weight * r["cpu_s"]["package"]
                  for m, r in proj["machines"].items()) / weight  # fmt: skip
@@ -129,25 +131,15 @@ def _record(calls: list[Path]):  # type: ignore[no-untyped-def]
     return fn
 
 
-def test_region_window_decodes_to_the_pipelines_crop() -> None:
-    """OpenJPEG's level-r output of a window [a, b) is pixels ceil(a / 2**r) .. ceil(b / 2**r):
-    the window the bench asks glymur for must give exactly the level's crop of the box, as
-    the pipeline scales it (Box.scaled), edges included."""
-    import math
+def test_region_costs_time_the_packages_window(tmp_path: Path) -> None:
+    """The bench's window is the one the pipeline decodes (the box scaled as Box.scaled
+    scales it): exact against the whole level, a share of it, timed."""
+    from dicom_cases import j2k_file, phantom
 
-    from rsna_pkg.preprocess.roi import Box
+    from rsna_pkg.dicom import open_image
 
-    rows, cols = 2294, 1914
-    for box in [(0, 0, rows, cols), (13, 7, 2001, 1333), (1, 1, 2293, 1913), (640, 0, 2294, 99)]:
-        for level in range(5):
-            f = 2**level
-            y0, x0, y1, x1 = bench._region_window(box, level, rows, cols)
-            assert y0 % f == 0 and x0 % f == 0 and y1 <= rows and x1 <= cols
-            want = Box(*box).scaled(1.0 / f, math.ceil(rows / f), math.ceil(cols / f))
-            got = (y0 // f, x0 // f, math.ceil(y1 / f), math.ceil(x1 / f))
-            assert got == want.as_tuple(), (box, level)
-
-
-def test_region_costs_skip_without_glymur(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(bench, "_glymur", lambda: None)
-    assert bench.region_costs(b"", None, 1, (0, 0, 8, 8), 1) is None
+    image = open_image(j2k_file(tmp_path, "w", phantom(133, 97, bits=12), 12))
+    got = bench.region_costs(image.frame, image.header, 1, (13, 7, 101, 61), 1)
+    assert got is not None and got["exact"], got
+    assert got["window"] == [6, 3, 51, 31]  # floor of the start, ceil of the end
+    assert 0 < got["area_fraction"] < 1 and got["region_cpu_ms"] > 0 < got["level_cpu_ms"]

@@ -77,6 +77,26 @@ def test_synth_files_every_kind(synth_data: Path) -> None:
         assert res.timings["total"] >= res.decode_seconds > 0
 
 
+def test_window_decode_changes_no_pixel(synth_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decoding only the crop's window of the final level gives the image and box that
+    decoding the whole level and cropping it gives, on every kind of file."""
+    from dataclasses import replace
+
+    from rsna_pkg.dicom.openjpeg_backend import OpenjpegDecoder
+
+    cfg = PreprocessConfig(height=512, width=256)  # the final level lies below the probe's
+    files = kinds(synth_data)
+    windowed = {path: preprocess_file(path, cfg) for path in files}
+    assert any(res.window for res in windowed.values())
+    declared = OpenjpegDecoder.capabilities
+    monkeypatch.setattr(OpenjpegDecoder, "capabilities",
+                        lambda self: replace(declared(self), windows=False))  # fmt: skip
+    for path, res in windowed.items():
+        whole = preprocess_file(path, cfg)
+        assert not whole.window and whole.reduce == res.reduce and whole.box == res.box, path
+        np.testing.assert_array_equal(whole.image, res.image, err_msg=str(path))
+
+
 def test_bits16_and_no_crop(synth_data: Path) -> None:
     path = kinds(synth_data)[0]
     a = preprocess_file(path, SMALL.with_(bits=16)).image

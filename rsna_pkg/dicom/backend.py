@@ -1,9 +1,9 @@
 """The one interface every decoder implements, and the one registry of decoders.
 
 A decoder declares what it can do (:class:`Capabilities`): the transfer syntaxes it decodes
-by design, whether it decodes JPEG 2000 resolution levels itself, whether it decodes batches
-(the GPU decoders, chosen by inference's runtime, never per file), where it runs, and what a
-megapixel costs it per syntax as measured by ``rsna bench decode``. ``auto`` picks per file
+by design, whether it decodes JPEG 2000 resolution levels itself (and a window of one alone),
+whether it decodes batches (the GPU decoders, chosen by inference's runtime, never per file),
+where it runs, and what a megapixel costs it per syntax as measured by ``rsna bench decode``. ``auto`` picks per file
 from those declarations alone (:func:`candidates`); callers never probe with try/except.
 
 A decoder may still decline one file by design, from the frame's own header, before decoding
@@ -48,6 +48,7 @@ class Declined(Exception):  # noqa: N818 - a decision, not a failure
 class Capabilities:
     syntaxes: frozenset[str]  # transfer syntax UIDs decoded by design
     levels: bool = False  # decodes J2K resolution levels straight from the codestream
+    windows: bool = False  # decodes a window of such a level alone (WindowDecoder)
     batch: bool = False  # a batch decoder (inference's runtime picks it, not per-file auto)
     device: str = "cpu"  # "cpu", or "gpu" (GPU when CUDA is usable, else its CPU codecs)
     # measured CPU ms per megapixel of a full-resolution decode, per syntax (rsna bench
@@ -93,6 +94,16 @@ class FrameDecoder(Decoder, Protocol):
     two levels reading it once."""
 
     def decode_frame(self, frame: bytes, header: DicomHeader, reduce: int) -> Decoded: ...
+
+
+@runtime_checkable
+class WindowDecoder(FrameDecoder, Protocol):
+    """A decoder with ``capabilities().windows``: decodes only ``window`` = (y0, x0, y1, x1),
+    in the pixels of level ``reduce``, and returns exactly those pixels of the whole level.
+    Raises Declined for a frame it cannot window (the caller decodes the whole level)."""
+
+    def decode_window(self, frame: bytes, header: DicomHeader, reduce: int,
+                      window: tuple[int, int, int, int]) -> Decoded: ...  # fmt: skip
 
 
 class ReadsFrame(ABC):

@@ -87,6 +87,7 @@ class J2kInfo:
     signed: bool
     components: int
     levels: int  # wavelet decomposition levels = deepest reduce OpenJPEG can do
+    origin: tuple[int, int] = (0, 0)  # image offset on the reference grid (YOsiz, XOsiz)
 
 
 def j2k_info(frame: bytes) -> J2kInfo:
@@ -113,6 +114,7 @@ def j2k_info(frame: bytes) -> J2kInfo:
         signed=bool(ssiz & 0x80),
         components=csiz,
         levels=max(levels, 0),
+        origin=(yo, xo),
     )
 
 

@@ -4,8 +4,10 @@ A DicomImage holds the header (read without pixels) and, when a reduced decode i
 JPEG 2000 file, the first frame's bytes. ``decode(reduce, backend)`` returns the stored values
 at level ``reduce`` (each side ``ceil(n / 2**reduce)``): straight from the codestream's wavelet
 levels where the decoder declares it can (``Capabilities.levels``), else from one
-full-resolution decode, kept for the next call, and an area mean. Callers (preprocessing) ask for levels; which library decodes,
-and how, stays in rsna_pkg.dicom.
+full-resolution decode, kept for the next call, and an area mean. ``decode_window`` returns
+the same values for a window of a level only, decoding just that window where the decoder
+declares ``Capabilities.windows``. Callers (preprocessing) ask for levels and windows; which
+library decodes, and how, stays in rsna_pkg.dicom.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rsna_pkg.dicom.backend import Decoded, FrameDecoder
+from rsna_pkg.dicom.backend import Declined, Decoded, FrameDecoder, WindowDecoder
 from rsna_pkg.dicom.decode import (
     check_decodable,
     check_frame,
@@ -41,6 +43,7 @@ class Level:
     backend: str
     native: bool  # decoded straight from the codestream's resolution levels
     seconds: float
+    window: bool = False  # only a window of the level was decoded (decode_window)
 
 
 @dataclass
@@ -52,6 +55,7 @@ class DicomImage:
     _full_backend: str = ""
     _pyramid: AreaPyramid | None = field(default=None, repr=False)  # area means of _full
     _j2k_levels: int | None = field(default=None, repr=False)
+    window_note: str = ""  # why the last decode_window fell back to the whole level
 
     def levels(self, backend: str = "auto") -> int:
         """How many resolution levels ``decode`` can take straight from the codestream with
@@ -111,6 +115,32 @@ class DicomImage:
             arr, name = self._pyramid.level(reduce), self._full_backend
             straight = False
         return Level(arr, name, straight, time.perf_counter() - start)
+
+    def decode_window(self, reduce: int, window: tuple[int, int, int, int],
+                      backend: str = "auto", native: bool = True) -> Level:  # fmt: skip
+        """Pixels ``window`` = (y0, x0, y1, x1) of level ``reduce``: the values of
+        ``decode(reduce, backend, native)[y0:y1, x0:x1]``. Where the level decoder declares
+        ``windows``, only the window is decoded; where it declines or fails (``window_note``
+        says why), the whole level is decoded and cropped. Raises DicomError."""
+        start = time.perf_counter()
+        decoder = self._level_decoder(backend) if native else None
+        self.window_note = ""
+        if decoder is not None and decoder.capabilities().windows and self._full is None:
+            assert isinstance(decoder, WindowDecoder), f"{decoder.name} declares windows"
+            try:
+                out = decoder.decode_window(self.frame, self.header, reduce, window)
+                seconds = time.perf_counter() - start
+                return Level(out.array, decoder.name, True, seconds, window=True)
+            except DicomError:
+                raise
+            except Declined as exc:
+                self.window_note = f"declined: {exc}"
+            except Exception as exc:  # the whole level may still decode: same errors as before
+                self.window_note = f"{decoder.name} window failed ({describe(exc)})"
+        level = self.decode(reduce, backend, native)
+        y0, x0, y1, x1 = window
+        seconds = time.perf_counter() - start
+        return Level(level.array[y0:y1, x0:x1], level.backend, level.native, seconds)
 
     def _from_codestream(self, decoder: FrameDecoder, reduce: int) -> np.ndarray:
         if self._full is not None:  # Pillow already had to fall back to a full decode

@@ -1,4 +1,5 @@
-"""OpenJPEG on the frame bytes: imagecodecs for full resolution, Pillow for reduced.
+"""OpenJPEG on the frame bytes: imagecodecs for full resolution, Pillow for reduced, and
+OpenJPEG's decode window (rsna_pkg.dicom.openjp2) for the crop of a level.
 
 A reduced decode reads only wavelet resolution level r (ISO 15444-1 B.5), the low-pass band,
 close to a 2**r box mean and many times cheaper than a full decode. Pillow exposes it
@@ -28,12 +29,13 @@ import numpy as np
 
 from rsna_pkg.dicom.backend import (
     Capabilities,
+    Declined,
     Decoded,
     ReadsFrame,
     imagecodecs_has,
     per_syntax,
 )
-from rsna_pkg.dicom.frames import J2K_SYNTAXES, j2k_info, sniff_codec
+from rsna_pkg.dicom.frames import J2K_SYNTAXES, codestream_offset, j2k_info, sniff_codec
 from rsna_pkg.dicom.header import DicomHeader
 from rsna_pkg.dicom.pixels import area_downsample, reduced_shape, stored_dtype, to_stored
 from rsna_pkg.errors import DicomError
@@ -106,7 +108,7 @@ class OpenjpegDecoder(ReadsFrame):
         return imagecodecs_has("JPEG2K")
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(J2K_SYNTAXES, levels=True, ms_per_mpx=MS_PER_MPX)
+        return Capabilities(J2K_SYNTAXES, levels=True, windows=True, ms_per_mpx=MS_PER_MPX)
 
     def decode_frame(self, frame: bytes, header: DicomHeader, reduce: int = 0) -> Decoded:
         """Frame bytes already in memory (lets a caller decode one file at two levels)."""
@@ -133,6 +135,35 @@ class OpenjpegDecoder(ReadsFrame):
                 note = f"Pillow reduce failed at {'; '.join(failures)}"
             return Decoded(to_stored(decode_full(frame, self.numthreads), header), False, note)
         return Decoded(to_stored(decode_full(frame, self.numthreads), header), reduced=False)
+
+    def decode_window(self, frame: bytes, header: DicomHeader, reduce: int,
+                      window: tuple[int, int, int, int]) -> Decoded:  # fmt: skip
+        """Pixels ``window`` = (y0, x0, y1, x1) of level ``reduce`` alone, through OpenJPEG's
+        decode area: exactly ``decode_frame(frame, header, reduce)`` cropped to the window.
+        Declined where the levels cannot stand for the header's values, the image sits off
+        the reference grid's origin, or no libopenjp2 loads."""
+        from rsna_pkg.dicom import openjp2
+
+        if sniff_codec(frame) not in ("jp2", "j2k"):
+            raise DicomError(header.path, f"frame is not JPEG 2000 (starts {frame[:8].hex()})")
+        blocker = self._native_reduce_blocker(frame, header, reduce)
+        origin = j2k_info(frame).origin
+        if not blocker and origin != (0, 0):
+            blocker = f"image offset {origin} on the reference grid"
+        if not blocker:
+            blocker = openjp2.load_library()[1]
+        if blocker:
+            raise Declined(blocker)
+        rows, cols = reduced_shape(header.rows, header.columns, reduce)
+        y0, x0, y1, x1 = window
+        if not (0 <= y0 < y1 <= rows and 0 <= x0 < x1 <= cols):
+            raise ValueError(f"window {window} outside the level's {rows}x{cols} pixels")
+        f = 2**reduce  # level pixel i covers reference-grid rows [i*f, (i+1)*f)
+        area = (y0 * f, x0 * f, min(y1 * f, header.rows), min(x1 * f, header.columns))
+        values = openjp2.decode_window(bytes(frame), codestream_offset(frame), reduce, area)
+        if values.shape != (y1 - y0, x1 - x0):
+            raise DicomError(header.path, f"OpenJPEG window {values.shape} != {window}")
+        return Decoded(self._clip(values, header), reduced=True)
 
     @staticmethod
     def _native_reduce_blocker(frame: bytes, header: DicomHeader, reduce: int) -> str:

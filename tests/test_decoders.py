@@ -276,6 +276,8 @@ def test_windows_capability_honoured(name: str, cases: dict[str, Path],
                 assert got.array.dtype == whole.dtype
                 expected = caps.windows and label not in DECLINES_WINDOWS
                 assert got.window == expected, (label, reduce, window, image.window_note)
+                straight = caps.levels and label not in DECLINES_WINDOWS  # (levels alike)
+                assert got.native == (reduce > 0 and straight), (label, reduce)
                 if caps.windows and not expected:
                     assert image.window_note.startswith("declined: "), image.window_note
                 windowed += got.window

@@ -130,7 +130,7 @@ class DicomImage:
             try:
                 out = decoder.decode_window(self.frame, self.header, reduce, window)
                 seconds = time.perf_counter() - start
-                return Level(out.array, decoder.name, True, seconds, window=True)
+                return Level(out.array, decoder.name, reduce > 0, seconds, window=True)
             except DicomError:
                 raise
             except Declined as exc:

@@ -163,7 +163,9 @@ class OpenjpegDecoder(ReadsFrame):
         values = openjp2.decode_window(bytes(frame), codestream_offset(frame), reduce, area)
         if values.shape != (y1 - y0, x1 - x0):
             raise DicomError(header.path, f"OpenJPEG window {values.shape} != {window}")
-        return Decoded(self._clip(values, header), reduced=True)
+        # as the routes it stands in for: full resolution as decode_full's, a level as Pillow's
+        stored = to_stored(values, header) if reduce == 0 else self._clip(values, header)
+        return Decoded(stored, reduced=True)
 
     @staticmethod
     def _native_reduce_blocker(frame: bytes, header: DicomHeader, reduce: int) -> str:

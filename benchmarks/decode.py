@@ -8,8 +8,8 @@ directly, as competitors do) per transfer syntax against the package at model re
 what the J2K decoders cost at each resolution level, and what OpenJPEG costs decoding only
 the crop's window of the needed level (the package's route) or the whole level; the
 whole-train-set projection (54,706 images in the machine profiles' mix on a 4-core CPU) with
-the per-image cost it rests on; the share of preprocess time that is not decoding; how much the output changes between
-reduce on and off. Prints tables, writes JSON.
+the per-image cost it rests on; the share of preprocess time that is not decoding; how much
+the output changes between reduce on and off. Prints tables, writes JSON.
 """
 
 from __future__ import annotations

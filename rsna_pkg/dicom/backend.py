@@ -3,8 +3,9 @@
 A decoder declares what it can do (:class:`Capabilities`): the transfer syntaxes it decodes
 by design, whether it decodes JPEG 2000 resolution levels itself (and a window of one alone),
 whether it decodes batches (the GPU decoders, chosen by inference's runtime, never per file),
-where it runs, and what a megapixel costs it per syntax as measured by ``rsna bench decode``. ``auto`` picks per file
-from those declarations alone (:func:`candidates`); callers never probe with try/except.
+where it runs, and what a megapixel costs it per syntax as measured by ``rsna bench decode``.
+``auto`` picks per file from those declarations alone (:func:`candidates`); callers never
+probe with try/except.
 
 A decoder may still decline one file by design, from the frame's own header, before decoding
 (:class:`Declined`: e.g. a JPEG frame whose height comes later in a DNL marker, which

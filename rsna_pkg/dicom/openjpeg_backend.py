@@ -35,7 +35,13 @@ from rsna_pkg.dicom.backend import (
     imagecodecs_has,
     per_syntax,
 )
-from rsna_pkg.dicom.frames import J2K_SYNTAXES, codestream_offset, j2k_info, sniff_codec
+from rsna_pkg.dicom.frames import (
+    J2K_SYNTAXES,
+    J2kInfo,
+    codestream_offset,
+    j2k_info,
+    sniff_codec,
+)
 from rsna_pkg.dicom.header import DicomHeader
 from rsna_pkg.dicom.pixels import area_downsample, reduced_shape, stored_dtype, to_stored
 from rsna_pkg.errors import DicomError
@@ -90,6 +96,11 @@ def decode_reduced(frame: bytes, reduce: int) -> np.ndarray:
     return values
 
 
+def check_j2k(frame: bytes, header: DicomHeader) -> None:
+    if sniff_codec(frame) not in ("jp2", "j2k"):
+        raise DicomError(header.path, f"frame is not JPEG 2000 (starts {frame[:8].hex()})")
+
+
 # ms/Mpx of a full decode measured (shared/reference/dicom.md): 628 ms / 7.2 Mpx.
 MS_PER_MPX = per_syntax([(J2K_SYNTAXES, 87.0)])
 
@@ -112,10 +123,9 @@ class OpenjpegDecoder(ReadsFrame):
 
     def decode_frame(self, frame: bytes, header: DicomHeader, reduce: int = 0) -> Decoded:
         """Frame bytes already in memory (lets a caller decode one file at two levels)."""
-        if sniff_codec(frame) not in ("jp2", "j2k"):
-            raise DicomError(header.path, f"frame is not JPEG 2000 (starts {frame[:8].hex()})")
+        check_j2k(frame, header)
         if reduce > 0:
-            note = self._native_reduce_blocker(frame, header, reduce)
+            note = self._native_reduce_blocker(j2k_info(frame), header, reduce)
             if not note:
                 # Should Pillow still fail at a level ("broken data stream"): step down a
                 # level at a time, area-downsample the rest.
@@ -144,12 +154,11 @@ class OpenjpegDecoder(ReadsFrame):
         the reference grid's origin, or no libopenjp2 loads."""
         from rsna_pkg.dicom import openjp2
 
-        if sniff_codec(frame) not in ("jp2", "j2k"):
-            raise DicomError(header.path, f"frame is not JPEG 2000 (starts {frame[:8].hex()})")
-        blocker = self._native_reduce_blocker(frame, header, reduce)
-        origin = j2k_info(frame).origin
-        if not blocker and origin != (0, 0):
-            blocker = f"image offset {origin} on the reference grid"
+        check_j2k(frame, header)
+        info = j2k_info(frame)
+        blocker = self._native_reduce_blocker(info, header, reduce)
+        if not blocker and info.origin != (0, 0):
+            blocker = f"image offset {info.origin} on the reference grid"
         if not blocker:
             blocker = openjp2.load_library()[1]
         if blocker:
@@ -168,9 +177,8 @@ class OpenjpegDecoder(ReadsFrame):
         return Decoded(stored, reduced=True)
 
     @staticmethod
-    def _native_reduce_blocker(frame: bytes, header: DicomHeader, reduce: int) -> str:
+    def _native_reduce_blocker(info: J2kInfo, header: DicomHeader, reduce: int) -> str:
         """Why resolution levels cannot stand for the header's values ('' when they can)."""
-        info = j2k_info(frame)
         if info.components != 1:
             return f"{info.components} components"
         if info.signed != header.signed:

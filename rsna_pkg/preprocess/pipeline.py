@@ -82,10 +82,11 @@ def locate(stored: np.ndarray, header: DicomHeader, cfg: PreprocessConfig) -> tu
     return mask_box(segment(stored, header, cfg, windowed), cfg.margin), flip
 
 
-def finish_image(stored: np.ndarray, header: DicomHeader, box: Box, flip: bool,
-                 cfg: PreprocessConfig, timings: dict[str, float]) -> np.ndarray:  # fmt: skip
+def finish_image(region: np.ndarray, header: DicomHeader, flip: bool, cfg: PreprocessConfig,
+                 timings: dict[str, float]) -> np.ndarray:  # fmt: skip
+    """The crop's stored values -> windowed, breast on the left, resized and quantised."""
     t = time.perf_counter()
-    region = apply_voi(crop(stored, box), header, cfg.voi_index, mirror=flip)  # breast left
+    region = apply_voi(region, header, cfg.voi_index, mirror=flip)  # breast left
     timings["window"] = timings.get("window", 0.0) + time.perf_counter() - t
     t = time.perf_counter()
     image = quantize(resize_pad(region, cfg.height, cfg.width), cfg.bits)
@@ -104,7 +105,7 @@ def preprocess_stored(
     pbox, flip = locate(small, header, cfg)
     box = pbox.scaled(2**rp, header.rows, header.columns)
     timings["locate"] = time.perf_counter() - t
-    return finish_image(stored, header, box, flip, cfg, timings), box, flip
+    return finish_image(crop(stored, box), header, flip, cfg, timings), box, flip
 
 
 def preprocess_file(path: str | Path, cfg: PreprocessConfig) -> PreprocessResult:
@@ -141,7 +142,7 @@ def preprocess_file(path: str | Path, cfg: PreprocessConfig) -> PreprocessResult
         final = image.decode_window(r, box.as_tuple(), cfg.backend, native=cfg.reduce)
         region = final.array
     timings["decode" if levels else "decode_crop"] = final.seconds if final is not probe else 0.0
-    out = finish_image(region, header, Box(0, 0, *region.shape), flip, cfg, timings)
+    out = finish_image(region, header, flip, cfg, timings)
     timings["total"] = time.perf_counter() - start
     return PreprocessResult(out, full_box.as_tuple(), r, flip, header, final.backend,
                             final.native, timings, final.window)  # fmt: skip

@@ -35,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data", type=Path, required=True, help="dataset folder (generated if empty)"
     )
     parser.add_argument("--scale", default="full", help="synth scale when generating --data")
-    parser.add_argument("--patients", type=int, default=4, help="synth patients when generating")
+    parser.add_argument("--patients", type=int, default=11,
+                        help="synth patients when generating (11: a train patient on each of "
+                             "the 10 machines, and the one test patient)")  # fmt: skip
     parser.add_argument("--files", type=int, default=12, help="DICOMs to time")
     parser.add_argument("--size", nargs=2, type=int, default=(1024, 512), metavar=("H", "W"))
     parser.add_argument("--workers", nargs="+", type=int, default=(1, 2))
@@ -278,10 +280,15 @@ def measure(files: Sequence[Path], height: int, width: int, workers: Sequence[in
         "cpu_s_per_image": sum(r[2] for r in res) / n,
     }
     result["per_syntax"] = per_syntax(files, per_file["reduce_on"], res)
+    # the J2K route with levels that never enlarge (the route before max_upscale), same run
+    exact_cfg = PreprocessConfig(height=height, width=width, max_upscale=1.0).to_dict()
+    _, exact = run_pool(_preprocess_one, files, workers[0], exact_cfg, repeats=repeats)
+    result["exact_levels"] = exact_levels(files, per_file["reduce_on"], exact, res)
     result["j2k_levels"] = j2k_level_costs(
         files, per_file["reduce_on"], PreprocessConfig().probe_size
     )
-    result["projection"] = projection(files, per_file["reduce_on"], res, result["j2k_levels"])
+    result["projection"] = projection(files, per_file["reduce_on"], res, result["j2k_levels"],
+                                      exact)  # fmt: skip
     on = pre["reduce=on,workers=1"]["images_per_s"]
     result["speedup_reduce_vs_baseline"] = (
         on / result["baseline_dicomsdl_full_resize"]["images_per_s"]
@@ -340,6 +347,40 @@ def per_syntax(files: Sequence[Path], reduced: list[Any], baseline: list[Any]) -
                     or k.startswith("decode"))  # fmt: skip
         g["decode_bound_ratio"] = 1000 * g["baseline_s"] / g["files"] / io_ms
     return groups
+
+
+def exact_levels(files: Sequence[Path], reduced: list[Any], exact: list[Any],
+                 baseline: list[Any]) -> dict[str, Any]:  # fmt: skip
+    """The route with levels that never enlarge (``exact``, run with ``max_upscale=1.0``)
+    against the default's (``reduced``): its per-syntax ratio, and how much the default's
+    output differs from it."""
+    from rsna_pkg.preprocess import PreprocessConfig
+
+    return {
+        "default_max_upscale": PreprocessConfig().max_upscale,
+        "per_syntax": per_syntax(files, exact, baseline),
+        **level_differences(reduced, exact),
+    }
+
+
+def level_differences(reduced: list[Any], exact: list[Any]) -> dict[str, Any]:
+    """8-bit output differences on the files where ``reduced`` decoded another level than
+    ``exact`` (results as ``_preprocess_one`` returns them)."""
+    diffs = [np.abs(a[2].astype(np.int32) - e[2].astype(np.int32))
+             for a, e in zip(reduced, exact, strict=True) if a[3] != e[3]]  # fmt: skip
+    changed = np.concatenate([d.ravel() for d in diffs]) if diffs else np.zeros(1, np.int32)
+    return {
+        "files_a_level_deeper": len(diffs),
+        "changed_mean_abs_uint8": float(changed.mean()),
+        "changed_p99_abs_uint8": float(np.percentile(changed, 99)),
+        "changed_psnr_db": [psnr(d) for d in diffs],
+    }
+
+
+def psnr(diff: np.ndarray) -> float:
+    """PSNR in dB of an 8-bit difference image (inf where identical)."""
+    mse = float(np.mean(diff.astype(np.float64) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
 def _best_cpu_ms(fn: Callable[[], Any], repeats: int) -> tuple[float, float] | None:
@@ -466,12 +507,12 @@ def j2k_level_costs(files: Sequence[Path], reduced: list[Any], probe_size: int,
 
 
 def projection(files: Sequence[Path], reduced: list[Any], baseline: list[Any],
-               levels: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+               levels: list[dict[str, Any]], exact: list[Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """The whole train set (TRAIN_IMAGES images in the synthetic machine profiles' mix of
     syntaxes and sizes) on KAGGLE_CORES cores, from the measured CPU s per image of each
     machine's files (a machine without a measured file: its syntax's CPU s per Mpx times its
     size). Also the same with each J2K file's decoding at the library floors of
-    ``j2k_level_costs``."""
+    ``j2k_level_costs``, and (``exact``) with levels that never enlarge."""
     from rsna_pkg.data.synth.machines import MACHINES
     from rsna_pkg.dicom import read_header
 
@@ -481,10 +522,12 @@ def projection(files: Sequence[Path], reduced: list[Any], baseline: list[Any],
               ("floor_window", "floor_window_only_ms")]  # fmt: skip
     per: dict[int, dict[str, list[float]]] = {}
     per_mpx: dict[str, dict[str, list[float]]] = {}
-    for path, red, base in zip(files, reduced, baseline, strict=True):
+    for i, (path, red, base) in enumerate(zip(files, reduced, baseline, strict=True)):
         h = read_header(path)
         mpx = h.rows * h.columns / 1e6
         costs = {"package": red[4], "baseline": base[2]}
+        if exact is not None:
+            costs["exact_levels"] = exact[i][4]
         row = floor.get(path.name)
         for key, field_ in floors:
             if row and row.get(field_) is not None:  # J2K: the decode at the library floor
@@ -562,6 +605,19 @@ def print_table(r: dict[str, Any]) -> None:
         ok = "" if goal is None else f">= {goal}x {'met' if g['speedup'] >= goal else 'MISSED'}"
         print(f"  {uid:<24} {n:>5}  {g['reduced_s'] / n:13.3f}  {g['baseline_s'] / n:14.3f}  "
               f"{g['speedup']:9.2f}x  {g['speedup_cpu']:8.2f}x  {ok}   levels {g['levels']}")  # fmt: skip
+    from rsna_pkg.dicom.frames import J2K_SYNTAXES
+
+    x = r["exact_levels"]
+    for uid, g in x["per_syntax"].items():
+        if uid in J2K_SYNTAXES:
+            n = g["files"]
+            print(f"  {uid:<24} {n:>5}  {g['reduced_s'] / n:13.3f}  {g['baseline_s'] / n:14.3f}  "
+                  f"{g['speedup']:9.2f}x  {g['speedup_cpu']:8.2f}x  with levels that never "
+                  f"enlarge (max_upscale 1.0)   levels {g['levels']}")  # fmt: skip
+    print(f"  max_upscale {x['default_max_upscale']}: {x['files_a_level_deeper']} files a level "
+          f"deeper; their output vs max_upscale 1.0 (uint8): mean |diff| "
+          f"{x['changed_mean_abs_uint8']:.2f}, p99 {x['changed_p99_abs_uint8']:.0f}, PSNR "
+          f"{' '.join(f'{v:.1f}' for v in x['changed_psnr_db'])} dB")  # fmt: skip
     print("  per step, ms/img (ratio bound: baseline / header + read + decode steps alone)")
     for uid, g in r["per_syntax"].items():
         steps = "  ".join(f"{k} {v:.1f}" for k, v in g["steps_ms"].items())
@@ -615,7 +671,9 @@ def print_projection(p: dict[str, Any]) -> None:
               f"  {s['baseline'] / s['package']:4.2f}x  {s['floor_route']:10.3f} / "
               f"{s['floor_window']:.3f}")  # fmt: skip
     c, m = p["cpu_s_per_image"], p["minutes"]
-    for key, label in (("package", "package (measured)"), ("baseline", "dicomsdl + resize"),
+    for key, label in (("package", "package (measured)"),
+                       ("exact_levels", "package, levels that never enlarge (max_upscale 1.0)"),
+                       ("baseline", "dicomsdl + resize"),
                        ("floor_route", "package, J2K at the library floor of its route"),
                        ("floor_whole_level", "J2K probe + whole final level (before windows)"),
                        ("floor_window", "J2K decoding the crop's window only (no probe)")):  # fmt: skip

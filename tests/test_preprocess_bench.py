@@ -6,6 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from rsna_pkg.bench_command import load
 
 bench = load("decode")
@@ -51,8 +54,13 @@ def test_bench_decode_small(synth_data: Path, tmp_path: Path, capsys) -> None:  
     for row in result["j2k_levels"]:  # every J2K file: each level's cost or its failure
         assert set(row["pillow_cpu_ms"]) == {str(r) for r in range(min(row["levels"], 4) + 1)}
         assert row["final_level"] <= row["levels"]
+    exact = result["exact_levels"]  # the same run with levels that never enlarge
+    assert exact["default_max_upscale"] == 1.1
+    assert set(exact["per_syntax"]) == set(result["per_syntax"])
+    assert "exact_levels" in proj["minutes"]
     printed = capsys.readouterr().out
     assert "header read" in printed and "a missing file refused in" in printed
+    assert "files a level deeper" in printed
     assert "projection: 54706 images" in printed and "ratio CPU" in printed
 
 
@@ -143,3 +151,20 @@ def test_region_costs_time_the_packages_window(tmp_path: Path) -> None:
     assert got is not None and got["exact"], got
     assert got["window"] == [6, 3, 51, 31]  # floor of the start, ceil of the end
     assert 0 < got["area_fraction"] < 1 and got["region_cpu_ms"] > 0 < got["level_cpu_ms"]
+
+
+def test_level_differences_compare_only_files_a_level_deeper() -> None:
+    """The default's output is compared with the never-enlarging route's only where their
+    levels differ, and the PSNR is that of the 8-bit difference."""
+    zeros, twos = np.zeros((4, 4), np.uint8), np.full((4, 4), 2, np.uint8)
+
+    def result(image: np.ndarray, level: int) -> tuple:  # as _preprocess_one returns it
+        return (0.1, 0.05, image, level, 0.1, (0, 0, 4, 4), {"decode": 0.05})
+
+    reduced = [result(zeros, 1), result(twos, 2)]
+    exact = [result(zeros, 1), result(zeros, 1)]
+    got = bench.level_differences(reduced, exact)
+    assert got["files_a_level_deeper"] == 1
+    assert got["changed_mean_abs_uint8"] == 2.0 and got["changed_p99_abs_uint8"] == 2.0
+    assert got["changed_psnr_db"] == [pytest.approx(10 * np.log10(255**2 / 4))]
+    assert bench.level_differences(reduced[:1], exact[:1])["files_a_level_deeper"] == 0

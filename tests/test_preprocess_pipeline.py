@@ -97,6 +97,26 @@ def test_window_decode_changes_no_pixel(synth_data: Path, monkeypatch: pytest.Mo
         np.testing.assert_array_equal(whole.image, res.image, err_msg=str(path))
 
 
+def test_max_upscale_chooses_the_level(synth_data: Path) -> None:
+    """The final level is the deepest whose crop is at most ``max_upscale`` smaller than the
+    output: never deeper than allowed, a level deeper where the allowance reaches it, and
+    the output keeps its size and box."""
+    from rsna_pkg.preprocess.resize import deepest_reduce
+
+    cfg = PreprocessConfig(height=512, width=256)
+    deeper = 0
+    for path in kinds(synth_data):
+        levels = {u: preprocess_file(path, cfg.with_(max_upscale=u)) for u in (1.0, 1.1, 2.0)}
+        for u, res in levels.items():
+            y0, x0, y1, x1 = res.box
+            limit = res.reduce if res.header.transfer_syntax_uid != J2K else 5
+            expected = deepest_reduce(y1 - y0, x1 - x0, 512, 256, limit, u)
+            assert res.reduce == expected and res.box == levels[1.0].box, (path, u)
+            assert res.image.shape == (512, 256)
+        deeper += levels[2.0].reduce > levels[1.0].reduce
+    assert deeper > 0  # 2x reaches a level deeper on some J2K file
+
+
 def test_bits16_and_no_crop(synth_data: Path) -> None:
     path = kinds(synth_data)[0]
     a = preprocess_file(path, SMALL.with_(bits=16)).image

@@ -143,6 +143,34 @@ def test_deepest_reduce(box: tuple, target: tuple, expected: int) -> None:
     assert box[0] / 2**r >= box[0] * scale - 1e-9  # the crop is never enlarged
 
 
+@pytest.mark.parametrize(
+    ("box", "max_upscale", "expected"),
+    [((4000, 2000), 1.0, 1), ((4000, 2000), 1.05, 2), ((3700, 1900), 1.1, 2),
+     ((3200, 1800), 1.1, 1), ((4000, 2000), 2.0, 2), ((1000, 500), 1.1, 0)],
+)  # fmt: skip
+def test_deepest_reduce_may_enlarge_by_max_upscale(box: tuple, max_upscale: float,
+                                                    expected: int) -> None:  # fmt: skip
+    """A level deeper is taken where the crop there is at most ``max_upscale`` times
+    smaller than its resized output: 2000 / 4 = 500 px for 512 needs 1.024x, 1900 / 4 = 475
+    needs 1.078x, 1800 / 4 = 450 needs 1.138x (too much at 1.1)."""
+    r = deepest_reduce(*box, 1024, 512, limit=5, max_upscale=max_upscale)
+    assert r == expected
+    scale = min(1024 / box[0], 512 / box[1], 1.0)
+    assert box[0] / 2**r * max_upscale >= box[0] * scale - 1e-9  # enlarged at most that much
+
+
+def test_config_from_before_max_upscale_never_enlarges() -> None:
+    """A config saved before ``max_upscale`` existed is rebuilt with levels that never
+    enlarge (what it was made with); a new one defaults to 10 %."""
+    assert PreprocessConfig().max_upscale == 1.1
+    old = PreprocessConfig.from_dict({"height": 64, "width": 32, "roi": "segment"})
+    assert old.max_upscale == 1.0
+    cfg = PreprocessConfig(height=64, width=32)
+    assert PreprocessConfig.from_dict(cfg.to_dict()).max_upscale == 1.1
+    with pytest.raises(InputError, match="max_upscale"):
+        PreprocessConfig(max_upscale=0.9)
+
+
 def test_config_round_trip_and_errors() -> None:
     cfg = PreprocessConfig(height=512, width=256, bits=16, reduce=False)
     assert PreprocessConfig.from_dict(cfg.to_dict()) == cfg

@@ -3,8 +3,9 @@
 The decode is the cost, so for JPEG 2000 the breast box is found on a cheap low-resolution
 decode (about ``probe_size`` px, straight from the wavelet levels), and the image is then
 decoded once more at the deepest level that still leaves the crop at least as large as its
-resized output, and only the crop's window of that level where the decoder can (OpenJPEG's
-decode area: the same pixels for about three quarters of the level's cost). Other syntaxes
+resized output (or at most ``max_upscale`` smaller: a level deeper is a quarter of the
+pixels), and only the crop's window of that level where the decoder can (OpenJPEG's decode
+area: the same pixels for about three quarters of the level's cost). Other syntaxes
 (JPEG lossless) are decoded once at full resolution and the box is found on an
 area-downsampled copy. The window is applied to the crop only (so the min-max fallback, for
 files without VOI data, is computed over the breast).
@@ -132,7 +133,9 @@ def preprocess_file(path: str | Path, cfg: PreprocessConfig) -> PreprocessResult
     t = time.perf_counter()
     pbox, flip = locate(probe.array, header, cfg)
     full_box = pbox.scaled(2**probe_r, header.rows, header.columns)
-    r = deepest_reduce(full_box.height, full_box.width, cfg.height, cfg.width, levels)
+    r = deepest_reduce(
+        full_box.height, full_box.width, cfg.height, cfg.width, levels, cfg.max_upscale
+    )
     timings["locate"] = time.perf_counter() - t
     rows, cols = reduced_shape(header.rows, header.columns, r)
     box = full_box.scaled(2.0**-r, rows, cols)

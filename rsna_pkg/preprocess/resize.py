@@ -70,10 +70,10 @@ def halvings(ratio: float, limit: int | None = None) -> int:
     return level if limit is None else min(limit, level)
 
 
-def deepest_reduce(box_rows: int, box_cols: int, height: int, width: int, limit: int) -> int:
+def deepest_reduce(box_rows: int, box_cols: int, height: int, width: int, limit: int,
+                   max_upscale: float = 1.0) -> int:  # fmt: skip
     """Deepest level r (<= limit) at which the box, shrunk by 2**r, is still no smaller than
-    its resized output, so the final resize never enlarges."""
+    its resized output divided by ``max_upscale``: 1.0, the final resize never enlarges;
+    1.1, it may enlarge by up to 10 % where that saves a level (a quarter of the pixels)."""
     scale = min(height / box_rows, width / box_cols)
-    if scale >= 1:
-        return 0
-    return halvings(1 / scale, limit)
+    return halvings(max_upscale / scale, limit)

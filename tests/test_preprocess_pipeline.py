@@ -220,8 +220,15 @@ def test_command_writes_pngs_manifest_and_resumes(small_data: Path, tmp_path: Pa
                              progress=False)  # fmt: skip
     assert summary.skipped == len(ok) and summary.errors == 2
     assert first_png.stat().st_mtime_ns == stamp  # not redone
-    with pytest.raises(InputError, match="another config"):
-        run_preprocess(small_data, "train", out, PreprocessConfig(height=64, width=48))
+    with pytest.raises(InputError, match=r"another config \(width=32 \(this run: 48\)\)"):
+        run_preprocess(small_data, "train", out, PreprocessConfig(height=64, width=32 + 16))
+    # a folder made before max_upscale existed resumes with the value it was made with
+    saved = {k: v for k, v in cfg.items() if k != "max_upscale"}
+    (out / "preprocess_config.json").write_text(json.dumps(saved))
+    with pytest.raises(InputError, match=r"max_upscale=1.0 \(this run: 1.1\)"):
+        run_preprocess(small_data, "train", out, PreprocessConfig(height=64, width=32))
+    old = PreprocessConfig(height=64, width=32, max_upscale=1.0)
+    assert run_preprocess(small_data, "train", out, old, progress=False).skipped == len(ok)
 
 
 def test_shards_merge_to_the_whole(small_data: Path, tmp_path: Path) -> None:

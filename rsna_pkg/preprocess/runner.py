@@ -187,16 +187,20 @@ def run_jobs(jobs: list[Job], cfg: PreprocessConfig, out_dir: Path, workers: int
 
 
 def check_config(out_dir: Path, cfg: PreprocessConfig) -> None:
-    """Refuse to mix outputs of two configs in one folder; write the config otherwise."""
+    """Refuse to mix outputs of two configs in one folder, naming the fields that differ;
+    write the config otherwise. The saved one is read as a config, so a folder made before
+    a field existed resumes with that field's old value (``PreprocessConfig.from_dict``)."""
     path = out_dir / PREPROCESS_CONFIG_NAME
     if path.is_file():
         try:
-            old = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
+            old = PreprocessConfig.from_dict(json.loads(path.read_text()))
+        except (json.JSONDecodeError, InputError, TypeError) as exc:  # TypeError: not an object
             raise InputError(f"{path}: unreadable ({exc})") from exc
-        if old != cfg.to_dict():
-            raise InputError(f"{path}: {out_dir} holds images made with another config; "
-                             "use a new --out")  # fmt: skip
+        if old != cfg:
+            changed = ", ".join(f"{k}={v!r} (this run: {cfg.to_dict()[k]!r})"
+                                for k, v in old.to_dict().items() if cfg.to_dict()[k] != v)  # fmt: skip
+            raise InputError(f"{path}: {out_dir} holds images made with another config "
+                             f"({changed}); use a new --out or those options")  # fmt: skip
     atomic_write_text(path, json.dumps(cfg.to_dict(), indent=2) + "\n")
 
 

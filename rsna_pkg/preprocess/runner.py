@@ -197,8 +197,9 @@ def check_config(out_dir: Path, cfg: PreprocessConfig) -> None:
         except (json.JSONDecodeError, InputError, TypeError) as exc:  # TypeError: not an object
             raise InputError(f"{path}: unreadable ({exc})") from exc
         if old != cfg:
-            changed = ", ".join(f"{k}={v!r} (this run: {cfg.to_dict()[k]!r})"
-                                for k, v in old.to_dict().items() if cfg.to_dict()[k] != v)  # fmt: skip
+            new = cfg.to_dict()
+            changed = ", ".join(f"{k}={v!r} (this run: {new[k]!r})"
+                                for k, v in old.to_dict().items() if new[k] != v)  # fmt: skip
             raise InputError(f"{path}: {out_dir} holds images made with another config "
                              f"({changed}); use a new --out or those options")  # fmt: skip
     atomic_write_text(path, json.dumps(cfg.to_dict(), indent=2) + "\n")

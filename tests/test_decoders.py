@@ -304,11 +304,13 @@ def test_auto_refuses_a_syntax_nobody_declares(cases: dict[str, Path]) -> None:
 
 
 def test_auto_picks_the_cheapest_declared_decoder(cases: dict[str, Path]) -> None:
-    """Per syntax, from the declared costs: libjpeg-turbo for JPEG lossless, dicomsdl for a
-    full J2K decode, a decoder with resolution levels for a reduced J2K decode, imagecodecs'
-    RLE codec for RLE, pydicom for native files; never a batch decoder."""
-    expected = {"ljpeg .70 12": ("libjpeg-turbo", "libjpeg-turbo"), "ljpeg .57 sv3 12":
-                ("libjpeg-turbo", "libjpeg-turbo"), "j2k jp2 12": ("dicomsdl", "openjpeg"),
+    """Per syntax, from the declared costs: the numba lossless JPEG decoder (libjpeg-turbo
+    where numba is missing) for JPEG lossless, dicomsdl for a full J2K decode, a decoder
+    with resolution levels for a reduced J2K decode, imagecodecs' RLE codec for RLE, pydicom
+    for native files; never a batch decoder."""
+    ljpeg = "numba-ljpeg" if "numba-ljpeg" in HERE else "libjpeg-turbo"
+    expected = {"ljpeg .70 12": (ljpeg, ljpeg), "ljpeg .57 sv3 12": (ljpeg, ljpeg),
+                "j2k jp2 12": ("dicomsdl", "openjpeg"),
                 "rle 12": ("imagecodecs-rle", "imagecodecs-rle"), "RG1_UNCR": ("pydicom", "pydicom")}  # fmt: skip
     for label, (full, reduced) in expected.items():
         header = read_header(cases[label])
@@ -320,8 +322,9 @@ def test_auto_picks_the_cheapest_declared_decoder(cases: dict[str, Path]) -> Non
 
 def test_declined_frame_goes_to_the_next_decoder(tmp_path: Path) -> None:
     """A .70 frame whose height comes in a DNL marker: libjpeg-turbo (and dicomsdl, which
-    decodes JPEG through it) cannot read it, so both decline it by design, and ``auto``
-    hands it to pydicom, exactly; chosen by name, the decline is a clear DicomError."""
+    decodes JPEG through it) cannot read it, nor does the numba decoder, so each declines it
+    by design, and ``auto`` hands it to pydicom, exactly; chosen by name, the decline is a
+    clear DicomError."""
     img = phantom(37, 29, bits=12)
     path = ljpeg_file(tmp_path, "dnl", img, 12, dnl=True)
     assert jpeg_info(first_frame(pydicom.dcmread(path), path)).height == 0
@@ -329,7 +332,7 @@ def test_declined_frame_goes_to_the_next_decoder(tmp_path: Path) -> None:
     assert result.backend == "pydicom", result
     assert "libjpeg-turbo: height defined by a DNL marker" in result.note
     np.testing.assert_array_equal(result.array, img)
-    for name in ("libjpeg-turbo", "dicomsdl"):
+    for name in ("libjpeg-turbo", "dicomsdl", *(["numba-ljpeg"] if "numba-ljpeg" in HERE else [])):
         with pytest.raises(DicomError, match="declined by .*DNL"):
             decode_file(path, name)
 

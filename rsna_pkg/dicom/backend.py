@@ -134,6 +134,7 @@ def imagecodecs_has(codec: str) -> bool:
 DECODERS: dict[str, str] = {
     "dicomsdl": "rsna_pkg.dicom.dicomsdl_backend",
     "libjpeg-turbo": "rsna_pkg.dicom.libjpeg_turbo_backend",
+    "numba-ljpeg": "rsna_pkg.dicom.numba_ljpeg_backend",
     "openjpeg": "rsna_pkg.dicom.openjpeg_backend",
     "imagecodecs-rle": "rsna_pkg.dicom.rle_backend",
     "pydicom": "rsna_pkg.dicom.pydicom_backend",

@@ -491,7 +491,9 @@ def test_jpeg_precision_of_real_files() -> None:
 def test_area_pyramid_equals_a_plain_block_mean(shape: tuple[int, int], dtype: type) -> None:
     """The full-decode route serves every level from one pyramid of block sums: each level,
     asked in any order, is the mean of each 2**r x 2**r block (an edge block over the pixels
-    it has) rounded half to even, computed here in float64 block by block."""
+    it has) rounded half to even, computed here in float64 block by block; a window of a
+    level, with its sums kept or summed from the pixels under it alone, is that level's
+    window."""
     from rsna_pkg.dicom.pixels import AreaPyramid
 
     info = np.iinfo(dtype)
@@ -507,3 +509,12 @@ def test_area_pyramid_equals_a_plain_block_mean(shape: tuple[int, int], dtype: t
         assert got.dtype == arr.dtype
         np.testing.assert_array_equal(got, expected, err_msg=f"level {r}")
         np.testing.assert_array_equal(area_downsample(arr, r), expected, err_msg=f"level {r}")
+        h, w = expected.shape
+        for y0, x0, y1, x1 in (
+            (0, 0, h, w),
+            (h // 3, w // 4, h, w),
+            (1, 0, max(1, h - 1), w // 2 + 1),
+        ):
+            for source in (pyramid, AreaPyramid(arr)):  # kept sums, or the pixels alone
+                got = source.window(r, (y0, x0, y1, x1))
+                np.testing.assert_array_equal(got, expected[y0:y1, x0:x1], err_msg=f"window {r}")

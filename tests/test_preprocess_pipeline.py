@@ -72,8 +72,11 @@ def test_synth_files_every_kind(synth_data: Path) -> None:
         # routes' probes (wavelet levels vs area means) may put the box one probe pixel apart.
         # At level 3 the wavelet's LL band is a wider low-pass than the 8 x 8 block mean, and
         # the window's steep ramp magnifies the difference (683 x 555 at level 3, 64 x 32
-        # out: 9.3 grey levels on average).
-        assert diff.mean() < 12, (path, diff.mean())
+        # out: 9.3 grey levels on average). Other syntaxes take level 3 from 8 x 8 block
+        # means, the same box: the block mean and the resize's filter together are a wider
+        # low-pass than the resize's alone (13.2 on one .70 file, 1.1-2.2 on the others).
+        assert res.reduce >= 2, path
+        assert diff.mean() < 15, (path, diff.mean())
         assert res.timings["total"] >= res.decode_seconds > 0
 
 
@@ -109,12 +112,45 @@ def test_max_upscale_chooses_the_level(synth_data: Path) -> None:
         levels = {u: preprocess_file(path, cfg.with_(max_upscale=u)) for u in (1.0, 1.1, 2.0)}
         for u, res in levels.items():
             y0, x0, y1, x1 = res.box
-            limit = res.reduce if res.header.transfer_syntax_uid != J2K else 5
-            expected = deepest_reduce(y1 - y0, x1 - x0, 512, 256, limit, u)
+            expected = deepest_reduce(y1 - y0, x1 - x0, 512, 256, 5, u)  # J2K or area levels
             assert res.reduce == expected and res.box == levels[1.0].box, (path, u)
             assert res.image.shape == (512, 256)
         deeper += levels[2.0].reduce > levels[1.0].reduce
     assert deeper > 0  # 2x reaches a level deeper on some J2K file
+
+
+def test_area_levels_crop_block_means_as_the_gpu_route_does(synth_data: Path) -> None:
+    """A file without J2K levels (the synthetic .70 files) is decoded once; its crop is the
+    box's window of ``area_downsample(full, r)`` at the level J2K would take, windowed,
+    mirrored and resized as at full resolution. ``preprocess_stored`` (the GPU decoders'
+    route) gives the same image to the bit. With ``area_levels`` off it is cropped at full
+    resolution, as with ``reduce`` off."""
+    from rsna_pkg.dicom import apply_voi, area_downsample, decode_file, reduced_shape
+    from rsna_pkg.preprocess.pipeline import preprocess_stored
+    from rsna_pkg.preprocess.resize import quantize, resize_pad
+    from rsna_pkg.preprocess.roi import Box, crop
+
+    files = [p for p in kinds(synth_data) if read_header(p).transfer_syntax_uid != J2K]
+    assert files
+    for path in files:
+        res = preprocess_file(path, SMALL)
+        h = res.header
+        assert res.reduce >= 2 and not res.native_reduce, path
+        full = decode_file(path).array
+        level_box = Box(*res.box).scaled(2.0**-res.reduce, *reduced_shape(h.rows, h.columns,
+                                                                            res.reduce))  # fmt: skip
+        region = crop(area_downsample(full, res.reduce), level_box)
+        windowed = apply_voi(region, h, mirror=res.flipped)
+        np.testing.assert_array_equal(res.image, quantize(resize_pad(windowed, 64, 32), 8))
+        gpu, box, flip = preprocess_stored(full, h, SMALL, {})
+        assert box == Box(*res.box) and flip == res.flipped
+        np.testing.assert_array_equal(gpu, res.image)
+        for off in (SMALL.with_(area_levels=False), SMALL.with_(reduce=False)):
+            whole = preprocess_file(path, off)
+            assert whole.reduce == 0 and whole.box == res.box, (path, off)
+            windowed = apply_voi(crop(full, Box(*res.box)), h, mirror=res.flipped)
+            np.testing.assert_array_equal(whole.image,
+                                          quantize(resize_pad(windowed, 64, 32), 8))  # fmt: skip
 
 
 def test_bits16_and_no_crop(synth_data: Path) -> None:

@@ -171,6 +171,17 @@ def test_config_from_before_max_upscale_never_enlarges() -> None:
         PreprocessConfig(max_upscale=0.9)
 
 
+def test_config_from_before_area_levels_crops_at_full_resolution() -> None:
+    """A config saved before ``area_levels`` existed is rebuilt with it off: its JPEG
+    lossless, RLE and native files were cropped at full resolution."""
+    assert PreprocessConfig().area_levels
+    old = PreprocessConfig.from_dict({"height": 64, "width": 32, "roi": "segment",
+                                      "max_upscale": 1.1})  # fmt: skip
+    assert not old.area_levels and old.max_upscale == 1.1
+    cfg = PreprocessConfig(height=64, width=32)
+    assert PreprocessConfig.from_dict(cfg.to_dict()).area_levels
+
+
 def test_config_round_trip_and_errors() -> None:
     cfg = PreprocessConfig(height=512, width=256, bits=16, reduce=False)
     assert PreprocessConfig.from_dict(cfg.to_dict()) == cfg

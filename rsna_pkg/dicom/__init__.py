@@ -13,7 +13,7 @@ from rsna_pkg.dicom.backend import available_backends, available_decoders
 from rsna_pkg.dicom.decode import DecodeResult, decode, decode_file
 from rsna_pkg.dicom.header import DicomHeader, VoiLut, read_header
 from rsna_pkg.dicom.image import MAX_REDUCE, DicomImage, Level, open_image
-from rsna_pkg.dicom.pixels import area_downsample, reduced_shape
+from rsna_pkg.dicom.pixels import AreaPyramid, area_downsample, reduced_shape
 from rsna_pkg.dicom.voi import apply_voi, oriented_values, voi_plan
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ def apply_voi_torch(stored: torch.Tensor, header: DicomHeader, index: int = 0) -
 __all__ = [
     "DECODER_CHOICES",
     "MAX_REDUCE",
+    "AreaPyramid",
     "DecodeResult",
     "DicomHeader",
     "DicomImage",

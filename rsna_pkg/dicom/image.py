@@ -101,30 +101,44 @@ class DicomImage:
         """Stored values at level ``reduce``; ``native=False`` always goes through one full
         decode (the route when reduced decoding is switched off). Raises DicomError."""
         start = time.perf_counter()
-        level_decoder = self._level_decoder(backend) if native else None
-        if level_decoder is not None and self.j2k_levels > 0:
+        level_decoder = self._codestream_decoder(backend, native)
+        if level_decoder is not None:
             arr, name = self._from_codestream(level_decoder, reduce), level_decoder.name
             straight = self._full is None and reduce > 0
         else:
-            if self._full is None:
-                result = decode_file(self.path, backend, 0, header=self.header)
-                self._full = Decoded(result.array, reduced=False)
-                self._full_backend = result.backend
-            if self._pyramid is None:
-                self._pyramid = AreaPyramid(self._full.array)
-            arr, name = self._pyramid.level(reduce), self._full_backend
+            arr, name = self._area_pyramid(backend).level(reduce), self._full_backend
             straight = False
         return Level(arr, name, straight, time.perf_counter() - start)
+
+    def _codestream_decoder(self, backend: str, native: bool) -> FrameDecoder | None:
+        """The decoder that takes levels straight from the codestream (None: every level is
+        an area mean of one full decode)."""
+        decoder = self._level_decoder(backend) if native else None
+        return decoder if decoder is not None and self.j2k_levels > 0 else None
+
+    def _area_pyramid(self, backend: str) -> AreaPyramid:
+        """Area means of one full-resolution decode (made on first use, then kept)."""
+        if self._full is None:
+            result = decode_file(self.path, backend, 0, header=self.header)
+            self._full = Decoded(result.array, reduced=False)
+            self._full_backend = result.backend
+        if self._pyramid is None:
+            self._pyramid = AreaPyramid(self._full.array)
+        return self._pyramid
 
     def decode_window(self, reduce: int, window: tuple[int, int, int, int],
                       backend: str = "auto", native: bool = True) -> Level:  # fmt: skip
         """Pixels ``window`` = (y0, x0, y1, x1) of level ``reduce``: the values of
         ``decode(reduce, backend, native)[y0:y1, x0:x1]``. Where the level decoder declares
         ``windows``, only the window is decoded; where it declines or fails (``window_note``
-        says why), the whole level is decoded and cropped. Raises DicomError."""
+        says why), the whole level is decoded and cropped. Where levels are area means of a
+        full decode, only the window's means are computed. Raises DicomError."""
         start = time.perf_counter()
-        decoder = self._level_decoder(backend) if native else None
         self.window_note = ""
+        if self._codestream_decoder(backend, native) is None:  # area means of the window alone
+            arr = self._area_pyramid(backend).window(reduce, window)
+            return Level(arr, self._full_backend, False, time.perf_counter() - start)
+        decoder = self._level_decoder(backend) if native else None
         if decoder is not None and decoder.capabilities().windows and self._full is None:
             assert isinstance(decoder, WindowDecoder), f"{decoder.name} declares windows"
             try:

@@ -32,30 +32,53 @@ def _block_sums(a: np.ndarray, f: int, acc: type[np.signedinteger]) -> np.ndarra
     4.7 ms for level 3 of a 2776x2082 frame)."""
     if not np.can_cast(a.dtype, acc):  # e.g. uint64: widen (or wrap) as astype does
         a = a.astype(acc)
-    h, w = a.shape
-    rows = np.zeros((-(-h // f), w), dtype=acc)
-    for k in range(min(f, h)):
+    rows = _strided_sums(a, f, acc)
+    return _strided_sums(rows.T, f, acc).T
+
+
+def _strided_sums(a: np.ndarray, f: int, acc: type[np.signedinteger]) -> np.ndarray:
+    """Sums of every ``f`` consecutive rows (the last group over what it has). The first
+    two slices are added straight into a new array (no zero-filled start: a 2x2 level is
+    one add per axis)."""
+    h = a.shape[0]
+    if f == 1 or h == 1:
+        return a.astype(acc)
+    tail = len(a[1::f])
+    out = a[0::f].astype(acc) if tail < len(a[0::f]) else np.add(a[0::f], a[1::f], dtype=acc)
+    if tail < len(out):
+        np.add(out[:tail], a[1::f], out=out[:tail])
+    for k in range(2, min(f, h)):
         part = a[k::f]
-        np.add(rows[: len(part)], part, out=rows[: len(part)])
-    sums = np.zeros((rows.shape[0], -(-w // f)), dtype=acc)
-    for k in range(min(f, w)):
-        part = rows[:, k::f]
-        np.add(sums[:, : part.shape[1]], part, out=sums[:, : part.shape[1]])
-    return sums
+        np.add(out[: len(part)], part, out=out[: len(part)])
+    return out
 
 
-def _block_mean(
-    sums: np.ndarray, shape: tuple[int, int], reduce: int, dtype: np.dtype
-) -> np.ndarray:
+def _block_counts(n: int, reduce: int) -> np.ndarray:
+    """Pixels of a side ``n`` in each block of level ``reduce`` (2**reduce, the last fewer)."""
     f = 2**reduce
-    rows, cols = shape
-    h, w = reduced_shape(rows, cols, reduce)
-    row_n = np.full(h, f, dtype=np.int64)
-    col_n = np.full(w, f, dtype=np.int64)
-    row_n[-1] = rows - (h - 1) * f
-    col_n[-1] = cols - (w - 1) * f
-    mean = sums / np.outer(row_n, col_n)
-    return np.rint(mean).astype(dtype)
+    counts = np.full(-(-n // f), f, dtype=np.int64)
+    counts[-1] = n - (len(counts) - 1) * f
+    return counts
+
+
+def _block_mean(sums: np.ndarray, row_n: np.ndarray, col_n: np.ndarray, reduce: int,
+                dtype: np.dtype) -> np.ndarray:  # fmt: skip
+    """``rint(sums / (row_n x col_n))`` in ``dtype``. Full blocks hold 4**reduce pixels, a
+    power of two, so their mean is rounded half to even by integer shifts (exact, and no
+    float pass: 0.6 ms for a 1300x785 level-1 crop against 16 ms through float64); blocks
+    cut by the image's last row or column are divided as they are."""
+    k = 2 * reduce
+    mean = np.right_shift(sums, k)  # rint(sums / 2**k) = (sums + 2**(k-1) - 1 + odd) >> k
+    np.bitwise_and(mean, 1, out=mean)
+    mean += sums
+    mean += (1 << (k - 1)) - 1
+    mean >>= k
+    f = 2**reduce
+    if len(row_n) and row_n[-1] != f:
+        mean[-1] = np.rint(sums[-1] / (row_n[-1] * col_n))
+    if len(col_n) and col_n[-1] != f:
+        mean[:, -1] = np.rint(sums[:, -1] / (row_n * col_n[-1]))
+    return mean.astype(dtype)
 
 
 def area_downsample(arr: np.ndarray, reduce: int) -> np.ndarray:
@@ -67,7 +90,8 @@ def area_downsample(arr: np.ndarray, reduce: int) -> np.ndarray:
 class AreaPyramid:
     """``area_downsample`` of one array at several levels: the exact integer block sums of
     each level asked are kept, and a deeper level is summed from the deepest kept one below
-    it, so every level equals ``area_downsample(arr, r)`` to the bit."""
+    it, so every level equals ``area_downsample(arr, r)`` to the bit. ``window`` gives a
+    window of a level alone, summing only the pixels under it."""
 
     def __init__(self, arr: np.ndarray) -> None:
         self.arr = arr
@@ -82,7 +106,29 @@ class AreaPyramid:
                         default=0)  # fmt: skip
             sums = self._sums[start] if start else self.arr
             self._sums[reduce] = _block_sums(sums, 2 ** (reduce - start), acc)
-        return _block_mean(self._sums[reduce], self.arr.shape, reduce, self.arr.dtype)
+        return self._mean(self._sums[reduce], reduce, (0, 0, *self._sums[reduce].shape))
+
+    def window(self, reduce: int, window: tuple[int, int, int, int]) -> np.ndarray:
+        """``level(reduce)[y0:y1, x0:x1]`` for ``window`` = (y0, x0, y1, x1), from the
+        level's kept sums if any, else from the full-resolution pixels under the window."""
+        y0, x0, y1, x1 = window
+        if reduce <= 0:
+            return self.arr[y0:y1, x0:x1]
+        acc = _accumulator(self.arr, reduce)
+        kept = self._sums.get(reduce)
+        if kept is not None and kept.dtype == acc:
+            sums = kept[y0:y1, x0:x1]
+        else:
+            f = 2**reduce
+            sums = _block_sums(self.arr[y0 * f : y1 * f, x0 * f : x1 * f], f, acc)
+        return self._mean(sums, reduce, window)
+
+    def _mean(self, sums: np.ndarray, reduce: int, window: tuple[int, int, int, int]) -> np.ndarray:
+        y0, x0, y1, x1 = window
+        rows, cols = self.arr.shape
+        row_n = _block_counts(rows, reduce)[y0:y1]
+        col_n = _block_counts(cols, reduce)[x0:x1]
+        return _block_mean(sums, row_n, col_n, reduce, self.arr.dtype)
 
 
 def stored_dtype(header: DicomHeader) -> np.dtype:

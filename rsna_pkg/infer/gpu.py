@@ -4,13 +4,15 @@ each image.
 A batch decoder of the registry (``rsna_pkg.dicom.backend``: DALI's ``DaliDecoder``,
 nvImageCodec's ``NvImageCodecDecoder``) decodes a batch of frames on the
 GPU to stored values (each with its own per-file CPU fallback for what it cannot take). What
-follows is ``preprocess``'s full-resolution route, step for step and with its functions:
-box on an area-downsampled probe, window the crop, flip, resize/pad, quantise. These
+follows is ``preprocess``'s full-decode route (``preprocess_stored``), step for step and
+with its functions: box on an area-downsampled probe, the crop from block means at the level
+the crop allows, window, flip, resize/pad, quantise. These
 steps run on the CPU in a thread pool (numpy and Pillow release the GIL); no torch twin
 of the crop/resize exists, and windowing only the crop (as the CPU path does) keeps the
 min-max fallback identical. Both decode full resolution only (neither exposes J2K
 resolution levels), so for J2K checkpoints saved with ``reduce=True`` the pixels differ
-slightly from the CPU path's reduced decode.
+slightly from the CPU path's reduced decode (block means, not the wavelet's levels); for
+every other syntax they are the CPU path's to the bit.
 A batch the decoder cannot handle at all (an unreadable file) goes through ``preprocess_file``
 file by file. A producer thread keeps ``prefetch`` batches ready ahead of the model.
 """

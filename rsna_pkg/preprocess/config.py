@@ -41,7 +41,8 @@ class PreprocessConfig:
     )  # fmt: skip
     voi_index: int = option(0, help="which WindowCenter/Width pair (or VOI LUT)",
                             bounds=(0, 1000))  # fmt: skip
-    reduce: bool = option(True, help="always decode full resolution (no J2K resolution levels)")
+    reduce: bool = option(True, help="crop every file at full resolution (no J2K resolution "
+                          "levels, no block means)")  # fmt: skip
     crop: bool = option(True, help="keep the whole image (no crop to the breast's box)")
     margin: float = option(0.005, help="box margin, a fraction of the image's longer side",
                            bounds=(0, 0.5), hi_open=True)  # fmt: skip
@@ -57,6 +58,13 @@ class PreprocessConfig:
                                 "where that lets a J2K file decode one resolution level "
                                 "deeper (1.0: never)", bounds=(1.0, 2.0))  # fmt: skip
 
+    # Files without codestream levels (JPEG Lossless, RLE, native) are decoded in full; their
+    # crop is then taken as block means at the level the same rule picks, so window and
+    # resize see as few pixels as for J2K, and every syntax reaches the model the same way.
+    area_levels: bool = option(True, help="crop files without J2K resolution levels (JPEG "
+                               "lossless, RLE, native) at full resolution, not from block "
+                               "means at the level the crop allows")  # fmt: skip
+
     def __post_init__(self) -> None:
         check_fields(self)
 
@@ -67,9 +75,12 @@ class PreprocessConfig:
     def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:
         """Inverse of to_dict; unknown keys are an error (a config from another version).
         A config saved before ``roi`` existed was made with the threshold crop and its own
-        margin, and one saved before ``max_upscale`` existed with levels that never enlarge
-        (1.0); each is rebuilt that way, so old checkpoints see what they were trained on."""
-        return from_plain(cls, {"roi": "threshold", "max_upscale": 1.0, **d}, "PreprocessConfig")
+        margin, one saved before ``max_upscale`` existed with levels that never enlarge
+        (1.0), and one saved before ``area_levels`` with files without J2K levels cropped at
+        full resolution; each is rebuilt that way, so old checkpoints see what they were
+        trained on."""
+        older = {"roi": "threshold", "max_upscale": 1.0, "area_levels": False}
+        return from_plain(cls, {**older, **d}, "PreprocessConfig")
 
     def with_(self, **changes: Any) -> PreprocessConfig:
         return dataclasses.replace(self, **changes)

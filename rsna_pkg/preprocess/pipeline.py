@@ -6,9 +6,15 @@ decoded once more at the deepest level that still leaves the crop at least as la
 resized output (or at most ``max_upscale`` smaller: a level deeper is a quarter of the
 pixels), and only the crop's window of that level where the decoder can (OpenJPEG's decode
 area: the same pixels for about three quarters of the level's cost). Other syntaxes
-(JPEG lossless) are decoded once at full resolution and the box is found on an
-area-downsampled copy. The window is applied to the crop only (so the min-max fallback, for
-files without VOI data, is computed over the breast).
+(JPEG lossless, RLE, native) are decoded once at full resolution; the box is found on an
+area-downsampled copy, and the crop is taken by the same level rule from area means of that
+decode (2**r x 2**r block means of the crop's pixels alone), so window and resize work on
+as few pixels as for J2K, and every syntax reaches the model through the same chain: a
+level at most ``max_upscale`` short of the output, then the bilinear resize. With
+``reduce`` off, every syntax is cropped at full resolution; with ``area_levels`` off (configs
+saved before it), every syntax but J2K. The window is applied to the
+crop only (so the min-max fallback, for files without VOI data, is computed over the
+breast).
 """
 
 from __future__ import annotations
@@ -21,9 +27,9 @@ import numpy as np
 
 from rsna_pkg.dicom import (
     MAX_REDUCE,
+    AreaPyramid,
     DicomHeader,
     apply_voi,
-    area_downsample,
     open_image,
     oriented_values,
     reduced_shape,
@@ -95,18 +101,36 @@ def finish_image(region: np.ndarray, header: DicomHeader, flip: bool, cfg: Prepr
     return image
 
 
+def crop_level(full_box: Box, header: DicomHeader, cfg: PreprocessConfig,
+               levels: int) -> tuple[int, Box]:  # fmt: skip
+    """The level the crop is taken from and the box in that level's pixels: the deepest
+    ``deepest_reduce`` allows, up to ``levels`` (those the decoder takes straight from the
+    codestream; with none, the area levels of a full decode, up to MAX_REDUCE, where
+    ``cfg.area_levels``); level 0 with ``cfg.reduce`` off."""
+    area = MAX_REDUCE if cfg.area_levels else 0
+    limit = (levels or area) if cfg.reduce else 0
+    r = deepest_reduce(full_box.height, full_box.width, cfg.height, cfg.width, limit,
+                       cfg.max_upscale)  # fmt: skip
+    rows, cols = reduced_shape(header.rows, header.columns, r)
+    return r, full_box.scaled(2.0**-r, rows, cols)
+
+
 def preprocess_stored(
     stored: np.ndarray, header: DicomHeader, cfg: PreprocessConfig, timings: dict[str, float]
 ) -> tuple[np.ndarray, Box, bool]:
-    """The full-resolution route on stored values however they were decoded (CPU backend or
-    DALI): box from an area-downsampled copy, then window, orient, crop, resize."""
+    """The full-decode route on stored values however they were decoded (CPU backend or a
+    GPU batch decoder): box from an area-downsampled copy, the crop from area means at the
+    level ``crop_level`` picks, then window, orient, resize. For every syntax but J2K this is
+    ``preprocess_file``'s route to the bit."""
     t = time.perf_counter()
+    pyramid = AreaPyramid(stored)
     rp = probe_level(header.rows, header.columns, cfg.probe_size)
-    small = area_downsample(stored, rp)
-    pbox, flip = locate(small, header, cfg)
+    pbox, flip = locate(pyramid.level(rp), header, cfg)
     box = pbox.scaled(2**rp, header.rows, header.columns)
+    r, level_box = crop_level(box, header, cfg, 0)
+    region = pyramid.window(r, level_box.as_tuple())
     timings["locate"] = time.perf_counter() - t
-    return finish_image(crop(stored, box), header, flip, cfg, timings), box, flip
+    return finish_image(region, header, flip, cfg, timings), box, flip
 
 
 def preprocess_file(path: str | Path, cfg: PreprocessConfig) -> PreprocessResult:
@@ -114,8 +138,8 @@ def preprocess_file(path: str | Path, cfg: PreprocessConfig) -> PreprocessResult
     resize keeping the aspect ratio and pad to cfg.height x cfg.width. Raises DicomError.
 
     One route: find the box on a probe level, then decode the deepest level the crop allows
-    (level 0 wherever the file or backend has no resolution levels to decode straight from:
-    ``DicomImage`` then serves every level from one full decode)."""
+    (wherever the file or backend has no resolution levels to decode straight from,
+    ``DicomImage`` serves every level, and the crop's window of one, from one full decode)."""
     path = Path(path)
     start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -133,18 +157,16 @@ def preprocess_file(path: str | Path, cfg: PreprocessConfig) -> PreprocessResult
     t = time.perf_counter()
     pbox, flip = locate(probe.array, header, cfg)
     full_box = pbox.scaled(2**probe_r, header.rows, header.columns)
-    r = deepest_reduce(
-        full_box.height, full_box.width, cfg.height, cfg.width, levels, cfg.max_upscale
-    )
+    r, box = crop_level(full_box, header, cfg, levels)
     timings["locate"] = time.perf_counter() - t
-    rows, cols = reduced_shape(header.rows, header.columns, r)
-    box = full_box.scaled(2.0**-r, rows, cols)
     if r == probe_r:
         final, region = probe, crop(probe.array, box)
     else:  # only the crop's window is decoded where the decoder can (same pixels)
         final = image.decode_window(r, box.as_tuple(), cfg.backend, native=cfg.reduce)
         region = final.array
-    timings["decode" if levels else "decode_crop"] = final.seconds if final is not probe else 0.0
+    # without codestream levels the crop's level is block means of the probe's full decode:
+    # arithmetic on decoded pixels, not decoding
+    timings["decode" if levels else "area_means"] = final.seconds if final is not probe else 0.0
     out = finish_image(region, header, flip, cfg, timings)
     timings["total"] = time.perf_counter() - start
     return PreprocessResult(out, full_box.as_tuple(), r, flip, header, final.backend,

@@ -121,6 +121,15 @@ class ReadsFrame(ABC):
         """Stored values of ``frame`` (see :class:`Decoder`)."""
 
 
+def importable(module: str) -> bool:
+    """Whether ``module`` imports here (a decoder's ``available``)."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
 def imagecodecs_has(codec: str) -> bool:
     """Whether imagecodecs imports here and was built with ``codec`` (e.g. "JPEG8")."""
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rsna_pkg.dicom.backend import Capabilities, Declined, Decoded, per_syntax
+from rsna_pkg.dicom.backend import Capabilities, Declined, Decoded, importable, per_syntax
 from rsna_pkg.dicom.frames import (
     J2K_SYNTAXES,
     JPEG_LOSSLESS_SYNTAXES,
@@ -33,11 +33,7 @@ class DicomsdlDecoder:
     name = "dicomsdl"
 
     def available(self) -> bool:
-        try:
-            import dicomsdl  # noqa: F401
-        except ImportError:
-            return False
-        return True
+        return importable("dicomsdl")
 
     def capabilities(self) -> Capabilities:
         return Capabilities(SYNTAXES, ms_per_mpx=MS_PER_MPX)

@@ -8,6 +8,7 @@ codestream each), never by searching inside PixelData: the RSNA J2K frames are J
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,24 +134,33 @@ class JpegInfo:
 SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC} | {0xF7}
 
 
-def jpeg_info(frame: bytes) -> JpegInfo:
-    """Parse the markers up to the first SOF of a JPEG / JPEG-LS codestream."""
+def jpeg_segments(frame: bytes) -> Iterator[tuple[int, int, int]]:
+    """(marker, offset of its FF, segment length) of each marker after SOI, in order, fill
+    bytes skipped (T.81 B.1.1.2), until the bytes end; the caller stops where it has what it
+    needs (a segment's body is ``frame[offset + 4 : offset + 2 + length]``). ValueError
+    where a marker should start and does not."""
     pos = 2
-    while pos + 5 <= len(frame):
+    while pos + 4 <= len(frame):
         if frame[pos] != 0xFF:
             raise ValueError(f"JPEG marker expected at byte {pos}")
         marker = frame[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
+        (length,) = struct.unpack_from(">H", frame, pos + 2)
+        yield marker, pos, length
+        pos += 2 + length
+
+
+def jpeg_info(frame: bytes) -> JpegInfo:
+    """Parse the markers up to the first SOF of a JPEG / JPEG-LS codestream."""
+    for marker, pos, _ in jpeg_segments(frame):
         if marker in SOF_MARKERS:
             if pos + 10 > len(frame):
                 break
             precision = frame[pos + 4]
             height, width = struct.unpack_from(">HH", frame, pos + 5)
             return JpegInfo(height, width, precision, frame[pos + 9], marker)
-        (length,) = struct.unpack_from(">H", frame, pos + 2)
-        pos += 2 + length
     raise ValueError("no JPEG frame header (SOF) found")
 
 

@@ -31,8 +31,15 @@ from functools import cache
 
 import numpy as np
 
-from rsna_pkg.dicom.backend import Capabilities, Declined, Decoded, ReadsFrame, per_syntax
-from rsna_pkg.dicom.frames import JPEG_LOSSLESS_SYNTAXES, sniff_codec
+from rsna_pkg.dicom.backend import (
+    Capabilities,
+    Declined,
+    Decoded,
+    ReadsFrame,
+    importable,
+    per_syntax,
+)
+from rsna_pkg.dicom.frames import JPEG_LOSSLESS_SYNTAXES, SOF_MARKERS, jpeg_segments, sniff_codec
 from rsna_pkg.dicom.header import DicomHeader
 from rsna_pkg.dicom.pixels import to_stored
 
@@ -64,19 +71,10 @@ def parse_scan(frame: bytes) -> LosslessScan:
     tables: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}
     sof: tuple[int, int, int] | None = None
     restart = 0
-    pos = 2
     try:
-        while True:
-            if frame[pos] != 0xFF:
-                raise Declined(f"JPEG marker expected at byte {pos}")
-            marker = frame[pos + 1]
-            if marker == 0xFF:  # fill byte
-                pos += 1
-                continue
-            (length,) = struct.unpack_from(">H", frame, pos + 2)
+        for marker, pos, length in jpeg_segments(frame):
             body = frame[pos + 4 : pos + 2 + length]
-            if marker in (0xC0, 0xC1, 0xC2, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
-                          0xCF, 0xF7):  # fmt: skip
+            if marker in SOF_MARKERS and marker != 0xC3:
                 raise Declined(f"SOF marker FF{marker:02X} is not lossless Huffman (FFC3)")
             if marker == 0xC3:
                 precision, rows, columns, components = struct.unpack_from(">BHHB", body)
@@ -93,9 +91,9 @@ def parse_scan(frame: bytes) -> LosslessScan:
                 (restart,) = struct.unpack_from(">H", body)
             elif marker == 0xDA:
                 return scan_from(body, sof, tables, restart, pos + 2 + length)
-            pos += 2 + length
-    except (IndexError, struct.error) as exc:
+    except (ValueError, IndexError, struct.error) as exc:
         raise Declined(f"mangled JPEG header ({exc})") from exc
+    raise Declined("no scan (SOS) in the frame")
 
 
 def huffman_tables(body: bytes) -> dict[int, tuple[tuple[int, ...], tuple[int, ...]]]:
@@ -285,11 +283,7 @@ class NumbaLjpegDecoder(ReadsFrame):
     name = "numba-ljpeg"
 
     def available(self) -> bool:
-        try:
-            import numba  # noqa: F401
-        except ImportError:
-            return False
-        return True
+        return importable("numba")
 
     def capabilities(self) -> Capabilities:
         return Capabilities(JPEG_LOSSLESS_SYNTAXES, ms_per_mpx=MS_PER_MPX)

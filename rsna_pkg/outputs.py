@@ -115,13 +115,23 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs here. A zombie (killed, not yet reaped by its
+    parent) counts as dead: it writes nothing more, yet answers signal 0 for as long as it
+    waits, which after a kill of a whole process group was 1-1.5 s here, long enough for a
+    rerun to keep a dead worker's temporary."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True  # someone else's live process
-    return True
+    try:  # Linux: "pid (comm) state ..."; comm may hold spaces and parentheses
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return not Path("/proc/self/stat").exists()  # reaped since; or no /proc at all
+    except (OSError, IndexError):
+        return True  # unreadable: the signal's answer stands
+    return state not in ("Z", "X")
 
 
 def remove_stale_temporaries(folder: str | Path) -> int:

@@ -1249,17 +1249,27 @@ def test_ten_thousand_ids_mostly_failing_are_all_written_with_20_lines(
 
 
 def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    """A temporary of a finished process, and of a killed one not yet reaped (a zombie, as a
+    killed worker is for a moment after its process group is killed) are removed; this
+    process's own and a file not named by us are kept."""
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
     stale = tmp_path / "1" / f".2.png.{int(dead.stdout)}.tmp"
     stale.parent.mkdir()
     stale.write_bytes(b"half a png")
+    zombie = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    zombie.kill()
+    while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        time.sleep(0.01)  # killed; not reaped until wait() below
+    killed = tmp_path / f".4.png.{zombie.pid}.tmp"
+    killed.write_bytes(b"half a png")
     live = files.temp_sibling(tmp_path / "3.png")  # this process's: kept
     live.write_bytes(b"being written")
     other = tmp_path / ".notes.tmp"  # not one of ours: kept
     other.write_bytes(b"")
-    assert files.remove_stale_temporaries(tmp_path) == 1
-    assert not stale.exists() and live.exists() and other.exists()
+    assert files.remove_stale_temporaries(tmp_path) == 2
+    assert not stale.exists() and not killed.exists() and live.exists() and other.exists()
+    zombie.wait()
 
 
 def test_reasons_are_one_line() -> None:

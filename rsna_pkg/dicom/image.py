@@ -135,11 +135,11 @@ class DicomImage:
         full decode, only the window's means are computed. Raises DicomError."""
         start = time.perf_counter()
         self.window_note = ""
-        if self._codestream_decoder(backend, native) is None:  # area means of the window alone
+        decoder = self._codestream_decoder(backend, native)
+        if decoder is None:  # area means of the window alone
             arr = self._area_pyramid(backend).window(reduce, window)
             return Level(arr, self._full_backend, False, time.perf_counter() - start)
-        decoder = self._level_decoder(backend) if native else None
-        if decoder is not None and decoder.capabilities().windows and self._full is None:
+        if decoder.capabilities().windows and self._full is None:
             assert isinstance(decoder, WindowDecoder), f"{decoder.name} declares windows"
             try:
                 out = decoder.decode_window(self.frame, self.header, reduce, window)

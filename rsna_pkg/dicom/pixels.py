@@ -43,10 +43,12 @@ def _strided_sums(a: np.ndarray, f: int, acc: type[np.signedinteger]) -> np.ndar
     h = a.shape[0]
     if f == 1 or h == 1:
         return a.astype(acc)
-    tail = len(a[1::f])
-    out = a[0::f].astype(acc) if tail < len(a[0::f]) else np.add(a[0::f], a[1::f], dtype=acc)
-    if tail < len(out):
-        np.add(out[:tail], a[1::f], out=out[:tail])
+    first, second = a[0::f], a[1::f]
+    if len(second) == len(first):
+        out = np.add(first, second, dtype=acc)
+    else:  # the last group holds one row only
+        out = first.astype(acc)
+        np.add(out[: len(second)], second, out=out[: len(second)])
     for k in range(2, min(f, h)):
         part = a[k::f]
         np.add(out[: len(part)], part, out=out[: len(part)])

@@ -168,3 +168,27 @@ def test_level_differences_compare_only_files_a_level_deeper() -> None:
     assert got["changed_mean_abs_uint8"] == 2.0 and got["changed_p99_abs_uint8"] == 2.0
     assert got["changed_psnr_db"] == [pytest.approx(10 * np.log10(255**2 / 4))]
     assert bench.level_differences(reduced[:1], exact[:1])["files_a_level_deeper"] == 0
+
+
+def test_paired_best_runs_each_side_in_a_row_and_keeps_its_fastest(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Per file: each config's runs, then the baseline's, each a warm-up and ``repeats``
+    runs in a row (no run right after the other pipeline's is kept), the fastest kept."""
+    calls: list[str] = []
+    walls = iter([0.5, 3.0, 2.0, 0.5, 5.0, 4.0, 0.5, 1.0, 6.0] * 2)  # warm-ups fastest
+
+    def package(path: Path, cfg: dict) -> tuple:
+        calls.append(f"{path.name}:{cfg['k']}")
+        return (next(walls), cfg["k"])
+
+    def baseline(path: Path, height: int, width: int) -> tuple:
+        calls.append(f"{path.name}:base")
+        return (next(walls), "base")
+
+    monkeypatch.setattr(bench, "_preprocess_one", package)
+    monkeypatch.setattr(bench, "_baseline_one", baseline)
+    files = [Path("a.dcm"), Path("b.dcm")]
+    best, base = bench.paired_best(files, [{"k": 0}, {"k": 1}], 64, 32, repeats=2)
+    assert calls == [f"{f}:{side}" for f in ("a.dcm", "b.dcm") for side in (0, 1, "base")
+                     for _ in range(3)]  # fmt: skip
+    assert [r[0] for r in best[0]] == [2.0, 2.0] and [r[0] for r in best[1]] == [4.0, 4.0]
+    assert [r[0] for r in base] == [1.0, 1.0]  # the warm-ups are never kept

@@ -90,18 +90,26 @@ def area_downsample(arr: np.ndarray, reduce: int) -> np.ndarray:
 
 
 class AreaPyramid:
-    """``area_downsample`` of one array at several levels: the exact integer block sums of
+    """``area_downsample`` of one array at several levels. Where numba is installed, each
+    level, or a window of one, is one pass of ``numba_means`` over the pixels under it.
+    Without numba (or ``use_kernel=False``), numpy sums: the exact integer block sums of
     each level asked are kept, and a deeper level is summed from the deepest kept one below
-    it, so every level equals ``area_downsample(arr, r)`` to the bit. ``window`` gives a
-    window of a level alone, summing only the pixels under it."""
+    it. Either way every level equals ``area_downsample(arr, r)`` to the bit, and
+    ``window`` sums only the pixels under the window."""
 
-    def __init__(self, arr: np.ndarray) -> None:
+    def __init__(self, arr: np.ndarray, use_kernel: bool = True) -> None:
         self.arr = arr
+        self.use_kernel = use_kernel  # rsna_pkg.dicom.numba_means where numba is installed
         self._sums: dict[int, np.ndarray] = {}
 
     def level(self, reduce: int) -> np.ndarray:
         if reduce <= 0:
             return self.arr
+        if not self._sums and self.arr.ndim == 2:
+            rows, cols = self.arr.shape
+            fast = self._kernel_means(reduce, (0, 0, *reduced_shape(rows, cols, reduce)))
+            if fast is not None:
+                return fast
         acc = _accumulator(self.arr, reduce)
         if reduce not in self._sums or self._sums[reduce].dtype != acc:
             start = max((k for k in self._sums if k < reduce and self._sums[k].dtype == acc),
@@ -120,10 +128,22 @@ class AreaPyramid:
         kept = self._sums.get(reduce)
         if kept is not None and kept.dtype == acc:
             sums = kept[y0:y1, x0:x1]
+        elif (fast := self._kernel_means(reduce, window)) is not None:
+            return fast
         else:
             f = 2**reduce
             sums = _block_sums(self.arr[y0 * f : y1 * f, x0 * f : x1 * f], f, acc)
         return self._mean(sums, reduce, window)
+
+    def _kernel_means(self, reduce: int, window: tuple[int, int, int, int]) -> np.ndarray | None:
+        """The window's means in one pass by the compiled kernel (None: numpy computes
+        them, where numba is missing, the dtype is not the kernel's or ``use_kernel`` is
+        off)."""
+        if not self.use_kernel:
+            return None
+        from rsna_pkg.dicom.numba_means import window_means
+
+        return window_means(self.arr, reduce, window)
 
     def _mean(self, sums: np.ndarray, reduce: int, window: tuple[int, int, int, int]) -> np.ndarray:
         y0, x0, y1, x1 = window

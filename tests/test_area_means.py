@@ -55,6 +55,9 @@ def test_kernel_and_numpy_means_equal_the_float_reference(dtype: str) -> None:
                 assert np.array_equal(got, want), (shape, reduce, (y0, x0, y1, x1))
                 assert np.array_equal(fast.window(reduce, (y0, x0, y1, x1)), want)
                 assert np.array_equal(plain.window(reduce, (y0, x0, y1, x1)), want)
+            over = (ref.shape[0] // 2, 0, ref.shape[0] + 3, ref.shape[1] + 5)  # past the edge
+            assert np.array_equal(fast.window(reduce, over), ref[over[0] :, :])
+            assert np.array_equal(plain.window(reduce, over), ref[over[0] :, :])
             assert np.array_equal(fast.level(reduce), ref)
             assert np.array_equal(plain.level(reduce), ref)
 

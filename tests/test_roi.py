@@ -222,6 +222,24 @@ def test_open_square_removes_what_is_narrower_than_its_side() -> None:
     assert roi.open_square(np.ones((9, 9), dtype=bool), 2).all()
 
 
+def test_open_square_running_counts_equal_scipys_filters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The numba running counts (``square_filter``) and scipy's minimum/maximum filters open
+    every mask alike: thin and wide shapes, sparse to dense, radii past the image's sides."""
+    pytest.importorskip("numba")
+    from rsna_pkg.preprocess import square_filter
+
+    rng = np.random.default_rng(3)
+    masks = [rng.random(shape) < p for shape in ((1, 1), (3, 50), (50, 3), (40, 41), (287, 240))
+             for p in (0.5, 0.9, 0.99)]  # fmt: skip
+    fast = [[square_filter.open_square_counts(m, r) for r in (0, 1, 2, 7, 30)] for m in masks]
+    monkeypatch.setattr(square_filter, "open_square_counts", lambda mask, radius: None)
+    for m, opened in zip(masks, fast, strict=True):
+        for r, got in zip((0, 1, 2, 7, 30), opened, strict=True):
+            want = roi.open_square(m, r)  # scipy's filters now
+            assert got is not None and got.dtype == bool
+            np.testing.assert_array_equal(got, want, err_msg=f"{m.shape} radius {r}")
+
+
 def test_edge_runs_and_near_edge() -> None:
     mask = np.array([[1, 1, 1, 1], [1, 1, 0, 1], [0, 1, 1, 1], [1, 0, 0, 0]], dtype=bool)
     assert roi.edge_runs(mask).tolist() == [4, 2, 0, 1]

@@ -27,7 +27,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 
@@ -42,6 +41,7 @@ from rsna_pkg.dicom.backend import (
 from rsna_pkg.dicom.frames import JPEG_LOSSLESS_SYNTAXES, SOF_MARKERS, jpeg_segments, sniff_codec
 from rsna_pkg.dicom.header import DicomHeader
 from rsna_pkg.dicom.pixels import to_stored
+from rsna_pkg.jit import compiled
 
 # ms/Mpx measured on the synthetic .70 frames of `rsna bench decode` (2294x1914 to 3062x2394,
 # 5-10.5 bits a pixel): 21.6-36.0 ms where libjpeg-turbo took 28.9-45.0.
@@ -254,11 +254,10 @@ def _decode_scan(data: np.ndarray, pos: int, short: np.ndarray, full: np.ndarray
     return 0
 
 
-@cache
 def _kernel() -> Callable[..., int]:
-    import numba
-
-    kernel: Callable[..., int] = numba.njit(cache=True, nogil=True, boundscheck=False)(_decode_scan)
+    kernel = compiled(_decode_scan)
+    if kernel is None:  # available() said numba imports
+        raise Declined("numba is not installed")
     return kernel
 
 

@@ -18,11 +18,10 @@ numba is optional: without it ``window_means`` returns None and numpy does the w
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cache
 
 import numpy as np
 
-from rsna_pkg.dicom.backend import importable
+from rsna_pkg.jit import compiled
 
 # stored values the kernel takes: a block sum of 4**5 of them fits int64 with room to spare
 KERNEL_DTYPES = frozenset(np.dtype(t) for t in ("u1", "i1", "u2", "i2", "u4", "i4"))
@@ -80,16 +79,8 @@ def _block_means(a: np.ndarray, f: int, k: int, y0: int, x0: int, out: np.ndarra
             out[by, whole] = np.rint(np.float64(s) / np.float64((r1 - r0) * (n - whole * f)))
 
 
-@cache
 def _kernel() -> Callable[..., None] | None:
-    if not importable("numba"):
-        return None
-    import numba
-
-    kernel: Callable[..., None] = numba.njit(cache=True, nogil=True, boundscheck=False)(
-        _block_means
-    )
-    return kernel
+    return compiled(_block_means)
 
 
 def window_means(
@@ -101,10 +92,13 @@ def window_means(
     kernel = _kernel()
     if kernel is None or arr.dtype not in KERNEL_DTYPES or arr.ndim != 2 or reduce < 1:
         return None
-    from rsna_pkg.dicom.pixels import _accumulator
+    from rsna_pkg.dicom.pixels import _accumulator, reduced_shape
 
-    y0, x0, y1, x1 = window
-    out = np.empty((max(0, y1 - y0), max(0, x1 - x0)), arr.dtype)
+    # clipped to the level as numpy's slices are (the kernel does not check its indices)
+    rows, cols = reduced_shape(arr.shape[0], arr.shape[1], reduce)
+    y1, x1 = min(window[2], rows), min(window[3], cols)
+    y0, x0 = min(max(0, window[0]), y1), min(max(0, window[1]), x1)
+    out = np.empty((y1 - y0, x1 - x0), arr.dtype)
     if out.size:
         acc = _accumulator(arr, reduce)
         kernel(arr, 2**reduce, reduce, y0, x0, out, np.empty(arr.shape[1], acc),

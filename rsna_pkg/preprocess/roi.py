@@ -156,13 +156,13 @@ def open_square(mask: np.ndarray, radius: int) -> np.ndarray:
     area per pixel, and a Euclidean disk through distance transforms was 7x slower).
     Running counts compiled by numba where it imports (``square_filter``, the same mask in a
     quarter of the time), scipy's filters where not."""
-    from scipy import ndimage
-
     from rsna_pkg.preprocess.square_filter import open_square_counts
 
     fast = open_square_counts(mask, radius) if mask.ndim == 2 else None
     if fast is not None:
         return fast
+    from scipy import ndimage
+
     size = 2 * radius + 1
     eroded = ndimage.minimum_filter(mask.astype(np.uint8), size=size, mode="constant", cval=0)
     return ndimage.maximum_filter(eroded, size=size, mode="constant", cval=0).astype(bool)

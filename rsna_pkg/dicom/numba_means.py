@@ -100,7 +100,7 @@ def window_means(
     y0, x0 = min(max(0, window[0]), y1), min(max(0, window[1]), x1)
     out = np.empty((y1 - y0, x1 - x0), arr.dtype)
     if out.size:
-        acc = _accumulator(arr, reduce)
-        kernel(arr, 2**reduce, reduce, y0, x0, out, np.empty(arr.shape[1], acc),
-               np.empty(out.shape[1], acc))  # fmt: skip
+        acc, f = _accumulator(arr, reduce), 2**reduce
+        pixels = min(x1 * f, arr.shape[1]) - x0 * f  # the window's full-resolution columns
+        kernel(arr, f, reduce, y0, x0, out, np.empty(pixels, acc), np.empty(out.shape[1], acc))
     return out

@@ -158,7 +158,7 @@ def open_square(mask: np.ndarray, radius: int) -> np.ndarray:
     quarter of the time), scipy's filters where not."""
     from rsna_pkg.preprocess.square_filter import open_square_counts
 
-    fast = open_square_counts(mask, radius) if mask.ndim == 2 else None
+    fast = open_square_counts(mask, radius)
     if fast is not None:
         return fast
     from scipy import ndimage

@@ -63,9 +63,9 @@ def _along_columns(src: np.ndarray, radius: int, erode: bool, out: np.ndarray,
 
 def open_square_counts(mask: np.ndarray, radius: int) -> np.ndarray | None:
     """Opening of a 2-D boolean ``mask`` by the square (erosion, then dilation), or None
-    where numba does not import."""
+    where numba does not import or the mask is not 2-D."""
     rows_pass, columns_pass = compiled(_along_rows), compiled(_along_columns)
-    if rows_pass is None or columns_pass is None:
+    if rows_pass is None or columns_pass is None or mask.ndim != 2:
         return None
     src = np.ascontiguousarray(mask, dtype=bool).view(np.uint8)
     a, b = np.empty_like(src), np.empty_like(src)
